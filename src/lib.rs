@@ -1,0 +1,21 @@
+//! fulcrum: a userspace L4 load balancer on DPDK.
+//!
+//! The folder tree is the architecture:
+//! - [`wire`]: typed zero-copy views over packet bytes (Ethernet, ARP, IPv4/6, TCP, UDP, ICMP).
+//! - [`buffer`]: the packet-buffer trait the engine works on (DPDK mbufs and a heap buffer implement it).
+//! - [`maglev`]: Maglev consistent hashing.
+//! - [`flow`]: the per-worker connection table.
+//! - [`engine`]: the per-packet decision: parse, look up, pick, rewrite, verdict.
+//! - [`config`]: the YAML file, its validation and the snapshot workers read.
+//! - `runtime` (feature `dpdk`): EAL, ports, poll-mode workers.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod buffer;
+pub mod config;
+pub mod engine;
+pub mod flow;
+pub mod maglev;
+pub mod wire;
+#[cfg(feature = "dpdk")]
+pub mod runtime;

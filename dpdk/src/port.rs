@@ -452,17 +452,17 @@ impl Port {
 }
 
 impl Drop for Port {
+    /// Stops the port (when no queue handle is alive) and releases the claim;
+    /// the device stays open, so `Port::by_name` can take it again. Use
+    /// [`Port::close`] to close it.
     fn drop(&mut self) {
         if self.id == u16::MAX {
             return; // closed already
         }
-        if Arc::strong_count(&self.handles) == 1 && is_initialised() {
+        if self.started && Arc::strong_count(&self.handles) == 1 && is_initialised() {
             // SAFETY: valid port and no queue handle can poll it.
             unsafe {
-                if self.started {
-                    sys::rte_eth_dev_stop(self.id);
-                }
-                sys::rte_eth_dev_close(self.id);
+                sys::rte_eth_dev_stop(self.id);
             }
         }
         release(self.id);

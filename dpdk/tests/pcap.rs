@@ -75,7 +75,11 @@ fn pcap_replay_is_identical() {
     let packets: Vec<Vec<u8>> = (0..COUNT).map(|i| test_packet(SEED, i)).collect();
     let total_bytes: u64 = packets.iter().map(|p| p.len() as u64).sum();
     write_pcap(&input, &packets);
-    assert_eq!(read_pcap(&input).len(), COUNT as usize, "the writer and reader agree");
+    assert_eq!(
+        read_pcap(&input).len(),
+        COUNT as usize,
+        "the writer and reader agree"
+    );
 
     let vdev = format!(
         "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
@@ -87,7 +91,8 @@ fn pcap_replay_is_identical() {
         Mempool::new("pcap_pool", POOL_SIZE, 32, Mempool::DEFAULT_DATA_ROOM).expect("mempool");
     let mut port = Port::by_name("net_pcap0").expect("pcap port");
     assert_eq!(port.info().expect("info").driver, "net_pcap");
-    port.configure(&PortConfig::default(), &pool).expect("configure");
+    port.configure(&PortConfig::default(), &pool)
+        .expect("configure");
     port.start().expect("start");
     port.reset_stats().expect("reset");
     let (mut rxs, mut txs) = port.queues().expect("queues");
@@ -96,11 +101,17 @@ fn pcap_replay_is_identical() {
     let mut batch = MbufBatch::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while received < COUNT {
-        assert!(Instant::now() < deadline, "only {received} packets read from the pcap");
+        assert!(
+            Instant::now() < deadline,
+            "only {received} packets read from the pcap"
+        );
         let n = rxs[0].rx_burst(&mut batch);
         for (k, m) in batch.as_slice().iter().enumerate() {
             let i = received as usize + k;
-            assert!(m.data() == packets[i].as_slice(), "packet {i} differs on RX");
+            assert!(
+                m.data() == packets[i].as_slice(),
+                "packet {i} differs on RX"
+            );
         }
         received += n as u64;
         while !batch.is_empty() {
@@ -108,7 +119,11 @@ fn pcap_replay_is_identical() {
         }
     }
     let mut extra = MbufBatch::new();
-    assert_eq!(rxs[0].rx_burst(&mut extra), 0, "the file holds {COUNT} packets");
+    assert_eq!(
+        rxs[0].rx_burst(&mut extra),
+        0,
+        "the file holds {COUNT} packets"
+    );
 
     let st = port.stats().expect("stats");
     assert_eq!((st.ipackets, st.opackets), (COUNT, COUNT));
@@ -123,10 +138,18 @@ fn pcap_replay_is_identical() {
     let written = read_pcap(&output);
     assert_eq!(written.len(), COUNT as usize);
     for (i, (bytes, origlen)) in written.iter().enumerate() {
-        assert_eq!(*origlen as usize, packets[i].len(), "packet {i} original length");
-        assert!(bytes == &packets[i], "packet {i} differs in the output pcap");
+        assert_eq!(
+            *origlen as usize,
+            packets[i].len(),
+            "packet {i} original length"
+        );
+        assert!(
+            bytes == &packets[i],
+            "packet {i} differs in the output pcap"
+        );
     }
     assert_eq!(pool.avail_count(), POOL_SIZE);
     drop(eal);
+    common::remove_runtime_dir("pcap");
     let _ = std::fs::remove_dir_all(&dir);
 }

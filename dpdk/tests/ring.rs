@@ -38,6 +38,7 @@ fn ring_and_null_ports() {
     assert_eq!(pool.avail_count(), POOL_SIZE, "leak after lcores");
     assert_eq!(pool.in_use_count(), 0);
     drop(eal);
+    common::remove_runtime_dir("ring");
 }
 
 fn eal_basics(eal: &Eal) {

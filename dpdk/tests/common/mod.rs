@@ -9,7 +9,8 @@
 pub fn eal_args(name: &str, extra: &[String]) -> Vec<String> {
     let mut args = vec!["-l".to_owned(), "0-1".to_owned(), "--no-pci".to_owned()];
     if std::env::var("FULCRUM_DPDK_HUGE").as_deref() == Ok("1") {
-        args.extend(["-m", "256"].map(str::to_owned));
+        // --huge-unlink: no hugepage files stay behind after the process.
+        args.extend(["-m", "256", "--huge-unlink"].map(str::to_owned));
     } else {
         args.extend(["--no-huge", "-m", "256"].map(str::to_owned));
     }
@@ -19,6 +20,13 @@ pub fn eal_args(name: &str, extra: &[String]) -> Vec<String> {
     ));
     args.extend(extra.iter().cloned());
     args
+}
+
+/// Removes the EAL runtime folder of this process (`/var/run/dpdk/<prefix>`),
+/// which `rte_eal_cleanup` leaves behind. Call after dropping the EAL.
+pub fn remove_runtime_dir(name: &str) {
+    let dir = format!("/var/run/dpdk/fulcrum-{name}-{}", std::process::id());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A small deterministic generator (xorshift64*).

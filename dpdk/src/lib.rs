@@ -19,6 +19,17 @@
 //! # Ok::<(), fulcrum_dpdk::DpdkError>(())
 //! ```
 //!
+//! # EAL arguments that work on the development VM (as root)
+//!
+//! * without hugepages: `-l 0-1 --no-pci --no-huge -m 256
+//!   --file-prefix=<unique> --vdev=...`
+//! * with hugepages mounted on `/dev/hugepages`: `-l 0-1 --no-pci -m 256
+//!   --huge-unlink --file-prefix=<unique> --vdev=...`
+//!
+//! Every process needs its own `--file-prefix` (the tests use name + pid) so
+//! parallel runs do not collide; `rte_eal_cleanup` leaves
+//! `/var/run/dpdk/<prefix>` behind.
+//!
 //! Drivers for virtual devices (`net_ring`, `net_null`, `net_pcap`,
 //! `net_af_packet`, `net_af_xdp`, `net_tap`, `net_memif`, `net_virtio_user`)
 //! are loaded by the EAL from Debian's plugin folder without `-d`; see

@@ -212,6 +212,11 @@ fn ring_loopback(pool: &Mempool) {
         ..PortConfig::default()
     };
     port.configure(&cfg, pool).expect("configure");
+    // RSS is masked with what the device supports: net_ring supports none.
+    let rss_offloads = port.info().expect("info").rss_offloads;
+    assert_eq!(port.rss_hash_functions() & !rss_offloads, 0);
+    assert_eq!(rss_offloads, 0);
+    assert_eq!(port.rss_hash_functions(), 0);
     port.start().expect("start");
     port.reset_stats().expect("reset");
     assert!(port.link().expect("link").up);

@@ -846,11 +846,13 @@ impl Validator<'_> {
         let h: &RawHealthCheck = &raw.value;
         let kind = h.kind.as_ref().map_or(HealthCheckKind::Tcp, |k| k.value);
         let port = h.port.as_ref().and_then(|p| self.port_number(p, "port"));
+        let every_backend_has_port =
+            !backends.is_empty() && backends.iter().all(|b| b.port.is_some());
         if kind != HealthCheckKind::None
             && h.port.is_none()
             && service_port.is_none()
             && s.port.is_none()
-            && !(backends.iter().all(|b| b.port.is_some()) && !backends.is_empty())
+            && !every_backend_has_port
         {
             self.report.error(
                 &raw.referenced,

@@ -23,7 +23,56 @@
 //! - An `l7` service carries `routes` and `clusters` instead of `forwarding` and
 //!   `backends`; they are kept as written ([`Value`]) and their shape is set by the
 //!   issue that builds the L7 pool.
-
+//!
+//! # Reference
+//!
+//! Durations are `<integer><unit>` with unit `ms`, `s`, `m` or `h`. Names (ports,
+//! services) are 1 to 64 of `[A-Za-z0-9_.-]`. "req." marks a required key.
+//!
+//! | key | default | rule |
+//! |---|---|---|
+//! | `dpdk.eal_args` | `[]` | passed to `rte_eal_init` as given |
+//! | `ports` | req. | at least one |
+//! | `ports[].name` | req. | unique |
+//! | `ports[].device` | req. | unique; a PCI address (refused with `--no-pci`, must be in `-a` if any) or a name created by `--vdev` |
+//! | `ports[].address` | req. | `ADDR/LEN`, unicast |
+//! | `ports[].gateway` | none | same family, on the subnet, not the port address |
+//! | `ports[].neighbors[]` | `[]` | `address` (same family, unique) + unicast `mac` |
+//! | `ports[].mtu` | 1500 | 68..=9000; IPv6 ports at least 1280 |
+//! | `ports[].rx_desc`, `tx_desc` | 1024 | power of two, 64..=16384 |
+//! | `workers.cores` | req. | at least one; unique; online on the host |
+//! | `workers.burst` | 32 | 1..=512 |
+//! | `workers.idle` | `adaptive` | `adaptive` \| `poll` |
+//! | `flow_table.capacity` | 1048576 | 1..=2^28 per worker |
+//! | `flow_table.tcp_established_timeout` | 300s | > 0 |
+//! | `flow_table.tcp_transitory_timeout` | 15s | > 0 |
+//! | `flow_table.udp_timeout` | 30s | > 0 |
+//! | `admin.listen` | 127.0.0.1:9100 | `IP:PORT` or `[IPv6]:PORT` |
+//! | `admin.token` | none | non-empty |
+//! | `services[].name` | req. | unique |
+//! | `services[].vip` | req. | unicast, not a port address; vip + port + protocol unique (no port overlaps every port) |
+//! | `services[].port` | every port | 1..=65535; required for `l7` |
+//! | `services[].protocol` | `tcp` | `tcp` \| `udp`; `l7` needs `tcp` |
+//! | `services[].mode` | `l4` | `l4` \| `l7` |
+//! | `services[].forwarding` | req. for `l4` | `dsr` \| `ipip` \| `gue` \| `nat`; refused for `l7` |
+//! | `services[].maglev_table_size` | 65537 | prime, 2..=2^24, larger than the backend count; under 100 per backend warns |
+//! | `services[].backends[]` | req. for `l4` | at least one; refused for `l7`; unique address (+ port) |
+//! | `backends[].address` | req. | family: see above; a port of its family exists; not the vip nor a port address |
+//! | `backends[].weight` | 1 | 0..=65535; 0 drains; all 0 warns |
+//! | `backends[].port` | service port | `nat` only, needs a service port; 1..=65535 |
+//! | `services[].health_check` | kind `none` | absent: no probes |
+//! | `health_check.kind` | `tcp` | `tcp` \| `http` \| `none` |
+//! | `health_check.port` | backend's port | 1..=65535; required when the service takes every port |
+//! | `health_check.path` | `/` | `http` only; starts with `/`, no spaces |
+//! | `health_check.interval` | 2s | > 0 |
+//! | `health_check.timeout` | 1s | > 0 and less than `interval` (error) |
+//! | `health_check.healthy_threshold` | 2 | 1..=100 |
+//! | `health_check.unhealthy_threshold` | 3 | 1..=100 |
+//! | `services[].panic_threshold` | 50 | percent, 0..=100 |
+//! | `services[].drain_timeout` | 30s | 0s allowed (drop drained flows at once) |
+//! | `services[].on_unhealthy` | `keep` | `keep` \| `reset` |
+//! | `services[].gue_port` | 6080 | `gue` only; 1..=65535 |
+//! | `services[].routes`, `clusters` | req. for `l7` | kept as written; refused for `l4` |
 mod address;
 mod diagnostic;
 mod duration;

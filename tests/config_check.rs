@@ -16,6 +16,7 @@ const BAD: &[(&str, &str)] = &[
     ("bad-duration", "18:20: drain_timeout: expected a duration such as 300ms, 5s, 2m or 1h, found `30`"),
     ("bad-mac", "10:14: mac: expected a MAC address such as 02:00:00:00:00:11, found `02:00:00:00:11`"),
     ("core-offline", "9:14: core 4095 is not online on this host (online CPUs: 0-3)"),
+    ("dsr-off-link", "18:18: backend 10.99.7.12 is on no port's subnet: dsr reaches backends on the link only (use ipip, gue or nat to route)"),
     ("duplicate-core", "9:14: core 1 is listed twice (line 9)"),
     ("duplicate-device", "9:13: device `net_af_packet0` is already used by another port (line 6)"),
     ("duplicate-port-name", "8:11: port name `lan` is already used (line 5)"),

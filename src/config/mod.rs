@@ -57,7 +57,7 @@
 //! | `services[].forwarding` | req. for `l4` | `dsr` \| `ipip` \| `gue` \| `nat`; refused for `l7` |
 //! | `services[].maglev_table_size` | 65537 | prime, 2..=2^24, larger than the backend count; under 100 per backend warns |
 //! | `services[].backends[]` | req. for `l4` | at least one; refused for `l7`; unique address (+ port) |
-//! | `backends[].address` | req. | family: see above; a port of its family exists; not the vip nor a port address |
+//! | `backends[].address` | req. | family: see above; a port of its family exists; `dsr`: on a port's subnet; not the vip nor a port address |
 //! | `backends[].weight` | 1 | 0..=65535; 0 drains; all 0 warns |
 //! | `backends[].port` | service port | `nat` only, needs a service port; 1..=65535 |
 //! | `services[].health_check` | kind `none` | absent: no probes |

@@ -751,6 +751,18 @@ impl Validator<'_> {
                         family_name(address)
                     ),
                 );
+            } else if forwarding == Some(Forwarding::Dsr)
+                && !ports.is_empty()
+                && !ports.iter().any(|p| p.on_link(address))
+                && vip.is_some_and(|vip| vip.is_ipv4() == address.is_ipv4())
+            {
+                self.report.error(
+                    at,
+                    format!(
+                        "backend {address} is on no port's subnet: dsr reaches backends on the \
+                         link only (use ipip, gue or nat to route)"
+                    ),
+                );
             }
             if let Some(first) = seen.insert((address, port), *at) {
                 self.report.error(

@@ -978,3 +978,16 @@ fn hostile_nesting_is_refused_not_a_crash() {
     let found = diagnostics(&yaml);
     assert_eq!(found, ["21:268: recursion limit exceeded"]);
 }
+
+#[test]
+fn dsr_backends_are_on_link() {
+    assert_eq!(
+        diagnostics(&edit("address: 10.0.0.11", "address: 10.0.1.11")),
+        ["15:18: backend 10.0.1.11 is on no port's subnet: dsr reaches backends on the link only (use ipip, gue or nat to route)"]
+    );
+    for routed in ["ipip", "gue", "nat"] {
+        let yaml = edit("address: 10.0.0.11", "address: 10.0.1.11")
+            .replace("forwarding: dsr", &format!("forwarding: {routed}"));
+        assert_eq!(diagnostics(&yaml), Vec::<String>::new(), "{routed}");
+    }
+}

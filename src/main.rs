@@ -42,8 +42,28 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { .. } | Command::Check { .. } | Command::Maglev { .. } => {
+        Command::Check { config } => check(&config),
+        Command::Run { .. } | Command::Maglev { .. } => {
             eprintln!("fulcrum: not yet implemented");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `fulcrum check -c FILE`: the summary and exit 0, or each problem on stderr and exit 2.
+fn check(path: &std::path::Path) -> ExitCode {
+    match fulcrum::config::check_file(path) {
+        Ok(summary) => {
+            for warning in &summary.warnings {
+                eprintln!("{warning}");
+            }
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
             ExitCode::from(2)
         }
     }

@@ -16,6 +16,6 @@ pub mod config;
 pub mod engine;
 pub mod flow;
 pub mod maglev;
-pub mod wire;
 #[cfg(feature = "dpdk")]
 pub mod runtime;
+pub mod wire;

@@ -1,0 +1,240 @@
+//! Flow keys and the stable flow hash.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// IP protocol number of TCP.
+pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// What a [`FlowTable`](super::FlowTable) needs from its key type.
+pub trait FlowKeyT: Copy + Eq {
+    /// A well-mixed 64-bit hash of the key. It must be a pure function of the
+    /// key (the table recomputes it to unlink entries).
+    fn flow_hash(&self) -> u64;
+    /// Whether the flow is TCP (and so follows the TCP timeouts) rather than
+    /// a connectionless protocol (the UDP timeout).
+    fn is_tcp(&self) -> bool;
+}
+
+/// An IPv4 or IPv6 address in 16 bytes: IPv6 as is, IPv4 as the v4-mapped
+/// IPv6 address `::ffff:a.b.c.d` (RFC 4291 section 2.5.5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct IpAddr16(pub [u8; 16]);
+
+impl IpAddr16 {
+    /// The v4-mapped form of an IPv4 address given as its four octets.
+    pub const fn from_v4(octets: [u8; 4]) -> IpAddr16 {
+        let [a, b, c, d] = octets;
+        IpAddr16([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d])
+    }
+
+    /// The IPv4 address, if this is a v4-mapped address.
+    pub const fn to_v4(&self) -> Option<[u8; 4]> {
+        match self.0 {
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d] => Some([a, b, c, d]),
+            _ => None,
+        }
+    }
+}
+
+impl From<Ipv4Addr> for IpAddr16 {
+    fn from(a: Ipv4Addr) -> IpAddr16 {
+        IpAddr16::from_v4(a.octets())
+    }
+}
+
+impl From<Ipv6Addr> for IpAddr16 {
+    fn from(a: Ipv6Addr) -> IpAddr16 {
+        IpAddr16(a.octets())
+    }
+}
+
+impl From<IpAddr> for IpAddr16 {
+    fn from(a: IpAddr) -> IpAddr16 {
+        match a {
+            IpAddr::V4(a) => a.into(),
+            IpAddr::V6(a) => a.into(),
+        }
+    }
+}
+
+impl From<IpAddr16> for IpAddr {
+    fn from(a: IpAddr16) -> IpAddr {
+        match a.to_v4() {
+            Some(v4) => IpAddr::V4(Ipv4Addr::from(v4)),
+            None => IpAddr::V6(Ipv6Addr::from(a.0)),
+        }
+    }
+}
+
+/// The forward-direction key: one client connection to one service.
+///
+/// 40 bytes. Ports are host-order numbers. `service` is the configured
+/// service's index, so two services on one VIP and port (e.g. different
+/// protocols) never share flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct FlowKey {
+    /// Client address.
+    pub src: IpAddr16,
+    /// Service (VIP) address.
+    pub dst: IpAddr16,
+    /// Client port (0 for protocols without ports).
+    pub src_port: u16,
+    /// Service port (0 for protocols without ports).
+    pub dst_port: u16,
+    /// IP protocol number ([`IPPROTO_TCP`], [`IPPROTO_UDP`], ...).
+    pub proto: u8,
+    /// Index of the configured service the flow belongs to.
+    pub service: u16,
+}
+
+/// Multipliers of the flow hash (odd 64-bit constants from the golden ratio
+/// and PCG/SplitMix).
+const FLOW_HASH_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+const FLOW_HASH_MUL: u64 = 0xbf58_476d_1ce4_e5b9;
+
+impl FlowKey {
+    /// "fulcrum flow hash v1": stable across processes, platforms and
+    /// releases, so the engine may also use it to pick a Maglev slot.
+    ///
+    /// ```text
+    /// words = [src[0..8], src[8..16], dst[0..8], dst[8..16]] as u64 little-endian,
+    ///         then src_port | dst_port << 16 | proto << 32 | service << 40
+    /// h = 0x9e37_79b9_7f4a_7c15
+    /// for w in words: h = (h ^ w) * 0xbf58_476d_1ce4_e5b9; h ^= h >> 29   (wrapping)
+    /// hash = fmix64(h)   (MurmurHash3 finaliser)
+    /// ```
+    ///
+    /// Every step is a bijection, so no input can zero out the others. The
+    /// hash is not keyed: an attacker who knows it can search for collisions,
+    /// which is why [`FlowTable`](super::FlowTable) remixes it with a
+    /// per-table secret seed before picking a bucket and caps chain lengths.
+    pub fn hash(&self) -> u64 {
+        let s = &self.src.0;
+        let d = &self.dst.0;
+        let words = [
+            u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+            u64::from_le_bytes([s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]]),
+            u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]),
+            u64::from_le_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]]),
+            u64::from(self.src_port)
+                | u64::from(self.dst_port) << 16
+                | u64::from(self.proto) << 32
+                | u64::from(self.service) << 40,
+        ];
+        let mut h = FLOW_HASH_SEED;
+        for w in words {
+            h = (h ^ w).wrapping_mul(FLOW_HASH_MUL);
+            h ^= h >> 29;
+        }
+        fmix64(h)
+    }
+}
+
+/// MurmurHash3's 64-bit finaliser (the same function the Maglev name hashes
+/// end with; repeated here so the two hash definitions stay independent).
+pub(crate) const fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^= k >> 33;
+    k
+}
+
+impl FlowKeyT for FlowKey {
+    #[inline]
+    fn flow_hash(&self) -> u64 {
+        self.hash()
+    }
+
+    #[inline]
+    fn is_tcp(&self) -> bool {
+        self.proto == IPPROTO_TCP
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> FlowKey {
+        FlowKey {
+            src: IpAddr16::from_v4([192, 0, 2, 1]),
+            dst: IpAddr16::from_v4([198, 51, 100, 10]),
+            src_port: 40000,
+            dst_port: 80,
+            proto: IPPROTO_TCP,
+            service: 3,
+        }
+    }
+
+    #[test]
+    fn key_is_40_bytes() {
+        assert_eq!(core::mem::size_of::<FlowKey>(), 40);
+    }
+
+    #[test]
+    fn v4_mapped_round_trip() {
+        let a = IpAddr16::from(Ipv4Addr::new(10, 1, 2, 3));
+        assert_eq!(a.to_v4(), Some([10, 1, 2, 3]));
+        assert_eq!(IpAddr::from(a), IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        let b = IpAddr16::from(Ipv6Addr::LOCALHOST);
+        assert_eq!(b.to_v4(), None);
+        assert_eq!(IpAddr::from(b), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn hash_is_frozen() {
+        // Frozen: the engine picks Maglev slots with this hash, so a change
+        // re-balances every flow of a mixed-release cluster.
+        // Value computed by an independent Python transcription of the doc comment.
+        assert_eq!(key().hash(), 0xc58f_8ca5_8622_b73b);
+    }
+
+    #[test]
+    fn every_field_changes_the_hash() {
+        let base = key();
+        let variants = [
+            FlowKey {
+                src: IpAddr16::from_v4([192, 0, 2, 2]),
+                ..base
+            },
+            FlowKey {
+                dst: IpAddr16::from_v4([198, 51, 100, 11]),
+                ..base
+            },
+            FlowKey {
+                src_port: 40001,
+                ..base
+            },
+            FlowKey {
+                dst_port: 81,
+                ..base
+            },
+            FlowKey {
+                proto: IPPROTO_UDP,
+                ..base
+            },
+            FlowKey { service: 4, ..base },
+        ];
+        for v in variants {
+            assert_ne!(v.hash(), base.hash(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn low_bits_spread_over_sequential_ports() {
+        // 4096 client ports into 256 buckets: no bucket above 3x the mean.
+        let mut buckets = [0u32; 256];
+        for port in 0..4096u16 {
+            let k = FlowKey {
+                src_port: port,
+                ..key()
+            };
+            buckets[(k.hash() & 255) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&b| b <= 48), "{buckets:?}");
+    }
+}

@@ -1,0 +1,636 @@
+//! The fixed-capacity flow table.
+//!
+//! # Layout
+//!
+//! Everything is allocated in [`FlowTable::new`]: an entry array of
+//! `capacity` [`FlowEntry`] records (a `Vec` reserved up front and filled by
+//! `push` up to that capacity, then recycled through a free list) and an
+//! array of `u32` bucket heads, one per bucket, `capacity` rounded up to a
+//! power of two (load factor at most 1). Entries link to each other by `u32`
+//! index ([`NIL`] = none) inside the entry itself, so a hit touches the bucket
+//! head and then (usually) one entry:
+//!
+//! - `chain_next`: the next entry in the same bucket (or in the free list);
+//! - `lru_prev` / `lru_next`: a doubly linked list of live entries from most to
+//!   least recently used.
+//!
+//! The bucket is `fmix64(hash ^ seed) & mask`, with a per-table `seed` the
+//! caller supplies (e.g. random at start): the flow hash is public and stable,
+//! so without the seed an attacker could pick tuples that share a bucket.
+//! Chains are also capped at [`MAX_CHAIN`] entries (an insert into a full
+//! chain evicts that chain's least recently used entry), so even full 64-bit
+//! hash collisions cost at most `MAX_CHAIN` key compares per lookup.
+//!
+//! # Time and expiry
+//!
+//! The table never reads a clock: each call takes `now`, a `u32` in the
+//! caller's coarse unit (fulcrum: milliseconds since start), which must not go
+//! backwards for one table. Ages are `now.wrapping_sub(last_seen)`, so `now`
+//! may wrap as long as entries are reclaimed within 2^31 units (expiry keeps
+//! them far younger). An entry idle longer than its timeout
+//! ([`FlowTimeouts::for_flow`]) is expired: lookups treat it as absent and
+//! reclaim it on the spot.
+//!
+//! The rest are reclaimed incrementally by [`FlowTable::expire_some`], called
+//! once per burst with a small budget of entries to examine; there is no
+//! stop-the-world sweep. It first pops expired entries off the LRU tail (the
+//! oldest entries, so normally the first to expire), stopping at the first
+//! live one; whatever budget remains advances a clock hand over the entry
+//! array. Because timeouts differ per state, an expired short-timeout entry
+//! can sit behind a live long-timeout entry in LRU order; the hand reaches
+//! every slot within `capacity / budget` calls, which bounds how late such an
+//! entry is reclaimed. A full table evicts its LRU tail on insert (counting an
+//! eviction, or an expiry if the tail had expired).
+
+use super::key::{fmix64, FlowKeyT};
+use super::state::{FlowState, FlowTimeouts};
+
+/// The "no entry" index.
+pub const NIL: u32 = u32::MAX;
+/// The largest capacity accepted (2^28 entries).
+pub const MAX_CAPACITY: usize = 1 << 28;
+/// The longest bucket chain; inserting into a chain this long evicts the
+/// chain's least recently used entry.
+pub const MAX_CHAIN: usize = 16;
+
+/// Why a table could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowTableError {
+    /// A table must hold at least one entry.
+    #[error("flow table capacity must be at least 1")]
+    CapacityZero,
+    /// The capacity is above [`MAX_CAPACITY`].
+    #[error("flow table capacity {capacity} is above the maximum {max}")]
+    CapacityTooLarge {
+        /// The capacity asked for.
+        capacity: usize,
+        /// [`MAX_CAPACITY`].
+        max: usize,
+    },
+}
+
+/// One flow: key, value, TCP state, last-seen time and the table's links.
+///
+/// With [`FlowKey`](super::FlowKey) and a `u32` value this is 64 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowEntry<K, V> {
+    key: K,
+    value: V,
+    last_seen: u32,
+    /// Next entry in the bucket chain, or in the free list.
+    chain_next: u32,
+    /// Towards the most recently used end.
+    lru_prev: u32,
+    /// Towards the least recently used end.
+    lru_next: u32,
+    state: FlowState,
+    live: bool,
+}
+
+impl<K: FlowKeyT, V: Copy> FlowEntry<K, V> {
+    /// The flow's key.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+    /// The value stored with the flow.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+    /// The value stored with the flow, writable.
+    pub fn value_mut(&mut self) -> &mut V {
+        &mut self.value
+    }
+    /// The flow's TCP state.
+    pub fn state(&self) -> FlowState {
+        self.state
+    }
+    /// When the flow was last looked up or inserted (caller's unit).
+    pub fn last_seen(&self) -> u32 {
+        self.last_seen
+    }
+    /// Advances the TCP state with the flags of a packet of this flow
+    /// ([`FlowState::after_tcp_flags`]); no-op for non-TCP keys. Returns the
+    /// new state.
+    pub fn observe_tcp(&mut self, flags: u8) -> FlowState {
+        if self.key.is_tcp() {
+            self.state = self.state.after_tcp_flags(flags);
+        }
+        self.state
+    }
+}
+
+/// What [`FlowTable::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum InsertOutcome<K, V> {
+    /// Inserted into a free slot.
+    Inserted,
+    /// The key was already live: its value was replaced (state and last-seen
+    /// reset as for a new flow); `old` is the previous value.
+    Replaced {
+        /// The value the flow held before.
+        old: V,
+    },
+    /// Inserted after evicting a live entry (the table, or the key's bucket
+    /// chain, was full): the least recently used one.
+    Evicted {
+        /// The evicted flow's key.
+        key: K,
+        /// The evicted flow's value.
+        value: V,
+    },
+    /// Inserted after reclaiming an expired entry (the same key, or the LRU
+    /// tail of a full table).
+    ExpiredReclaimed {
+        /// The expired flow's key.
+        key: K,
+        /// The expired flow's value.
+        value: V,
+    },
+}
+
+/// Counters of a table's life (monotonic).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// New entries created by inserts (not counting replacements).
+    pub inserts: u64,
+    /// Inserts that replaced the value of a live entry.
+    pub replaced: u64,
+    /// Live entries evicted to make room.
+    pub evictions: u64,
+    /// Expired entries reclaimed (by lookup, insert or `expire_some`).
+    pub expired_reclaimed: u64,
+    /// Entries removed by `remove` or `retain`.
+    pub removed: u64,
+}
+
+/// A fixed-capacity flow table with LRU eviction and idle timeouts; see the
+/// module documentation for the layout and the expiry design.
+#[derive(Debug, Clone)]
+pub struct FlowTable<K, V> {
+    /// Never grows past `capacity` (reserved in `new`).
+    entries: Vec<FlowEntry<K, V>>,
+    /// Bucket heads; `heads.len()` is a power of two.
+    heads: Box<[u32]>,
+    bucket_mask: u64,
+    capacity: usize,
+    seed: u64,
+    timeouts: FlowTimeouts,
+    len: usize,
+    free_head: u32,
+    /// Most recently used.
+    lru_head: u32,
+    /// Least recently used.
+    lru_tail: u32,
+    /// Next slot the expiry clock hand examines.
+    hand: u32,
+    stats: FlowStats,
+}
+
+impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
+    /// Creates a table for `capacity` flows, allocating all its memory now.
+    ///
+    /// `seed` keys the bucket function (pick it at random per process; the
+    /// table never reads randomness itself).
+    pub fn new(
+        capacity: usize,
+        timeouts: FlowTimeouts,
+        seed: u64,
+    ) -> Result<FlowTable<K, V>, FlowTableError> {
+        if capacity == 0 {
+            return Err(FlowTableError::CapacityZero);
+        }
+        if capacity > MAX_CAPACITY {
+            return Err(FlowTableError::CapacityTooLarge {
+                capacity,
+                max: MAX_CAPACITY,
+            });
+        }
+        let buckets = capacity.next_power_of_two();
+        Ok(FlowTable {
+            entries: Vec::with_capacity(capacity),
+            heads: vec![NIL; buckets].into_boxed_slice(),
+            bucket_mask: buckets as u64 - 1,
+            capacity,
+            seed,
+            timeouts,
+            len: 0,
+            free_head: NIL,
+            lru_head: NIL,
+            lru_tail: NIL,
+            hand: 0,
+            stats: FlowStats::default(),
+        })
+    }
+
+    /// Live (and not yet reclaimed expired) entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The fixed number of entries the table holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> FlowStats {
+        self.stats
+    }
+
+    /// The timeouts the table was created with.
+    pub fn timeouts(&self) -> FlowTimeouts {
+        self.timeouts
+    }
+
+    /// The bucket a flow hash falls in, so a worker can compute all buckets of
+    /// a burst (and prefetch them) before looking any flow up.
+    #[inline]
+    pub fn bucket_of(&self, hash: u64) -> usize {
+        (fmix64(hash ^ self.seed) & self.bucket_mask) as usize
+    }
+
+    /// The first entry of a bucket's chain (what to prefetch), if any.
+    #[inline]
+    pub fn bucket_head(&self, bucket: usize) -> Option<&FlowEntry<K, V>> {
+        let head = *self.heads.get(bucket)?;
+        self.entries.get(head as usize)
+    }
+
+    /// Looks a flow up: refreshes its last-seen time, makes it the most
+    /// recently used and returns its value. An expired flow is reclaimed and
+    /// reported absent.
+    #[inline]
+    pub fn lookup(&mut self, key: &K, now: u32) -> Option<&mut V> {
+        self.lookup_hashed(key.flow_hash(), key, now)
+    }
+
+    /// [`lookup`](Self::lookup) with the key's precomputed
+    /// [`flow_hash`](FlowKeyT::flow_hash). A wrong hash only misses.
+    #[inline]
+    pub fn lookup_hashed(&mut self, hash: u64, key: &K, now: u32) -> Option<&mut V> {
+        self.lookup_entry_hashed(hash, key, now)
+            .map(FlowEntry::value_mut)
+    }
+
+    /// [`lookup_hashed`](Self::lookup_hashed) returning the whole entry, to
+    /// read or advance the TCP state ([`FlowEntry::observe_tcp`]).
+    pub fn lookup_entry_hashed(
+        &mut self,
+        hash: u64,
+        key: &K,
+        now: u32,
+    ) -> Option<&mut FlowEntry<K, V>> {
+        let bucket = self.bucket_of(hash);
+        let (index, _) = self.find(bucket, key);
+        if index == NIL {
+            return None;
+        }
+        if self.is_expired(index, now) {
+            self.unlink(index, bucket);
+            self.stats.expired_reclaimed += 1;
+            return None;
+        }
+        self.lru_move_to_front(index);
+        let entry = self.entries.get_mut(index as usize)?;
+        entry.last_seen = now;
+        Some(entry)
+    }
+
+    /// Inserts a flow (or replaces a live flow's value). New TCP flows start in
+    /// [`FlowState::SynSeen`], others in [`FlowState::Established`]. A full
+    /// table evicts its least recently used entry; nothing is refused.
+    pub fn insert(&mut self, key: K, value: V, now: u32) -> InsertOutcome<K, V> {
+        let state = if key.is_tcp() {
+            FlowState::SynSeen
+        } else {
+            FlowState::Established
+        };
+        self.insert_with_state(key, value, state, now)
+    }
+
+    /// [`insert`](Self::insert) with an explicit initial state (e.g.
+    /// `Established` for a TCP flow picked up mid-stream).
+    pub fn insert_with_state(
+        &mut self,
+        key: K,
+        value: V,
+        state: FlowState,
+        now: u32,
+    ) -> InsertOutcome<K, V> {
+        let bucket = self.bucket_of(key.flow_hash());
+        let (index, chain_len) = self.find(bucket, &key);
+        let mut outcome = InsertOutcome::Inserted;
+        if index != NIL {
+            if !self.is_expired(index, now) {
+                let Some(entry) = self.entries.get_mut(index as usize) else {
+                    return InsertOutcome::Inserted; // unreachable: find returns valid indices
+                };
+                let old = entry.value;
+                entry.value = value;
+                entry.state = state;
+                entry.last_seen = now;
+                self.lru_move_to_front(index);
+                self.stats.replaced += 1;
+                return InsertOutcome::Replaced { old };
+            }
+            outcome = self.reclaim(index, bucket, now);
+        } else if chain_len >= MAX_CHAIN {
+            let victim = self.chain_oldest(bucket, now);
+            outcome = self.reclaim(victim, bucket, now);
+        }
+        if self.len == self.capacity {
+            let victim = self.lru_tail;
+            let victim_bucket = self.bucket_of_index(victim);
+            outcome = self.reclaim(victim, victim_bucket, now);
+        }
+        let Some(index) = self.allocate() else {
+            // Unreachable: a slot was freed above when the table was full.
+            return outcome;
+        };
+        let new = FlowEntry {
+            key,
+            value,
+            last_seen: now,
+            chain_next: self.heads.get(bucket).copied().unwrap_or(NIL),
+            lru_prev: NIL,
+            lru_next: NIL,
+            state,
+            live: true,
+        };
+        match self.entries.get_mut(index as usize) {
+            Some(slot) => *slot = new,
+            None => self.entries.push(new), // index == entries.len() < capacity: no realloc
+        }
+        if let Some(head) = self.heads.get_mut(bucket) {
+            *head = index;
+        }
+        self.lru_push_front(index);
+        self.len += 1;
+        self.stats.inserts += 1;
+        outcome
+    }
+
+    /// Removes a flow, returning its value (also if it had expired but was
+    /// not yet reclaimed, so resources tied to it can be released).
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let bucket = self.bucket_of(key.flow_hash());
+        let (index, _) = self.find(bucket, key);
+        let value = self.entries.get(index as usize)?.value;
+        self.unlink(index, bucket);
+        self.stats.removed += 1;
+        Some(value)
+    }
+
+    /// Reclaims expired entries, examining at most `budget` entries (call it
+    /// once per burst with a small budget, e.g. 8). `on_expired` sees each
+    /// reclaimed flow (to release what it holds). Returns how many were
+    /// reclaimed. A budget of at least `len() + capacity() + 1` reclaims every
+    /// expired entry.
+    pub fn expire_some(
+        &mut self,
+        now: u32,
+        budget: usize,
+        mut on_expired: impl FnMut(&K, &V),
+    ) -> usize {
+        let mut examined = 0;
+        let mut reclaimed = 0;
+        // 1. The LRU tail: the oldest entries.
+        while examined < budget && self.lru_tail != NIL {
+            examined += 1;
+            let tail = self.lru_tail;
+            if !self.is_expired(tail, now) {
+                break;
+            }
+            if let Some(e) = self.entries.get(tail as usize) {
+                on_expired(&e.key, &e.value);
+            }
+            let bucket = self.bucket_of_index(tail);
+            self.unlink(tail, bucket);
+            reclaimed += 1;
+        }
+        // 2. The clock hand, for expired entries behind a live LRU tail.
+        let slots = self.entries.len() as u32;
+        while examined < budget && slots > 0 && self.len > 0 {
+            examined += 1;
+            let index = if self.hand < slots { self.hand } else { 0 };
+            self.hand = index + 1;
+            let Some(e) = self.entries.get(index as usize) else {
+                continue;
+            };
+            if e.live && self.is_expired(index, now) {
+                on_expired(&e.key, &e.value);
+                let bucket = self.bucket_of_index(index);
+                self.unlink(index, bucket);
+                reclaimed += 1;
+            }
+        }
+        self.stats.expired_reclaimed += reclaimed as u64;
+        reclaimed
+    }
+
+    /// The entries held, live or expired-but-not-reclaimed, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &FlowEntry<K, V>> + '_ {
+        self.entries.iter().filter(|e| e.live)
+    }
+
+    /// Keeps only the flows for which `keep` returns true (e.g. to flush a
+    /// removed backend's flows). O(capacity): control side, not per packet.
+    /// Returns how many were removed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
+        let mut removed = 0;
+        for index in 0..self.entries.len() as u32 {
+            let Some(e) = self.entries.get_mut(index as usize) else {
+                break;
+            };
+            if e.live && !keep(&e.key, &mut e.value) {
+                let bucket = self.bucket_of_index(index);
+                self.unlink(index, bucket);
+                removed += 1;
+            }
+        }
+        self.stats.removed += removed as u64;
+        removed
+    }
+
+    // ---- internals ----
+
+    /// The entry holding `key` in `bucket` (or NIL), and the chain length
+    /// walked (the full chain when the key is absent).
+    #[inline]
+    fn find(&self, bucket: usize, key: &K) -> (u32, usize) {
+        let mut index = self.heads.get(bucket).copied().unwrap_or(NIL);
+        let mut walked = 0;
+        // A chain never exceeds `capacity` entries; the bound guards the loop
+        // against a corrupted chain anyway.
+        while walked <= self.capacity {
+            let Some(e) = self.entries.get(index as usize) else {
+                break;
+            };
+            if e.key == *key {
+                return (index, walked);
+            }
+            walked += 1;
+            index = e.chain_next;
+        }
+        (NIL, walked)
+    }
+
+    fn is_expired(&self, index: u32, now: u32) -> bool {
+        match self.entries.get(index as usize) {
+            Some(e) => {
+                now.wrapping_sub(e.last_seen) > self.timeouts.for_flow(e.key.is_tcp(), e.state)
+            }
+            None => false,
+        }
+    }
+
+    fn bucket_of_index(&self, index: u32) -> usize {
+        match self.entries.get(index as usize) {
+            Some(e) => self.bucket_of(e.key.flow_hash()),
+            None => 0,
+        }
+    }
+
+    /// The least recently used entry of a bucket's chain (largest age at `now`).
+    fn chain_oldest(&self, bucket: usize, now: u32) -> u32 {
+        let mut index = self.heads.get(bucket).copied().unwrap_or(NIL);
+        let mut oldest = index;
+        let mut oldest_age = 0u32;
+        let mut walked = 0;
+        while let Some(e) = self.entries.get(index as usize) {
+            let age = now.wrapping_sub(e.last_seen);
+            if walked == 0 || age > oldest_age {
+                oldest = index;
+                oldest_age = age;
+            }
+            walked += 1;
+            if walked > self.capacity {
+                break;
+            }
+            index = e.chain_next;
+        }
+        oldest
+    }
+
+    /// Removes entry `index` (live, in `bucket`) to make room, reporting it.
+    fn reclaim(&mut self, index: u32, bucket: usize, now: u32) -> InsertOutcome<K, V> {
+        let Some(e) = self.entries.get(index as usize).copied() else {
+            return InsertOutcome::Inserted;
+        };
+        let expired = self.is_expired(index, now);
+        self.unlink(index, bucket);
+        if expired {
+            self.stats.expired_reclaimed += 1;
+            InsertOutcome::ExpiredReclaimed {
+                key: e.key,
+                value: e.value,
+            }
+        } else {
+            self.stats.evictions += 1;
+            InsertOutcome::Evicted {
+                key: e.key,
+                value: e.value,
+            }
+        }
+    }
+
+    /// A free slot index: from the free list, else the next never-used slot.
+    fn allocate(&mut self) -> Option<u32> {
+        if self.free_head != NIL {
+            let index = self.free_head;
+            self.free_head = self.entries.get(index as usize)?.chain_next;
+            return Some(index);
+        }
+        if self.entries.len() < self.capacity {
+            return Some(self.entries.len() as u32);
+        }
+        None
+    }
+
+    /// Takes live entry `index` out of its bucket chain and the LRU list and
+    /// puts it on the free list.
+    fn unlink(&mut self, index: u32, bucket: usize) {
+        let Some(e) = self.entries.get(index as usize) else {
+            return;
+        };
+        if !e.live {
+            return;
+        }
+        let next = e.chain_next;
+        // Chain: find the predecessor.
+        let mut cursor = self.heads.get(bucket).copied().unwrap_or(NIL);
+        if cursor == index {
+            if let Some(h) = self.heads.get_mut(bucket) {
+                *h = next;
+            }
+        } else {
+            let mut walked = 0;
+            while let Some(c) = self.entries.get(cursor as usize) {
+                if c.chain_next == index {
+                    if let Some(c) = self.entries.get_mut(cursor as usize) {
+                        c.chain_next = next;
+                    }
+                    break;
+                }
+                cursor = c.chain_next;
+                walked += 1;
+                if walked > self.capacity {
+                    break;
+                }
+            }
+        }
+        self.lru_unlink(index);
+        if let Some(e) = self.entries.get_mut(index as usize) {
+            e.live = false;
+            e.chain_next = self.free_head;
+        }
+        self.free_head = index;
+        self.len -= 1;
+    }
+
+    fn lru_unlink(&mut self, index: u32) {
+        let Some(e) = self.entries.get(index as usize) else {
+            return;
+        };
+        let (prev, next) = (e.lru_prev, e.lru_next);
+        match self.entries.get_mut(prev as usize) {
+            Some(p) => p.lru_next = next,
+            None => self.lru_head = next,
+        }
+        match self.entries.get_mut(next as usize) {
+            Some(n) => n.lru_prev = prev,
+            None => self.lru_tail = prev,
+        }
+    }
+
+    fn lru_push_front(&mut self, index: u32) {
+        let old_head = self.lru_head;
+        if let Some(e) = self.entries.get_mut(index as usize) {
+            e.lru_prev = NIL;
+            e.lru_next = old_head;
+        }
+        match self.entries.get_mut(old_head as usize) {
+            Some(h) => h.lru_prev = index,
+            None => self.lru_tail = index,
+        }
+        self.lru_head = index;
+    }
+
+    #[inline]
+    fn lru_move_to_front(&mut self, index: u32) {
+        if self.lru_head != index {
+            self.lru_unlink(index);
+            self.lru_push_front(index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,0 @@
-//! Maglev consistent hashing (being written).

@@ -14,11 +14,12 @@ use super::IpProtocol;
 
 /// Folds a wide one's-complement accumulator to 16 bits (end-around carry).
 #[inline]
-pub fn fold(mut sum: u64) -> u16 {
-    // Two folds bring any u64 to at most 0x1_fffe, a third to 16 bits; loop to be exact.
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
+pub fn fold(sum: u64) -> u16 {
+    // Branch-free: 64 -> at most 33 bits -> at most 0x2_fffe -> at most 0x1_0001 -> 16 bits.
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
     sum as u16
 }
 
@@ -220,6 +221,17 @@ mod tests {
         zeroed[10] = 0;
         zeroed[11] = 0;
         assert_eq!(finish(data(&zeroed)), 0xb861);
+    }
+
+    #[test]
+    fn fold_extremes() {
+        assert_eq!(fold(0), 0);
+        assert_eq!(fold(0xffff), 0xffff);
+        assert_eq!(fold(0x1_0000), 1);
+        assert_eq!(fold(u64::MAX), 0xffff);
+        assert_eq!(fold(0x1_ffff_fffe), 0xffff);
+        // u64::MAX mod 0xffff is 0, which one's complement writes as 0xffff.
+        assert_eq!(fold(0xffff_0000_0000), 0xffff);
     }
 
     #[test]

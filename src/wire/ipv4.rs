@@ -5,7 +5,7 @@
 //! is at least the header and at most the buffer (Ethernet padding after it is allowed).
 //! [`Ipv4Packet::payload`] is bounded by the total length, not the buffer.
 //!
-//! `set_header_len` and `set_total_len` change what the check covered; re-check after them
+//! `set_version_and_header_len` and `set_total_len` change what the check covered; re-check after them
 //! if the buffer came from the wire.
 
 use core::net::Ipv4Addr;

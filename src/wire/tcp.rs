@@ -4,7 +4,7 @@
 //! validates, once: 20 bytes present, data offset at least 5, the header (options included)
 //! within the buffer. The checksum covers the whole buffer plus the pseudo-header.
 //!
-//! `set_header_len` changes what the check covered; re-check after it if the buffer came
+//! `set_header_len_and_flags` changes what the check covered; re-check after it if the buffer came
 //! from the wire.
 
 use core::fmt;

@@ -13,6 +13,7 @@
 
 pub mod buffer;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod flow;
 pub mod maglev;

@@ -43,10 +43,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { .. } | Command::Maglev { .. } => {
-            eprintln!("fulcrum: not yet implemented");
-            ExitCode::from(2)
-        }
+        Command::Run { config } => run(&config),
+        Command::Maglev { config, service } => maglev(&config, &service),
     }
 }
 
@@ -67,4 +65,65 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `fulcrum run -c FILE`: the data plane until SIGINT/SIGTERM.
+fn run(path: &std::path::Path) -> ExitCode {
+    match fulcrum::runtime::run(path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(fulcrum::runtime::RunError::Config(diagnostics)) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `fulcrum maglev -c FILE --service NAME`: the lookup table, one backend per line.
+fn maglev(path: &std::path::Path, service: &str) -> ExitCode {
+    let cfg = match fulcrum::config::load(path) {
+        Ok(c) => c,
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let Some(svc) = cfg.service(service) else {
+        eprintln!(
+            "fulcrum: no service named {service:?} in {}",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    if svc.backends.is_empty() {
+        eprintln!("fulcrum: service {service:?} has no backends (an l7 service?)");
+        return ExitCode::from(2);
+    }
+    let table = match fulcrum::control::maglev_table(svc) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("fulcrum: service {service:?}: {e:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use std::io::Write;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    for &entry in table.entries() {
+        let line = match svc.backends.get(entry as usize) {
+            Some(b) => b.address.to_string(),
+            None => "-".to_owned(),
+        };
+        if writeln!(out, "{line}").is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }

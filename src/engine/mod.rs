@@ -1,1 +1,23 @@
-//! (being written)
+//! The per-packet decision: parse, look the flow up, pick a backend, rewrite, verdict.
+//!
+//! [`Engine::process`] is the whole data path for one packet; it runs on any
+//! [`PacketBuf`](crate::buffer::PacketBuf), a DPDK mbuf in the workers, a heap buffer in
+//! tests, benchmarks and fuzzing.
+
+mod counters;
+mod datapath;
+mod forward;
+mod parse;
+mod reply;
+mod snapshot;
+mod verdict;
+
+pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
+pub use datapath::{Engine, EngineConfig, NatKey, NatValue, NAT_PORT_TRIES};
+pub use forward::{Encap, GUE_SPORT_BASE, GUE_SPORT_MASK};
+pub use parse::{parse, Meta, L3};
+pub use snapshot::{
+    Backend, BackendId, BackendState, Forwarding, Mac, NatPorts, PortInfo, Service, ServiceId,
+    ServiceMode, Snapshot, VipKey, PROTO_TCP, PROTO_UDP,
+};
+pub use verdict::{DropReason, Verdict};

@@ -1,1 +1,220 @@
-//! (being written)
+//! `fulcrum run`: EAL, ports, poll-mode workers and the control loop.
+//!
+//! Start-up: load and validate the file; initialise the EAL from `dpdk.eal_args`
+//! (plus `FULCRUM_EAL_EXTRA`, split on spaces, when set: the test and demo scripts use
+//! it to add `--no-huge` on machines without hugepages); configure every port with one
+//! RX and one TX queue per worker (RSS over IP/TCP/UDP where the device supports it,
+//! promiscuous); build the first snapshot; start one worker per core; then run the
+//! control loop on the main thread until SIGINT or SIGTERM.
+
+mod control;
+mod mbuf;
+mod shared;
+mod worker;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fulcrum_dpdk::{Eal, Mempool, Port, PortConfig as DpdkPortConfig};
+
+use crate::config::{self, Config, Diagnostic};
+use crate::control::{build_snapshot, IdRegistry, NeighborTable, Overrides};
+use crate::engine::{Engine, EngineConfig};
+use crate::flow::FlowTimeouts;
+
+pub use shared::{Frame, Published, Shared};
+
+/// Why `fulcrum run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration file is invalid.
+    #[error("invalid configuration")]
+    Config(Vec<Diagnostic>),
+    /// DPDK refused something.
+    #[error("{context}: {source}")]
+    Dpdk {
+        /// What fulcrum was doing.
+        context: String,
+        /// DPDK's error.
+        source: fulcrum_dpdk::DpdkError,
+    },
+    /// The first snapshot could not be built.
+    #[error("{0}")]
+    Build(#[from] crate::control::BuildError),
+    /// Something else.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn dpdk(context: impl Into<String>) -> impl FnOnce(fulcrum_dpdk::DpdkError) -> RunError {
+    let context = context.into();
+    move |source| RunError::Dpdk { context, source }
+}
+
+/// The flow timeouts of the config, in engine milliseconds.
+pub fn flow_timeouts(cfg: &Config) -> FlowTimeouts {
+    let ms = |d: std::time::Duration| d.as_millis().min(u32::MAX as u128) as u32;
+    FlowTimeouts {
+        tcp_established: ms(cfg.flow_table.tcp_established_timeout),
+        tcp_transitory: ms(cfg.flow_table.tcp_transitory_timeout),
+        udp: ms(cfg.flow_table.udp_timeout),
+    }
+}
+
+/// Mbufs for `workers` workers on `ports` ports with the given ring sizes: every RX and
+/// TX ring full, plus per-worker bursts, caches and hand-off queues in flight.
+fn pool_size(cfg: &Config) -> u32 {
+    let w = cfg.workers.cores.len() as u32;
+    let rings: u32 = cfg
+        .ports
+        .iter()
+        .map(|p| (p.rx_desc as u32 + p.tx_desc as u32) * w)
+        .sum();
+    let n =
+        rings + w * (256 + 4 * 32 * cfg.ports.len() as u32 + shared::HANDOFF_QUEUE as u32) + 4096;
+    // a power of two minus one is the mempool's best size
+    n.next_power_of_two() - 1
+}
+
+/// Runs fulcrum from the file at `path` until SIGINT/SIGTERM.
+pub fn run(path: &Path) -> Result<(), RunError> {
+    let cfg = config::load(path).map_err(RunError::Config)?;
+    let origin = Instant::now();
+
+    let mut args = cfg.dpdk.eal_args.clone();
+    if let Ok(extra) = std::env::var("FULCRUM_EAL_EXTRA") {
+        args.extend(extra.split_whitespace().map(str::to_owned));
+    }
+    let eal = Eal::init(&args).map_err(dpdk("rte_eal_init"))?;
+    let workers = cfg.workers.cores.len();
+
+    let pool = Mempool::new(
+        "fulcrum_pkts",
+        pool_size(&cfg),
+        256,
+        Mempool::DEFAULT_DATA_ROOM,
+    )
+    .map_err(dpdk("creating the mbuf pool"))?;
+
+    let mut ports = Vec::new();
+    let mut port_macs = Vec::new();
+    let mut rxqs: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut txqs: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+    for p in &cfg.ports {
+        let mut port =
+            Port::by_name(&p.device).map_err(dpdk(format!("port {} ({})", p.name, p.device)))?;
+        let pc = DpdkPortConfig {
+            rx_queues: workers as u16,
+            tx_queues: workers as u16,
+            rx_desc: p.rx_desc,
+            tx_desc: p.tx_desc,
+            mtu: None,
+            rss: true,
+            promiscuous: true,
+        };
+        port.configure(&pc, &pool)
+            .map_err(dpdk(format!("configuring port {}", p.name)))?;
+        port.start()
+            .map_err(dpdk(format!("starting port {}", p.name)))?;
+        let mac = port
+            .mac_addr()
+            .map_err(dpdk(format!("MAC of port {}", p.name)))?;
+        let (rx, tx) = port
+            .queues()
+            .map_err(dpdk(format!("queues of port {}", p.name)))?;
+        for (w, q) in rx.into_iter().enumerate() {
+            rxqs[w].push(q);
+        }
+        for (w, q) in tx.into_iter().enumerate() {
+            txqs[w].push(q);
+        }
+        println!(
+            "fulcrum: port {} ({}) up, mac {}, {} queue pair(s), rss functions {:#x}",
+            p.name,
+            p.device,
+            control::fmt_mac(&mac),
+            workers,
+            port.rss_hash_functions()
+        );
+        port_macs.push(mac);
+        ports.push(port);
+    }
+
+    let mut reg = IdRegistry::default();
+    let mut neigh = NeighborTable::default();
+    let overrides = Overrides::default();
+    let snap = build_snapshot(
+        &cfg,
+        &port_macs,
+        &mut reg,
+        &mut neigh,
+        &overrides,
+        workers as u16,
+        0,
+        1,
+    )?;
+    let shared = Shared::new(workers, snap, origin);
+
+    let timeouts = flow_timeouts(&cfg);
+    let mut handles = Vec::new();
+    for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
+        let worker = worker::Worker {
+            id: w as u16,
+            core: cfg.workers.cores[w],
+            rx,
+            tx,
+            pool: pool.clone(),
+            engine: Engine::new(EngineConfig {
+                worker: w as u16,
+                flow_capacity: cfg.flow_table.capacity as usize,
+                timeouts,
+            })
+            .map_err(|e| RunError::Other(format!("flow table of worker {w}: {e:?}")))?,
+            idle: cfg.workers.idle,
+            shared: Arc::clone(&shared),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("fulcrum-w{w}"))
+            .spawn(move || worker.run())
+            .map_err(|e| RunError::Other(format!("spawning worker {w}: {e}")))?;
+        handles.push(h);
+    }
+    println!(
+        "fulcrum: {} workers running on cores {:?}, {} service(s)",
+        workers,
+        cfg.workers.cores,
+        cfg.services.len()
+    );
+
+    let mut ctl = control::Control {
+        path: path.to_owned(),
+        cfg,
+        port_macs,
+        reg,
+        neigh,
+        overrides,
+        shared: Arc::clone(&shared),
+        generation: 1,
+    };
+    let result = ctl.run_until_stopped();
+
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut engines = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(e) => engines.push(e),
+            Err(_) => eprintln!("fulcrum: a worker panicked"),
+        }
+    }
+    ctl.final_report(&ports);
+    drop(engines);
+    for p in ports {
+        let _ = p.close();
+    }
+    drop(pool);
+    drop(eal);
+    result
+}

@@ -1,0 +1,761 @@
+//! The engine: one worker's per-packet decision, in four steps.
+//!
+//! 1. [`parse`](super::parse::parse) the headers once, dropping what is malformed;
+//! 2. classify: ARP / ND for the port or a VIP, traffic to a VIP, traffic to the
+//!    port's own address (full-NAT replies, the kernel), or not ours;
+//! 3. for VIP traffic: find the flow, or pin a new one with Maglev;
+//! 4. rewrite for the backend ([`forward`](super::forward)) and return the verdict.
+//!
+//! Nothing here allocates, locks or calls the system: the flow tables are sized at
+//! start, counters are plain integers owned by the worker.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use crate::buffer::PacketBuf;
+use crate::flow::{
+    tcp_flags, FlowKey, FlowKeyT, FlowTable, FlowTableError, FlowTimeouts, IpAddr16,
+};
+use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
+
+use super::counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
+use super::forward::{dsr, encapsulate, nat_rewrite, Encap, EncapOutcome};
+use super::parse::{parse, Meta, L3};
+use super::reply::{
+    arp_reply, icmpv4_echo_reply, icmpv6_echo_reply, neighbor_advert, ICMPV6_NA, ICMPV6_NS,
+};
+use super::snapshot::{
+    Backend, BackendState, Forwarding, Mac, PortInfo, Service, ServiceMode, Snapshot,
+};
+use super::{DropReason, Verdict};
+
+/// Attempts at finding a free full-NAT port before giving up on a new flow.
+pub const NAT_PORT_TRIES: usize = 64;
+
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMPV6_DEST_UNREACH: u8 = 1;
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+const ICMPV6_TIME_EXCEEDED: u8 = 3;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+
+/// How an engine is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// The worker's index (owner of NAT port range `worker`).
+    pub worker: u16,
+    /// Flow-table entries (the NAT reverse table gets as many).
+    pub flow_capacity: usize,
+    /// Idle timeouts, milliseconds.
+    pub timeouts: FlowTimeouts,
+}
+
+/// The key of the full-NAT reverse table: a reply from a backend to the LB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatKey {
+    /// The backend's address (the reply's source).
+    pub backend: IpAddr16,
+    /// The backend's port.
+    pub backend_port: u16,
+    /// The LB's source port for the flow (the reply's destination port).
+    pub lb_port: u16,
+    /// IP protocol.
+    pub proto: u8,
+}
+
+impl FlowKeyT for NatKey {
+    #[inline]
+    fn flow_hash(&self) -> u64 {
+        FlowKey {
+            src: self.backend,
+            dst: IpAddr16::default(),
+            src_port: self.backend_port,
+            dst_port: self.lb_port,
+            proto: self.proto,
+            service: u16::MAX,
+        }
+        .hash()
+    }
+    #[inline]
+    fn is_tcp(&self) -> bool {
+        self.proto == IpProtocol::TCP.0
+    }
+}
+
+/// Where a full-NAT reply goes back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatValue {
+    /// The client.
+    pub client: IpAddr16,
+    /// The client's port.
+    pub client_port: u16,
+    /// The VIP port the client connected to.
+    pub vip_port: u16,
+    /// The service (for its VIP).
+    pub service: u16,
+    /// The port the client's packets came in on.
+    pub in_port: u16,
+    /// The MAC the client's packets came from (the client or its router).
+    pub client_mac: Mac,
+}
+
+/// A forward flow's value: backend id in the low 16 bits, full-NAT port in the high 16.
+#[inline]
+fn flow_value(backend: u32, nat_port: u16) -> u32 {
+    (backend & 0xffff) | (nat_port as u32) << 16
+}
+
+/// One worker's engine.
+pub struct Engine {
+    worker: u16,
+    flows: FlowTable<FlowKey, u32>,
+    nat: FlowTable<NatKey, NatValue>,
+    nat_cursor: u32,
+    ident: u16,
+    counters: Counters,
+    backends: Box<[BackendCounters]>,
+}
+
+impl Engine {
+    /// An engine with its tables allocated.
+    pub fn new(cfg: EngineConfig) -> Result<Engine, FlowTableError> {
+        let seed = RandomState::new().hash_one(cfg.worker);
+        Ok(Engine {
+            worker: cfg.worker,
+            flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed)?,
+            nat: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed.rotate_left(17))?,
+            nat_cursor: 0,
+            ident: 0,
+            counters: Counters::default(),
+            backends: vec![BackendCounters::default(); BACKEND_COUNTER_SLOTS].into_boxed_slice(),
+        })
+    }
+
+    /// Decides what happens to `pkt`, received on port `in_port`, rewriting it as needed.
+    /// `now` is the engine clock in milliseconds.
+    #[inline]
+    pub fn process<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkt: &mut B,
+        now: u32,
+    ) -> Verdict {
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += pkt.len() as u64;
+        let v = self.decide(snap, in_port, pkt, now);
+        match v {
+            Verdict::Forward { .. } => self.counters.forwarded += 1,
+            Verdict::Reply => self.counters.replies += 1,
+            Verdict::ToKernel => self.counters.to_kernel += 1,
+            Verdict::ToControl => self.counters.to_control += 1,
+            Verdict::HandOff { .. } => self.counters.handoffs += 1,
+            Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
+        }
+        v
+    }
+
+    /// Reclaims up to `budget` expired flows of each table.
+    pub fn housekeeping(&mut self, _snap: &Snapshot, now: u32, budget: usize) {
+        self.flows.expire_some(now, budget, |_, _| {});
+        self.nat.expire_some(now, budget, |_, _| {});
+    }
+
+    /// Counts a drop the worker made after the verdict (a full queue, no kernel interface).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.drops[reason as usize] += 1;
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Calls `f(id, packets, bytes, new_flows)` for every backend that saw traffic.
+    pub fn visit_backends(&self, f: &mut dyn FnMut(u32, u64, u64, u64)) {
+        for (id, c) in self.backends.iter().enumerate() {
+            if c.packets != 0 || c.new_flows != 0 {
+                f(id as u32, c.packets, c.bytes, c.new_flows);
+            }
+        }
+    }
+
+    /// Live forward flows.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Live full-NAT translations.
+    pub fn nat_count(&self) -> usize {
+        self.nat.len()
+    }
+
+    /// Flow-table statistics (evictions, expiries).
+    pub fn flow_stats(&self) -> crate::flow::FlowStats {
+        self.flows.stats()
+    }
+
+    #[inline]
+    fn decide<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkt: &mut B,
+        now: u32,
+    ) -> Verdict {
+        let Some(port) = snap.ports.get(in_port as usize) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let meta = match parse(pkt.data(), port.mtu) {
+            Ok(m) => m,
+            Err(r) => return Verdict::Drop(r),
+        };
+        match meta.kind {
+            L3::Arp => self.arp(snap, port, pkt, &meta),
+            L3::V4 | L3::V6 => self.ip(snap, in_port, port, pkt, &meta, now),
+        }
+    }
+
+    fn arp<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        port: &PortInfo,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Verdict {
+        let Some(body) = pkt.data().get(meta.l3..) else {
+            return Verdict::Drop(DropReason::BadArp);
+        };
+        let Ok(arp) = ArpPacket::new_checked(body) else {
+            return Verdict::Drop(DropReason::BadArp);
+        };
+        if !arp.is_ethernet_ipv4() {
+            return Verdict::Drop(DropReason::BadArp);
+        }
+        let target = arp.target_protocol_addr();
+        let ours = port.ipv4.map(|(a, _)| a) == Some(target);
+        match ArpOperation::from_code(arp.operation()) {
+            Some(ArpOperation::Request) if ours || snap.is_vip(IpAddr::V4(target)) => {
+                arp_reply(pkt, meta.l3, port.mac);
+                self.counters.arp_replies += 1;
+                Verdict::Reply
+            }
+            Some(ArpOperation::Reply) if ours => Verdict::ToControl,
+            Some(_) => Verdict::Drop(DropReason::NotForUs),
+            None => Verdict::Drop(DropReason::BadArp),
+        }
+    }
+
+    fn ip<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        port: &PortInfo,
+        pkt: &mut B,
+        meta: &Meta,
+        now: u32,
+    ) -> Verdict {
+        let dst = meta.dst_ip();
+        if meta.is_v6() && meta.proto == IpProtocol::ICMPV6.0 && meta.has_l4 {
+            let kind = pkt.data().get(meta.l4).copied().unwrap_or(0);
+            if kind == ICMPV6_NS || kind == ICMPV6_NA {
+                return self.neighbor_discovery(snap, port, pkt, meta, kind);
+            }
+        }
+        if snap.is_vip(dst) {
+            return self.to_vip(snap, in_port, pkt, meta, now);
+        }
+        let own = match dst {
+            IpAddr::V4(a) => port.ipv4.map(|(p, _)| p) == Some(a),
+            IpAddr::V6(a) => port.ipv6.map(|(p, _)| p) == Some(a),
+        };
+        if own {
+            return self.to_lb(snap, port, pkt, meta, now);
+        }
+        Verdict::Drop(DropReason::NotForUs)
+    }
+
+    fn neighbor_discovery<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        port: &PortInfo,
+        pkt: &mut B,
+        meta: &Meta,
+        kind: u8,
+    ) -> Verdict {
+        let Some(body) = pkt.data().get(meta.l4..meta.l3 + meta.ip_len) else {
+            return Verdict::Drop(DropReason::BadIcmp);
+        };
+        let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
+            return Verdict::Drop(DropReason::BadIcmp);
+        };
+        if meta.ttl != 255 {
+            // RFC 4861: ND must come from an on-link node
+            return Verdict::Drop(DropReason::BadIcmp);
+        }
+        let target = icmp.nd_target();
+        let own = port.ipv6.map(|(a, _)| a);
+        if kind == ICMPV6_NA {
+            return if own.is_some() {
+                Verdict::ToControl
+            } else {
+                Verdict::Drop(DropReason::NotForUs)
+            };
+        }
+        if own == Some(target) || snap.is_vip(IpAddr::V6(target)) {
+            if neighbor_advert(pkt, meta, target, port.mac) {
+                self.counters.nd_replies += 1;
+                return Verdict::Reply;
+            }
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        Verdict::Drop(DropReason::NotForUs)
+    }
+
+    fn to_vip<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkt: &mut B,
+        meta: &Meta,
+        now: u32,
+    ) -> Verdict {
+        if meta.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let proto = IpProtocol(meta.proto);
+        match proto {
+            IpProtocol::TCP | IpProtocol::UDP => {}
+            IpProtocol::ICMP | IpProtocol::ICMPV6 => {
+                return self.icmp_to_vip(snap, in_port, pkt, meta, now)
+            }
+            _ => return Verdict::Drop(DropReason::NoService),
+        }
+        let dst = meta.dst_ip();
+        let service = if meta.fragment {
+            self.counters.fragments += 1;
+            service_for_fragment(snap, dst, meta.proto)
+        } else {
+            snap.service_for(dst, meta.proto, meta.dport)
+        };
+        let Some(service) = service else {
+            return Verdict::Drop(DropReason::NoService);
+        };
+        let fwd = match service.mode {
+            ServiceMode::L7 => return Verdict::ToKernel,
+            ServiceMode::L4(f) => f,
+        };
+        if fwd == Forwarding::Nat && meta.fragment {
+            return Verdict::Drop(DropReason::FragmentNat);
+        }
+        // Fragments are balanced on (source, destination, protocol), as the Maglev paper
+        // does: every fragment of a datagram reaches the same backend.
+        let (sport, dport) = if meta.fragment {
+            (0, 0)
+        } else {
+            (meta.sport, meta.dport)
+        };
+        let key = FlowKey {
+            src: meta.src,
+            dst: meta.dst,
+            src_port: sport,
+            dst_port: dport,
+            proto: meta.proto,
+            service: service.id,
+        };
+        let client_mac = src_mac(pkt.data());
+        let (backend, nat_port) =
+            match self.pin(snap, service, fwd, &key, meta, in_port, client_mac, now) {
+                Ok(x) => x,
+                Err(r) => return Verdict::Drop(r),
+            };
+        self.send_to_backend(snap, pkt, meta, backend, fwd, key.hash(), nat_port)
+    }
+
+    /// The flow's backend: the pinned one while it may keep the flow, else a new Maglev pick.
+    #[allow(clippy::too_many_arguments)]
+    fn pin<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        service: &Service,
+        fwd: Forwarding,
+        key: &FlowKey,
+        meta: &Meta,
+        in_port: u16,
+        client_mac: Mac,
+        now: u32,
+    ) -> Result<(&'s Backend, u16), DropReason> {
+        let hash = key.hash();
+        if let Some(e) = self.flows.lookup_entry_hashed(hash, key, now) {
+            e.observe_tcp(meta.tcp_flags);
+            let v = *e.value();
+            if let Some(b) = snap.backend(v & 0xffff) {
+                let keep = match b.state {
+                    BackendState::Active => b.healthy || !service.reset_on_unhealthy,
+                    BackendState::Draining { until } => now < until,
+                };
+                if keep {
+                    return Ok((b, (v >> 16) as u16));
+                }
+            }
+            self.counters.flows_repicked += 1;
+        }
+        // A new flow. The Maglev hash leaves out the local service id, so every fulcrum
+        // with the same configuration picks the same backend for the same 5-tuple.
+        let selection = FlowKey { service: 0, ..*key }.hash();
+        let member = service
+            .maglev
+            .lookup(selection)
+            .ok_or(DropReason::NoBackend)?;
+        let id = *service
+            .members
+            .get(member as usize)
+            .ok_or(DropReason::NoBackend)?;
+        let b = snap.backend(id).ok_or(DropReason::NoBackend)?;
+        let nat_port = if fwd == Forwarding::Nat {
+            let bport = b.port.unwrap_or(meta.dport);
+            self.alloc_nat_port(snap, b, bport, meta, service.id, in_port, client_mac, now)?
+        } else {
+            0
+        };
+        let _ = self.flows.insert(*key, flow_value(id, nat_port), now);
+        if meta.proto == IpProtocol::TCP.0 {
+            if let Some(e) = self.flows.lookup_entry_hashed(hash, key, now) {
+                e.observe_tcp(meta.tcp_flags);
+            }
+            if meta.tcp_flags & tcp_flags::SYN == 0 {
+                self.counters.midstream_flows += 1;
+            }
+        }
+        self.counters.new_flows += 1;
+        if let Some(c) = self.backends.get_mut(id as usize) {
+            c.new_flows += 1;
+        }
+        Ok((b, nat_port))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_nat_port(
+        &mut self,
+        snap: &Snapshot,
+        b: &Backend,
+        bport: u16,
+        meta: &Meta,
+        service: u16,
+        in_port: u16,
+        client_mac: Mac,
+        now: u32,
+    ) -> Result<u16, DropReason> {
+        let range = snap.nat_ports.range(self.worker);
+        let n = range.end.saturating_sub(range.start);
+        if n == 0 {
+            return Err(DropReason::NatPortsExhausted);
+        }
+        for _ in 0..NAT_PORT_TRIES {
+            self.nat_cursor = (self.nat_cursor + 1) % n;
+            let port = (range.start + self.nat_cursor) as u16;
+            let nk = NatKey {
+                backend: b.addr.into(),
+                backend_port: bport,
+                lb_port: port,
+                proto: meta.proto,
+            };
+            if self.nat.lookup(&nk, now).is_none() {
+                let v = NatValue {
+                    client: meta.src,
+                    client_port: meta.sport,
+                    vip_port: meta.dport,
+                    service,
+                    in_port,
+                    client_mac,
+                };
+                let _ = self.nat.insert(nk, v, now);
+                self.counters.nat_sessions += 1;
+                return Ok(port);
+            }
+        }
+        Err(DropReason::NatPortsExhausted)
+    }
+
+    fn send_to_backend<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        meta: &Meta,
+        b: &Backend,
+        fwd: Forwarding,
+        hash: u64,
+        nat_port: u16,
+    ) -> Verdict {
+        let Some(mac) = b.next_hop_mac else {
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        let Some(out) = snap.ports.get(b.egress_port as usize) else {
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        if let Some(c) = self.backends.get_mut(b.id as usize) {
+            c.packets += 1;
+            c.bytes += pkt.len() as u64;
+        }
+        let egress = Verdict::Forward {
+            port: b.egress_port,
+        };
+        match fwd {
+            Forwarding::Dsr => {
+                dsr(pkt, mac, out.mac);
+                egress
+            }
+            Forwarding::Ipip | Forwarding::Gue { .. } => {
+                let encap = match fwd {
+                    Forwarding::Gue { port } => Encap::Gue(port),
+                    _ => Encap::Ipip,
+                };
+                self.ident = self.ident.wrapping_add(1);
+                match encapsulate(pkt, meta, out, b.addr, mac, encap, hash, self.ident) {
+                    EncapOutcome::Done => egress,
+                    EncapOutcome::ReplyTooBig => {
+                        self.counters.too_big_sent += 1;
+                        Verdict::Reply
+                    }
+                    EncapOutcome::Drop(r) => Verdict::Drop(r),
+                }
+            }
+            Forwarding::Nat => {
+                let src: IpAddr16 = match (b.addr, out.ipv4, out.ipv6) {
+                    (IpAddr::V4(_), Some((a, _)), _) => a.into(),
+                    (IpAddr::V6(_), _, Some((a, _))) => a.into(),
+                    _ => return Verdict::Drop(DropReason::NoNeighbor),
+                };
+                let dport = b.port.unwrap_or(meta.dport);
+                nat_rewrite(
+                    pkt.data_mut(),
+                    meta,
+                    src,
+                    nat_port,
+                    b.addr.into(),
+                    dport,
+                    mac,
+                    out.mac,
+                );
+                egress
+            }
+        }
+    }
+
+    /// Traffic to the LB's own address: full-NAT replies, else the kernel.
+    fn to_lb<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        port: &PortInfo,
+        pkt: &mut B,
+        meta: &Meta,
+        now: u32,
+    ) -> Verdict {
+        let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;
+        if !(l4 && meta.has_l4 && !meta.fragment) {
+            return Verdict::ToKernel;
+        }
+        let Some(owner) = snap.nat_ports.owner(meta.dport) else {
+            return Verdict::ToKernel;
+        };
+        if owner != self.worker {
+            return Verdict::HandOff { worker: owner };
+        }
+        let nk = NatKey {
+            backend: meta.src,
+            backend_port: meta.sport,
+            lb_port: meta.dport,
+            proto: meta.proto,
+        };
+        let Some(e) = self.nat.lookup_entry_hashed(nk.flow_hash(), &nk, now) else {
+            // not a translation of ours: a socket of the LB host
+            return Verdict::ToKernel;
+        };
+        e.observe_tcp(meta.tcp_flags);
+        let v = *e.value();
+        if meta.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let Some(service) = snap
+            .services
+            .get(v.service as usize)
+            .and_then(Option::as_ref)
+        else {
+            return Verdict::Drop(DropReason::NoNatEntry);
+        };
+        let out = if snap.ports.get(v.in_port as usize).is_some() {
+            v.in_port
+        } else {
+            0
+        };
+        let out_mac = snap
+            .ports
+            .get(out as usize)
+            .map(|p| p.mac)
+            .unwrap_or(port.mac);
+        nat_rewrite(
+            pkt.data_mut(),
+            meta,
+            service.vip.into(),
+            v.vip_port,
+            v.client,
+            v.client_port,
+            v.client_mac,
+            out_mac,
+        );
+        self.counters.nat_replies += 1;
+        Verdict::Forward { port: out }
+    }
+
+    /// ICMP to a VIP: echo is answered; an error quoting a flow goes to its backend.
+    fn icmp_to_vip<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkt: &mut B,
+        meta: &Meta,
+        now: u32,
+    ) -> Verdict {
+        if !meta.has_l4 || meta.fragment {
+            return Verdict::Drop(DropReason::BadIcmp);
+        }
+        let Some(body) = pkt.data().get(meta.l4..meta.l3 + meta.ip_len) else {
+            return Verdict::Drop(DropReason::BadIcmp);
+        };
+        let port_mac = snap
+            .ports
+            .get(in_port as usize)
+            .map(|p| p.mac)
+            .unwrap_or([0; 6]);
+        // (client, vip, client port, vip port, proto) of the quoted packet, sent by the VIP
+        let quoted: Option<(IpAddr16, IpAddr16, u16, u16, u8)> = if meta.is_v6() {
+            let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
+                return Verdict::Drop(DropReason::BadIcmp);
+            };
+            match icmp.msg_type() {
+                ICMPV6_ECHO_REQUEST => {
+                    return if icmpv6_echo_reply(pkt, meta, port_mac) {
+                        self.counters.echo_replies += 1;
+                        Verdict::Reply
+                    } else {
+                        Verdict::Drop(DropReason::BadIcmp)
+                    };
+                }
+                ICMPV6_DEST_UNREACH | ICMPV6_PACKET_TOO_BIG | ICMPV6_TIME_EXCEEDED => {
+                    icmp.quoted().ok().and_then(|(ip, l4)| {
+                        let p = ports(l4)?;
+                        Some((
+                            ip.dst_addr().into(),
+                            ip.src_addr().into(),
+                            p.1,
+                            p.0,
+                            ip.extensions().ok()?.upper_protocol.0,
+                        ))
+                    })
+                }
+                _ => None,
+            }
+        } else {
+            let Ok(icmp) = Icmpv4Packet::new_checked(body) else {
+                return Verdict::Drop(DropReason::BadIcmp);
+            };
+            match icmp.msg_type() {
+                ICMP_ECHO_REQUEST => {
+                    return if icmpv4_echo_reply(pkt, meta, port_mac) {
+                        self.counters.echo_replies += 1;
+                        Verdict::Reply
+                    } else {
+                        Verdict::Drop(DropReason::BadIcmp)
+                    };
+                }
+                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED => {
+                    icmp.quoted().ok().and_then(|(ip, l4)| {
+                        let p = ports(l4)?;
+                        Some((
+                            ip.dst_addr().into(),
+                            ip.src_addr().into(),
+                            p.1,
+                            p.0,
+                            ip.protocol().0,
+                        ))
+                    })
+                }
+                _ => None,
+            }
+        };
+        let Some((client, vip, cport, vport, proto)) = quoted else {
+            return Verdict::Drop(DropReason::BadIcmp);
+        };
+        if vip != meta.dst {
+            return Verdict::Drop(DropReason::BadIcmp);
+        }
+        let Some(service) = snap.service_for(meta.dst_ip(), proto, vport) else {
+            return Verdict::Drop(DropReason::NoService);
+        };
+        let fwd = match service.mode {
+            ServiceMode::L4(f) if f != Forwarding::Nat => f,
+            _ => return Verdict::Drop(DropReason::BadIcmp),
+        };
+        let key = FlowKey {
+            src: client,
+            dst: vip,
+            src_port: cport,
+            dst_port: vport,
+            proto,
+            service: service.id,
+        };
+        // the flow's packets carry its ports; this one is ICMP, so pin by the quote
+        let flow_meta = Meta {
+            sport: cport,
+            dport: vport,
+            proto,
+            tcp_flags: 0,
+            ..*meta
+        };
+        let (backend, _) =
+            match self.pin(snap, service, fwd, &key, &flow_meta, in_port, [0; 6], now) {
+                Ok(x) => x,
+                Err(r) => return Verdict::Drop(r),
+            };
+        self.counters.icmp_errors_forwarded += 1;
+        self.send_to_backend(snap, pkt, meta, backend, fwd, key.hash(), 0)
+    }
+}
+
+/// The source and destination ports at the start of an upper-layer header.
+fn ports(l4: &[u8]) -> Option<(u16, u16)> {
+    let p = l4.get(0..4)?;
+    Some((
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
+}
+
+/// The source MAC of a frame.
+fn src_mac(data: &[u8]) -> Mac {
+    let mut m = [0u8; 6];
+    if let Some(s) = data.get(6..12) {
+        m.copy_from_slice(s);
+    }
+    m
+}
+
+/// A fragment carries no port (past the first): the service is the VIP's all-port
+/// service for the protocol, else its only service for the protocol.
+fn service_for_fragment(snap: &Snapshot, dst: IpAddr, proto: u8) -> Option<&Service> {
+    if let Some(s) = snap.service_for(dst, proto, 0) {
+        return Some(s);
+    }
+    let mut found = None;
+    for s in snap.services.iter().flatten() {
+        if s.vip == dst && s.proto == proto {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(s);
+        }
+    }
+    found
+}

@@ -1,0 +1,231 @@
+//! Step 3 of the data path: rewrite the packet for its backend.
+//!
+//! - [`dsr`]: Layer-2 direct server return, only the MACs change.
+//! - [`encapsulate`]: `ipip` (4in4, 6in6, 4in6) and `gue` (direct-IP GUE over UDP) in
+//!   front of the untouched client packet; the backend answers the client directly.
+//! - [`nat_rewrite`]: full NAT's address and port rewrite, checksums updated
+//!   incrementally (RFC 1624).
+
+use std::net::IpAddr;
+
+use crate::buffer::PacketBuf;
+use crate::flow::IpAddr16;
+use crate::wire::checksum;
+use crate::wire::{EthernetAddress, EthernetFrame, IpProtocol, Ipv6Packet, UdpPacket};
+
+use super::parse::{Meta, IPV4_HEADER_LEN, IPV6_HEADER_LEN, L3, UDP_HEADER_LEN};
+use super::reply::{emit_ipv4, set_inner_ethertype, too_big, DEFAULT_TTL};
+use super::snapshot::{Mac, PortInfo};
+use super::DropReason;
+
+/// First UDP source port of GUE packets; the rest of the range comes from the flow hash
+/// so ECMP paths towards the backends spread flows.
+pub const GUE_SPORT_BASE: u16 = 0x8000;
+/// Mask of the flow-hash bits in the GUE source port.
+pub const GUE_SPORT_MASK: u16 = 0x7fff;
+
+/// How a packet is wrapped for its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    /// IP in IP.
+    Ipip,
+    /// GUE (direct IP) to this UDP port.
+    Gue(u16),
+}
+
+/// What to do after [`encapsulate`] refused the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncapOutcome {
+    /// Encapsulated: forward it.
+    Done,
+    /// Too big with DF: the packet is now the ICMP error for the client.
+    ReplyTooBig,
+    /// Dropped for this reason.
+    Drop(DropReason),
+}
+
+#[inline]
+fn set_macs(data: &mut [u8], dst: Mac, src: Mac) {
+    let mut eth = EthernetFrame::new_unchecked(data);
+    eth.set_dst_addr(EthernetAddress(dst));
+    eth.set_src_addr(EthernetAddress(src));
+}
+
+/// L2 DSR: the frame goes to the backend's MAC unchanged otherwise.
+#[inline]
+pub fn dsr<B: PacketBuf>(pkt: &mut B, backend_mac: Mac, port_mac: Mac) {
+    set_macs(pkt.data_mut(), backend_mac, port_mac);
+}
+
+/// Wraps the IP packet at `meta.l3` in an outer IP (and UDP for GUE) header from the
+/// port's address to `backend`. `hash` is the inner flow's hash (GUE source port, IPv6
+/// flow label); `ident` the outer IPv4 identification.
+#[allow(clippy::too_many_arguments)]
+pub fn encapsulate<B: PacketBuf>(
+    pkt: &mut B,
+    meta: &Meta,
+    port: &PortInfo,
+    backend: IpAddr,
+    backend_mac: Mac,
+    encap: Encap,
+    hash: u64,
+    ident: u16,
+) -> EncapOutcome {
+    let outer_v6 = backend.is_ipv6();
+    let ip_hdr = if outer_v6 {
+        IPV6_HEADER_LEN
+    } else {
+        IPV4_HEADER_LEN
+    };
+    let overhead = ip_hdr
+        + if matches!(encap, Encap::Gue(_)) {
+            UDP_HEADER_LEN
+        } else {
+            0
+        };
+    if meta.ip_len + overhead > port.mtu as usize {
+        if !meta.dont_frag {
+            return EncapOutcome::Drop(DropReason::TooBig);
+        }
+        let fits = (port.mtu as usize).saturating_sub(overhead) as u16;
+        return match too_big(pkt, meta, fits, port.mac) {
+            Ok(()) => EncapOutcome::ReplyTooBig,
+            Err(r) => EncapOutcome::Drop(r),
+        };
+    }
+    let l3 = meta.l3;
+    // drop Ethernet padding, then make room between the L2 header and the packet
+    if pkt.set_len(l3 + meta.ip_len).is_err() {
+        return EncapOutcome::Drop(DropReason::Runt);
+    }
+    if pkt.prepend(overhead).is_err() {
+        return EncapOutcome::Drop(DropReason::NoHeadroom);
+    }
+    let data = pkt.data_mut();
+    data.copy_within(overhead..overhead + l3, 0);
+    let inner_proto = if meta.kind == L3::V6 {
+        IpProtocol::IPV6
+    } else {
+        IpProtocol::IPIP
+    };
+    let outer_len = overhead + meta.ip_len;
+    let (proto, payload_off) = match encap {
+        Encap::Ipip => (inner_proto, 0),
+        Encap::Gue(_) => (IpProtocol::UDP, UDP_HEADER_LEN),
+    };
+    let Some(out) = data.get_mut(l3..l3 + outer_len) else {
+        return EncapOutcome::Drop(DropReason::Runt);
+    };
+    let (iph, rest) = out.split_at_mut(ip_hdr);
+    match (backend, port.ipv4, port.ipv6) {
+        (IpAddr::V4(dst), Some((src, _)), _) => {
+            emit_ipv4(
+                iph,
+                src,
+                dst,
+                proto,
+                meta.tos,
+                outer_len as u16,
+                meta.dont_frag,
+            );
+            iph[4..6].copy_from_slice(&ident.to_be_bytes());
+            let c = checksum::update16(u16::from_be_bytes([iph[10], iph[11]]), 0, ident);
+            iph[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(dst), _, Some((src, _))) => {
+            let mut ip = Ipv6Packet::new_unchecked(iph);
+            ip.set_version_tc_flow(meta.tos, (hash as u32) & 0x000f_ffff);
+            ip.set_payload_len((outer_len - IPV6_HEADER_LEN) as u16);
+            ip.set_next_header(proto);
+            ip.set_hop_limit(DEFAULT_TTL);
+            ip.set_src_addr(src);
+            ip.set_dst_addr(dst);
+        }
+        _ => return EncapOutcome::Drop(DropReason::NoNeighbor),
+    }
+    if let Encap::Gue(dport) = encap {
+        let sport = GUE_SPORT_BASE | (hash as u16 & GUE_SPORT_MASK);
+        let udp_len = (outer_len - ip_hdr) as u16;
+        rest[0..2].copy_from_slice(&sport.to_be_bytes());
+        rest[2..4].copy_from_slice(&dport.to_be_bytes());
+        rest[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        rest[6..8].fill(0);
+        if let (IpAddr::V6(dst), Some((src, _))) = (backend, port.ipv6) {
+            // IPv6 UDP needs a checksum (RFC 8200); over IPv4 zero means none
+            let pseudo = checksum::PseudoHeader::V6 { src, dst };
+            UdpPacket::new_unchecked(&mut rest[..]).fill_checksum(&pseudo);
+        }
+    }
+    let _ = payload_off;
+    let ethertype = if outer_v6 { 0x86dd } else { 0x0800 };
+    set_inner_ethertype(data, l3, ethertype);
+    set_macs(data, backend_mac, port.mac);
+    EncapOutcome::Done
+}
+
+/// Full NAT rewrite of the packet's addresses and ports; TTL / hop limit decremented.
+/// Checksums (IPv4 header, TCP, UDP) are updated incrementally.
+#[allow(clippy::too_many_arguments)]
+pub fn nat_rewrite(
+    data: &mut [u8],
+    meta: &Meta,
+    src: IpAddr16,
+    sport: u16,
+    dst: IpAddr16,
+    dport: u16,
+    dst_mac: Mac,
+    src_mac: Mac,
+) {
+    let (l3, l4) = (meta.l3, meta.l4);
+    let v6 = meta.is_v6();
+    // the upper-layer checksum: offset within the L4 header, and whether zero means "none"
+    let l4_csum = match IpProtocol(meta.proto) {
+        IpProtocol::TCP => Some((16usize, false)),
+        IpProtocol::UDP => Some((6usize, !v6)),
+        _ => None,
+    };
+    if let Some((off, zero_is_none)) = l4_csum {
+        let at = l4 + off;
+        if let Some(field) = data.get(at..at + 2) {
+            let old = u16::from_be_bytes([field[0], field[1]]);
+            if !(zero_is_none && old == 0) {
+                let mut c = old;
+                if v6 {
+                    c = checksum::update128(c, &meta.src.0, &src.0);
+                    c = checksum::update128(c, &meta.dst.0, &dst.0);
+                } else {
+                    c = checksum::update_bytes(c, &meta.src.0[12..], &src.0[12..]);
+                    c = checksum::update_bytes(c, &meta.dst.0[12..], &dst.0[12..]);
+                }
+                c = checksum::update16(c, meta.sport, sport);
+                c = checksum::update16(c, meta.dport, dport);
+                if zero_is_none && c == 0 {
+                    c = 0xffff;
+                }
+                data[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        if let Some(p) = data.get_mut(l4..l4 + 4) {
+            p[0..2].copy_from_slice(&sport.to_be_bytes());
+            p[2..4].copy_from_slice(&dport.to_be_bytes());
+        }
+    }
+    if v6 {
+        if let Some(ip) = data.get_mut(l3..l3 + IPV6_HEADER_LEN) {
+            ip[7] = ip[7].saturating_sub(1);
+            ip[8..24].copy_from_slice(&src.0);
+            ip[24..40].copy_from_slice(&dst.0);
+        }
+    } else if let Some(ip) = data.get_mut(l3..l3 + IPV4_HEADER_LEN) {
+        let mut c = u16::from_be_bytes([ip[10], ip[11]]);
+        c = checksum::update_bytes(c, &meta.src.0[12..], &src.0[12..]);
+        c = checksum::update_bytes(c, &meta.dst.0[12..], &dst.0[12..]);
+        let old_ttl = u16::from_be_bytes([ip[8], ip[9]]);
+        ip[8] = ip[8].saturating_sub(1);
+        c = checksum::update16(c, old_ttl, u16::from_be_bytes([ip[8], ip[9]]));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip[12..16].copy_from_slice(&src.0[12..]);
+        ip[16..20].copy_from_slice(&dst.0[12..]);
+    }
+    set_macs(data, dst_mac, src_mac);
+}

@@ -1,0 +1,215 @@
+//! The configuration a worker reads: an immutable snapshot built off the hot path.
+//!
+//! The control side builds a [`Snapshot`] from the validated configuration, the health
+//! of each backend and the resolved neighbours, and publishes it with `arc-swap`;
+//! workers load it once per burst. Everything a packet needs is precomputed here:
+//! Maglev tables, the VIP index, next-hop MACs, NAT port ranges.
+//!
+//! Backends and services carry ids that stay the same across snapshots (the control
+//! side's registry hands them out by service name and backend address), so a flow
+//! pinned to a backend in one snapshot still finds it in the next.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::maglev::MaglevTable;
+
+/// A backend's id, stable across snapshots. An index into [`Snapshot::backends`].
+pub type BackendId = u32;
+/// A service's id, stable across snapshots. An index into [`Snapshot::services`].
+pub type ServiceId = u16;
+
+/// An Ethernet MAC address.
+pub type Mac = [u8; 6];
+
+/// IANA protocol number for TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IANA protocol number for UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// How a service's packets reach its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    /// Layer-2 direct server return: only the MACs change.
+    Dsr,
+    /// IP-in-IP encapsulation (4in4, 6in6, 4in6); the backend answers the client directly.
+    Ipip,
+    /// GUE (direct-IP variant) over UDP to `port`; the backend answers the client directly.
+    Gue {
+        /// The backend's GUE UDP port.
+        port: u16,
+    },
+    /// Full NAT: destination to the backend, source to the LB; replies come back through fulcrum.
+    Nat,
+}
+
+/// What a service does with its traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMode {
+    /// Balanced by the L4 engine with the given forwarding.
+    L4(Forwarding),
+    /// Handed to the kernel interface, where the L7 pool terminates it.
+    L7,
+}
+
+/// One fulcrum port (a DPDK ethdev) as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    /// Name from the config, for logs and metrics.
+    pub name: String,
+    /// The port's MAC address.
+    pub mac: Mac,
+    /// The LB's own IPv4 address on this port and its prefix length.
+    pub ipv4: Option<(std::net::Ipv4Addr, u8)>,
+    /// The LB's own IPv6 address on this port and its prefix length.
+    pub ipv6: Option<(std::net::Ipv6Addr, u8)>,
+    /// The port MTU (bytes of IP packet).
+    pub mtu: u16,
+}
+
+/// What a backend is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    /// Takes new flows (with its weight) and keeps its established ones.
+    Active,
+    /// Takes no new flows; established flows continue until `until` (engine clock, ms).
+    Draining {
+        /// Engine-clock millisecond after which its flows are moved or dropped.
+        until: u32,
+    },
+}
+
+/// A backend as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Its stable id.
+    pub id: BackendId,
+    /// The service it serves.
+    pub service: ServiceId,
+    /// Its address.
+    pub addr: IpAddr,
+    /// `nat` only: the backend's port (None: the client's destination port).
+    pub port: Option<u16>,
+    /// The port index it is reached through.
+    pub egress_port: u16,
+    /// The MAC of the next hop towards it (itself on-link, or the gateway); None while unresolved.
+    pub next_hop_mac: Option<Mac>,
+    /// Whether it takes new flows.
+    pub state: BackendState,
+    /// Whether health checks say it is up (informational for the engine; the Maglev table already reflects it).
+    pub healthy: bool,
+}
+
+/// A service (a VIP, optionally a port, and a protocol).
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Its stable id.
+    pub id: ServiceId,
+    /// Name from the config.
+    pub name: String,
+    /// The virtual IP.
+    pub vip: IpAddr,
+    /// The port, or None for every port.
+    pub port: Option<u16>,
+    /// IANA protocol number ([`PROTO_TCP`] or [`PROTO_UDP`]).
+    pub proto: u8,
+    /// L4 with a forwarding mode, or L7.
+    pub mode: ServiceMode,
+    /// The Maglev table over `members`: entry = index into `members`.
+    pub maglev: MaglevTable,
+    /// The backends the Maglev table picks from, in the order it was built with.
+    pub members: Vec<BackendId>,
+    /// Whether the panic threshold is in force (too few healthy backends: all are used).
+    pub panic: bool,
+    /// Flows to a backend that turned unhealthy are reset rather than kept.
+    pub reset_on_unhealthy: bool,
+}
+
+/// The key of the VIP index: (VIP, protocol, port); port 0 is "every port".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// The VIP.
+    pub vip: IpAddr,
+    /// IANA protocol number.
+    pub proto: u8,
+    /// The destination port, 0 for a service on every port.
+    pub port: u16,
+}
+
+/// Full-NAT source ports: each worker owns `per_worker` ports starting at `base + worker * per_worker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatPorts {
+    /// First port of worker 0's range.
+    pub base: u16,
+    /// Ports per worker.
+    pub per_worker: u16,
+    /// Number of workers.
+    pub workers: u16,
+}
+
+impl NatPorts {
+    /// The worker owning `port`, or None if it is outside every range.
+    #[inline]
+    pub fn owner(&self, port: u16) -> Option<u16> {
+        let off = port.checked_sub(self.base)?;
+        let w = off / self.per_worker.max(1);
+        (w < self.workers).then_some(w)
+    }
+    /// The port range of `worker`.
+    pub fn range(&self, worker: u16) -> core::ops::Range<u32> {
+        let start = self.base as u32 + worker as u32 * self.per_worker as u32;
+        start..start + self.per_worker as u32
+    }
+}
+
+/// Everything the workers read, immutable once published.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Increases with every published snapshot.
+    pub generation: u64,
+    /// Ports, by port index.
+    pub ports: Vec<PortInfo>,
+    /// Services, by [`ServiceId`] (None: an id no longer in use).
+    pub services: Vec<Option<Service>>,
+    /// Backends, by [`BackendId`] (None: removed and drained).
+    pub backends: Vec<Option<Backend>>,
+    /// (VIP, proto, port) to service; port 0 for all-port services.
+    pub vips: HashMap<VipKey, ServiceId>,
+    /// Every VIP address, for ARP / ND answers and ICMP echo.
+    pub vip_addrs: Vec<IpAddr>,
+    /// Full-NAT source port ranges.
+    pub nat_ports: NatPorts,
+}
+
+impl Snapshot {
+    /// The service for a packet to `dst`:`dport` over `proto`, exact port first, then all-port.
+    #[inline]
+    pub fn service_for(&self, dst: IpAddr, proto: u8, dport: u16) -> Option<&Service> {
+        let id = self
+            .vips
+            .get(&VipKey {
+                vip: dst,
+                proto,
+                port: dport,
+            })
+            .or_else(|| {
+                self.vips.get(&VipKey {
+                    vip: dst,
+                    proto,
+                    port: 0,
+                })
+            })?;
+        self.services.get(*id as usize)?.as_ref()
+    }
+
+    /// The backend with `id`, if it still exists.
+    #[inline]
+    pub fn backend(&self, id: BackendId) -> Option<&Backend> {
+        self.backends.get(id as usize)?.as_ref()
+    }
+
+    /// Whether `addr` is a VIP of some service.
+    pub fn is_vip(&self, addr: IpAddr) -> bool {
+        self.vip_addrs.contains(&addr)
+    }
+}

@@ -1,0 +1,99 @@
+//! What workers and the control thread share: the snapshot, the stop flag, queues
+//! between them, and each worker's published counters.
+//!
+//! Workers never block on any of it: the snapshot is an `arc-swap` load once per
+//! burst, the queues are bounded lock-free `ArrayQueue`s, and counters are published
+//! with `try_lock` (a busy lock skips one publication, it never waits).
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use fulcrum_dpdk::Mbuf;
+
+use crate::engine::Snapshot;
+
+/// Capacity of each worker's hand-off queue (full-NAT replies owned by it).
+pub const HANDOFF_QUEUE: usize = 4096;
+/// Capacity of each worker's injection queue (frames the control side sends).
+pub const INJECT_QUEUE: usize = 1024;
+/// Capacity of the queue of frames for the control side.
+pub const CONTROL_QUEUE: usize = 1024;
+
+/// A frame copied out of the data plane for the control side, or into it.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The port it came in on / goes out of.
+    pub port: u16,
+    /// The whole Ethernet frame.
+    pub bytes: Vec<u8>,
+}
+
+/// A worker's counters as last published: (name, value) pairs.
+#[derive(Debug, Default, Clone)]
+pub struct Published {
+    /// Engine and worker counters.
+    pub counters: Vec<(&'static str, u64)>,
+    /// Per-backend (id, packets, bytes, new flows).
+    pub backends: Vec<(u32, u64, u64, u64)>,
+    /// Live flows in the worker's table.
+    pub flows: u64,
+}
+
+/// One worker's shared state.
+pub struct WorkerShared {
+    /// Full-NAT replies other workers received for this worker's ports.
+    pub handoff: ArrayQueue<Mbuf>,
+    /// Frames the control side wants sent.
+    pub inject: ArrayQueue<Frame>,
+    /// Counters, published every few milliseconds.
+    pub published: Mutex<Published>,
+    /// Loop iterations, for liveness.
+    pub loops: AtomicU64,
+}
+
+impl WorkerShared {
+    fn new() -> Self {
+        WorkerShared {
+            handoff: ArrayQueue::new(HANDOFF_QUEUE),
+            inject: ArrayQueue::new(INJECT_QUEUE),
+            published: Mutex::new(Published::default()),
+            loops: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Everything shared.
+pub struct Shared {
+    /// Set to stop the workers.
+    pub stop: AtomicBool,
+    /// The configuration the workers read.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// The engine clock's origin: engine time is milliseconds since it.
+    pub origin: Instant,
+    /// One per worker.
+    pub workers: Vec<WorkerShared>,
+    /// Frames for the control side (ARP replies, neighbour advertisements).
+    pub to_control: ArrayQueue<Frame>,
+}
+
+impl Shared {
+    /// Shared state for `workers` workers starting from `snapshot`.
+    pub fn new(workers: usize, snapshot: Snapshot, origin: Instant) -> Arc<Shared> {
+        Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            origin,
+            workers: (0..workers).map(|_| WorkerShared::new()).collect(),
+            to_control: ArrayQueue::new(CONTROL_QUEUE),
+        })
+    }
+
+    /// Engine time now, in milliseconds since the origin.
+    #[inline]
+    pub fn now_ms(&self) -> u32 {
+        self.origin.elapsed().as_millis() as u32
+    }
+}

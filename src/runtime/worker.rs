@@ -1,0 +1,254 @@
+//! The poll-mode worker: burst in, process, burst out.
+//!
+//! One worker per configured core, pinned to it, owning queue `id` of every port, its
+//! own [`Engine`] (flow table, NAT ports, counters) and nothing else. A packet's path:
+//! `rx_burst` -> prefetch the burst -> [`Engine::process`] -> by verdict into a
+//! per-port TX batch, another worker's hand-off queue or the control queue ->
+//! `tx_burst`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fulcrum_dpdk::{Mbuf, MbufBatch, Mempool, RxQueue, TxQueue};
+
+use crate::config::IdlePolicy;
+use crate::engine::{DropReason, Engine, Snapshot, Verdict};
+
+use super::shared::{Frame, Published, Shared};
+
+/// Loops between two publications of the counters.
+const PUBLISH_EVERY: u64 = 256;
+/// Empty polls after which an adaptive worker starts yielding the core.
+const IDLE_SPIN_POLLS: u32 = 256;
+/// Sleep of an idle adaptive worker.
+const IDLE_SLEEP: Duration = Duration::from_micros(50);
+/// Flow-table entries checked for expiry per loop.
+const EXPIRE_BUDGET: usize = 32;
+
+/// Counters of the worker loop itself (the engine counts the rest).
+#[derive(Debug, Default, Clone, Copy)]
+struct LoopCounters {
+    rx_packets: u64,
+    tx_packets: u64,
+    tx_dropped: u64,
+    handoff_out: u64,
+    handoff_in: u64,
+    handoff_full: u64,
+    to_control: u64,
+    to_kernel_dropped: u64,
+    injected: u64,
+    idle_polls: u64,
+    busy_polls: u64,
+}
+
+/// A worker, ready to run on its core.
+pub struct Worker {
+    /// Worker index (queue index on every port).
+    pub id: u16,
+    /// The core it is pinned to.
+    pub core: u32,
+    /// Its RX queue on every port, by port index.
+    pub rx: Vec<RxQueue>,
+    /// Its TX queue on every port, by port index.
+    pub tx: Vec<TxQueue>,
+    /// The pool it allocates injected frames from.
+    pub pool: Mempool,
+    /// Its engine.
+    pub engine: Engine,
+    /// What it does when idle.
+    pub idle: IdlePolicy,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Runs until the stop flag is set; returns the engine (for final counters).
+    pub fn run(mut self) -> Engine {
+        if let Some(id) = core_affinity::get_core_ids()
+            .and_then(|ids| ids.into_iter().find(|c| c.id == self.core as usize))
+        {
+            core_affinity::set_for_current(id);
+        }
+        let _ = fulcrum_dpdk::register_thread();
+        let ports = self.rx.len();
+        let mut rx_batch = MbufBatch::new();
+        let mut tx_batches: Vec<MbufBatch> = (0..ports).map(|_| MbufBatch::new()).collect();
+        let mut c = LoopCounters::default();
+        let mut empty_polls = 0u32;
+        let mut loops = 0u64;
+        let shared = Arc::clone(&self.shared);
+        let me = &shared.workers[self.id as usize];
+
+        while !shared.stop.load(Ordering::Relaxed) {
+            let snap = shared.snapshot.load();
+            let now = shared.now_ms();
+            let mut got = 0usize;
+            for port in 0..ports {
+                let n = self.rx[port].rx_burst(&mut rx_batch);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                c.rx_packets += n as u64;
+                for m in rx_batch.as_slice() {
+                    m.prefetch_data();
+                }
+                for m in rx_batch.drain() {
+                    self.dispatch(&snap, port as u16, m, now, &mut tx_batches, &mut c);
+                }
+            }
+            // full-NAT replies other workers received for our ports
+            while let Some(m) = me.handoff.pop() {
+                got += 1;
+                c.handoff_in += 1;
+                let port = m.port();
+                self.dispatch(&snap, port, m, now, &mut tx_batches, &mut c);
+            }
+            // frames from the control side (ARP requests, neighbour solicitations)
+            while let Some(f) = me.inject.pop() {
+                if let Some(mut m) = self.pool.alloc() {
+                    if m.copy_from_slice(&f.bytes).is_ok() && (f.port as usize) < ports {
+                        c.injected += 1;
+                        push_tx(&mut self.tx, &mut tx_batches, f.port as usize, m, &mut c);
+                    }
+                }
+            }
+            for (port, batch) in tx_batches.iter_mut().enumerate() {
+                flush(&mut self.tx[port], batch, &mut c);
+            }
+            self.engine.housekeeping(&snap, now, EXPIRE_BUDGET);
+
+            loops += 1;
+            if loops % PUBLISH_EVERY == 0 {
+                me.loops.store(loops, Ordering::Relaxed);
+                self.publish(me, &c);
+            }
+            if got == 0 {
+                c.idle_polls += 1;
+                empty_polls = empty_polls.saturating_add(1);
+                if self.idle == IdlePolicy::Adaptive && empty_polls > IDLE_SPIN_POLLS {
+                    std::thread::sleep(IDLE_SLEEP);
+                } else {
+                    std::hint::spin_loop();
+                }
+            } else {
+                c.busy_polls += 1;
+                empty_polls = 0;
+            }
+        }
+        // flush what is still held and publish the last counters
+        for (port, batch) in tx_batches.iter_mut().enumerate() {
+            flush(&mut self.tx[port], batch, &mut c);
+        }
+        while let Some(m) = me.handoff.pop() {
+            drop(m);
+        }
+        self.publish(me, &c);
+        fulcrum_dpdk::unregister_thread();
+        self.engine
+    }
+
+    #[inline]
+    fn dispatch(
+        &mut self,
+        snap: &Snapshot,
+        port: u16,
+        mut m: Mbuf,
+        now: u32,
+        tx_batches: &mut [MbufBatch],
+        c: &mut LoopCounters,
+    ) {
+        match self.engine.process(snap, port, &mut m, now) {
+            Verdict::Forward { port: out } => {
+                if (out as usize) < tx_batches.len() {
+                    push_tx(&mut self.tx, tx_batches, out as usize, m, c);
+                } else {
+                    self.engine.count_drop(DropReason::NoNeighbor);
+                }
+            }
+            Verdict::Reply => push_tx(&mut self.tx, tx_batches, port as usize, m, c),
+            Verdict::HandOff { worker } => match self.shared.workers.get(worker as usize) {
+                Some(w) if worker != self.id => match w.handoff.push(m) {
+                    Ok(()) => c.handoff_out += 1,
+                    Err(_m) => {
+                        c.handoff_full += 1;
+                        self.engine.count_drop(DropReason::HandOffFull);
+                    }
+                },
+                _ => self.engine.count_drop(DropReason::NoNatEntry),
+            },
+            Verdict::ToControl => {
+                c.to_control += 1;
+                let _ = self.shared.to_control.push(Frame {
+                    port,
+                    bytes: m.data().to_vec(),
+                });
+            }
+            Verdict::ToKernel => {
+                c.to_kernel_dropped += 1;
+                self.engine.count_drop(DropReason::NoKernelInterface);
+            }
+            Verdict::Drop(_) => {}
+        }
+    }
+
+    fn publish(&self, me: &super::shared::WorkerShared, c: &LoopCounters) {
+        if let Ok(mut p) = me.published.try_lock() {
+            fill_published(&mut p, &self.engine, c);
+        }
+    }
+}
+
+fn fill_published(p: &mut Published, engine: &Engine, c: &LoopCounters) {
+    p.counters.clear();
+    p.counters.extend_from_slice(&[
+        ("worker_rx_packets", c.rx_packets),
+        ("worker_tx_packets", c.tx_packets),
+        ("worker_tx_dropped", c.tx_dropped),
+        ("worker_handoff_out", c.handoff_out),
+        ("worker_handoff_in", c.handoff_in),
+        ("worker_handoff_full", c.handoff_full),
+        ("worker_to_control", c.to_control),
+        ("worker_injected", c.injected),
+        ("worker_idle_polls", c.idle_polls),
+        ("worker_busy_polls", c.busy_polls),
+    ]);
+    engine
+        .counters()
+        .visit(&mut |name, v| p.counters.push((name, v)));
+    p.backends.clear();
+    engine.visit_backends(&mut |id, packets, bytes, flows| {
+        p.backends.push((id, packets, bytes, flows))
+    });
+    p.flows = engine.flow_count() as u64;
+}
+
+#[inline]
+fn push_tx(
+    txq: &mut [TxQueue],
+    batches: &mut [MbufBatch],
+    port: usize,
+    m: Mbuf,
+    c: &mut LoopCounters,
+) {
+    let batch = &mut batches[port];
+    if batch.is_full() {
+        flush(&mut txq[port], batch, c);
+    }
+    if let Err(m) = batch.push(m) {
+        drop(m);
+        c.tx_dropped += 1;
+    }
+}
+
+#[inline]
+fn flush(txq: &mut TxQueue, batch: &mut MbufBatch, c: &mut LoopCounters) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len();
+    let sent = txq.tx_burst(batch);
+    c.tx_packets += sent as u64;
+    c.tx_dropped += (n - sent) as u64;
+}

@@ -33,7 +33,7 @@ bash tests/netns/topo.sh up "${MODE:-dsr}"
 
 echo "== starting fulcrum"
 LOG=$(mktemp /tmp/fulcrum-demo.XXXXXX.log)
-ip netns exec flc-lb env FULCRUM_EAL_EXTRA="$FULCRUM_EAL_MEM" $BIN run -c "$CONFIG" >"$LOG" 2>&1 &
+ip netns exec flc-lb $BIN run -c "$CONFIG" >"$LOG" 2>&1 &
 FPID=$!
 for _ in $(seq 1 100); do grep -q "workers running" "$LOG" && break; sleep 0.1; done
 grep -q "workers running" "$LOG" || { echo "fulcrum did not start:"; cat "$LOG"; exit 1; }

@@ -12,7 +12,9 @@
 //!
 //! - `chain_next`: the next entry in the same bucket (or in the free list);
 //! - `lru_prev` / `lru_next`: a doubly linked list of live entries from most to
-//!   least recently used.
+//!   least recently used, at the granularity of the time unit: a hit on an
+//!   entry already seen at the same `now` does not relink it, so the list is
+//!   always sorted by last-seen time (newest first).
 //!
 //! The bucket is `fmix64(hash ^ seed) & mask`, with a per-table `seed` the
 //! caller supplies (e.g. random at start): the flow hash is public and stable,
@@ -264,7 +266,8 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     }
 
     /// Looks a flow up: refreshes its last-seen time, makes it the most
-    /// recently used and returns its value. An expired flow is reclaimed and
+    /// recently used (unless it was already seen at this `now`: LRU order is
+    /// kept at the granularity of the time unit) and returns its value. An expired flow is reclaimed and
     /// reported absent.
     #[inline]
     pub fn lookup(&mut self, key: &K, now: u32) -> Option<&mut V> {
@@ -297,7 +300,13 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
             self.stats.expired_reclaimed += 1;
             return None;
         }
-        self.lru_move_to_front(index);
+        // Within one tick of `now` the entry is already in the tick's group
+        // at the front of the LRU list: skip the relink (it touches two other
+        // entries, i.e. up to two cache misses). The list stays sorted by
+        // last-seen time, which is what eviction and expiry rely on.
+        if self.entries.get(index as usize)?.last_seen != now {
+            self.lru_move_to_front(index);
+        }
         let entry = self.entries.get_mut(index as usize)?;
         entry.last_seen = now;
         Some(entry)

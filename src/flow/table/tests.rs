@@ -313,10 +313,15 @@ impl Model {
     }
     fn lookup(&mut self, k: TestKey, now: u32) -> Option<usize> {
         let p = self.pos(k)?;
-        let mut e = self.order.remove(p);
-        if Self::expired(&e, now) {
+        if Self::expired(&self.order[p], now) {
+            self.order.remove(p);
             return None;
         }
+        if self.order[p].last_seen == now {
+            // Already touched this tick: stays in place.
+            return Some(p);
+        }
+        let mut e = self.order.remove(p);
         e.last_seen = now;
         self.order.insert(0, e);
         Some(0)
@@ -408,7 +413,7 @@ proptest! {
                 }
                 Op::Advance(dt) => now = now.wrapping_add(u32::from(dt)),
             }
-            // Same contents, same LRU order.
+            // Same contents, same LRU order, sorted by last-seen.
             prop_assert_eq!(table.len(), model.order.len());
             let mut lru = Vec::new();
             let mut i = table.lru_head;
@@ -417,6 +422,7 @@ proptest! {
                 i = e.lru_next;
             }
             prop_assert_eq!(&lru, &model.order);
+            prop_assert!(lru.windows(2).all(|w| w[0].last_seen >= w[1].last_seen));
             let live: HashMap<TestKey, u32> = table.iter().map(|e| (*e.key(), *e.value())).collect();
             prop_assert_eq!(live.len(), model.order.len());
         }

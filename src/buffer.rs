@@ -90,14 +90,22 @@ impl HeapBuf {
     /// A buffer holding a copy of `bytes` with [`DEFAULT_HEADROOM`] before it.
     pub fn from_slice(bytes: &[u8]) -> Self {
         let size = DEFAULT_BUF_SIZE.max(DEFAULT_HEADROOM + bytes.len());
-        Self::with_room(bytes, DEFAULT_HEADROOM, size - DEFAULT_HEADROOM - bytes.len())
+        Self::with_room(
+            bytes,
+            DEFAULT_HEADROOM,
+            size - DEFAULT_HEADROOM - bytes.len(),
+        )
     }
 
     /// A buffer holding a copy of `bytes` with exactly `headroom` and `tailroom` bytes around it.
     pub fn with_room(bytes: &[u8], headroom: usize, tailroom: usize) -> Self {
         let mut storage = vec![0u8; headroom + bytes.len() + tailroom].into_boxed_slice();
         storage[headroom..headroom + bytes.len()].copy_from_slice(bytes);
-        HeapBuf { storage, start: headroom, end: headroom + bytes.len() }
+        HeapBuf {
+            storage,
+            start: headroom,
+            end: headroom + bytes.len(),
+        }
     }
 }
 

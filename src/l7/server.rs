@@ -208,8 +208,13 @@ impl L7Pool {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();
+        // Bound with std and registered through `enter`, so `start` may be called from
+        // inside another runtime (no nested block_on).
+        let entered = runtime.enter();
         for spec in listeners {
-            let listener = runtime.block_on(TcpListener::bind(spec.addr))?;
+            let std_listener = std::net::TcpListener::bind(spec.addr)?;
+            std_listener.set_nonblocking(true)?;
+            let listener = TcpListener::from_std(std_listener)?;
             local_addrs.push(listener.local_addr()?);
             runtime.spawn(accept_loop(
                 listener,
@@ -218,6 +223,7 @@ impl L7Pool {
                 stop_rx.clone(),
             ));
         }
+        drop(entered);
         Ok(L7Pool {
             runtime: Some(runtime),
             shared,

@@ -491,3 +491,106 @@ services:
     assert!(backend_hits.load(Ordering::Relaxed) >= 10);
     pool.shutdown();
 }
+
+/// Sticky cookie keeps a client on its endpoint; ring_hash on a header is consistent;
+/// reload re-routes without restarting the listeners.
+#[test]
+fn sticky_cookie_hashing_and_reload() {
+    let rt = rt();
+    let eps = rt.block_on(async {
+        let mut v = Vec::new();
+        for name in ["a", "b", "c"] {
+            v.push(echo(name, Duration::ZERO).await);
+        }
+        v
+    });
+    let yaml = |second_route_cluster: &str| {
+        format!(
+            r#"
+services:
+  - name: web
+    routes:
+      - {{ name: sticky, match: {{ path: {{ exact: /sticky }} }}, cluster: rr }}
+      - {{ name: hashed, match: {{ path: {{ exact: /hashed }} }}, cluster: {second_route_cluster} }}
+    clusters:
+      - name: rr
+        sticky_cookie: {{ name: FSTICKY }}
+        endpoints: [{{ address: "{0}" }}, {{ address: "{1}" }}, {{ address: "{2}" }}]
+      - name: ring
+        lb: ring_hash
+        hash_on: {{ header: x-user }}
+        endpoints: [{{ address: "{0}" }}, {{ address: "{1}" }}, {{ address: "{2}" }}]
+      - name: maglev
+        lb: maglev
+        hash_on: {{ header: x-user }}
+        endpoints: [{{ address: "{0}" }}, {{ address: "{1}" }}, {{ address: "{2}" }}]
+"#,
+            eps[0], eps[1], eps[2]
+        )
+    };
+    let (pool, addr) = start(&yaml("ring"), false);
+    let send = |path: &'static str, header: (&'static str, String)| {
+        let url = format!("http://{addr}{path}");
+        async move {
+            let client = client(false);
+            let req = hyper::Request::get(url)
+                .header(header.0, header.1)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let resp = tokio::time::timeout(STEP, client.request(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let backend = resp
+                .headers()
+                .get("x-backend")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let cookie = resp
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().to_string());
+            (backend, cookie)
+        }
+    };
+    rt.block_on(async {
+        let (first, cookie) = send("/sticky", ("x-none", String::new())).await;
+        let cookie = cookie.expect("sticky cookie set on first response");
+        assert!(
+            cookie.starts_with("FSTICKY=") && cookie.contains("Max-Age=3600"),
+            "{cookie}"
+        );
+        let pair = cookie.split(';').next().unwrap().to_string();
+        for _ in 0..9 {
+            let (b, again) = send("/sticky", ("cookie", pair.clone())).await;
+            assert_eq!(b, first, "round robin overridden by the cookie");
+            assert!(again.is_none(), "cookie not re-set while it holds");
+        }
+        for policy in ["ring", "maglev"] {
+            if policy == "maglev" {
+                let cfg = L7Config::from_yaml_str(&yaml("maglev")).unwrap();
+                pool.reload(Arc::new(cfg)).unwrap();
+            }
+            let mut seen = std::collections::HashSet::new();
+            for user in 0..30 {
+                let (b1, _) = send("/hashed", ("x-user", format!("user{user}"))).await;
+                let (b2, _) = send("/hashed", ("x-user", format!("user{user}"))).await;
+                assert_eq!(b1, b2, "{policy}: same key, same endpoint");
+                seen.insert(b1);
+            }
+            assert_eq!(seen.len(), 3, "{policy}: keys spread over all endpoints");
+        }
+    });
+    let text = metrics_text(&pool);
+    assert!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_responses_total{service=\"web\",cluster=\"maglev\",class=\"2xx\"}"
+        ) == 60
+    );
+    // A broken reload is refused and the old config keeps serving.
+    assert!(L7Config::from_yaml_str(&yaml("nope")).is_err());
+    pool.shutdown();
+}

@@ -500,7 +500,7 @@ impl L7Config {
                         c.name
                     ));
                 }
-                if !(c.bounded_load >= 1.0) {
+                if c.bounded_load.is_nan() || c.bounded_load < 1.0 {
                     return bad(format!("cluster {}: bounded_load must be >= 1.0", c.name));
                 }
                 if c.panic_threshold > 100 {

@@ -640,6 +640,35 @@ mod tests {
         assert!(!fresh.contains("00000000000000000000000000000000"));
     }
 
+    #[tokio::test]
+    async fn outlier_ejection_after_consecutive_5xx_and_panic_cap() {
+        use crate::l7::config::{ClusterSpec, EndpointSpec, L7Config, Timeouts};
+        let yaml = "services:\n  - name: s\n    routes: [{ cluster: c }]\n    clusters:\n      - name: c\n        outlier: { consecutive_5xx: 3, base_ejection_time: 10s }\n        endpoints: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }, { address: \"127.0.0.1:3\" }]\n";
+        let cfg = L7Config::from_yaml_str(yaml).unwrap();
+        let spec: &ClusterSpec = &cfg.services[0].clusters[0];
+        let _: &EndpointSpec = &spec.endpoints[0];
+        let metrics = L7Metrics::default();
+        let cluster = Cluster::build(spec, &Timeouts::default(), metrics.cluster("s", "c"));
+        let clock = Clock(Instant::now());
+        observe(&cluster, 0, true, &clock);
+        observe(&cluster, 0, true, &clock);
+        observe(&cluster, 0, false, &clock);
+        observe(&cluster, 0, true, &clock);
+        observe(&cluster, 0, true, &clock);
+        assert!(
+            !cluster.endpoints[0].is_ejected(clock.now_ms()),
+            "a success resets the streak"
+        );
+        observe(&cluster, 0, true, &clock);
+        assert!(cluster.endpoints[0].is_ejected(clock.now_ms()));
+        assert_eq!(cluster.stats.ejections.load(Ordering::Relaxed), 1);
+        // max_ejection_percent 10% of 3 rounds to 0: at least one, but not two.
+        for _ in 0..3 {
+            observe(&cluster, 1, true, &clock);
+        }
+        assert!(!cluster.endpoints[1].is_ejected(clock.now_ms()));
+    }
+
     #[test]
     fn strips_hop_by_hop_and_connection_named() {
         let mut h = HeaderMap::new();

@@ -185,7 +185,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn build(spec: &ClusterSpec, defaults: &Timeouts, stats: Arc<StatSet>) -> Cluster {
+    pub(crate) fn build(spec: &ClusterSpec, defaults: &Timeouts, stats: Arc<StatSet>) -> Cluster {
         let timeouts = spec.timeouts.clone().unwrap_or_else(|| defaults.clone());
         let endpoints: Vec<Endpoint> = spec
             .endpoints

@@ -594,3 +594,67 @@ services:
     assert!(L7Config::from_yaml_str(&yaml("nope")).is_err());
     pool.shutdown();
 }
+
+/// Circuit breakers: `max_connections: 1` to an HTTP/1.1 upstream busy with a slow
+/// request refuses a second concurrent one with 503 (counted as overflow), and
+/// `max_requests` does the same for requests in flight.
+#[test]
+fn circuit_breakers_answer_503_and_count_overflow() {
+    let rt = rt();
+    let (slow_a, slow_b) = rt.block_on(async {
+        (
+            echo("slow", Duration::from_millis(500)).await,
+            echo("slow", Duration::from_millis(500)).await,
+        )
+    });
+    let yaml = format!(
+        r#"
+services:
+  - name: web
+    routes:
+      - {{ name: conns, match: {{ path: {{ prefix: /conns }} }}, cluster: conns }}
+      - {{ name: reqs, match: {{ path: {{ prefix: /reqs }} }}, cluster: reqs }}
+    clusters:
+      - {{ name: conns, circuit_breakers: {{ max_connections: 1 }}, endpoints: [{{ address: "{slow_a}" }}] }}
+      - {{ name: reqs, circuit_breakers: {{ max_requests: 1 }}, endpoints: [{{ address: "{slow_b}" }}] }}
+"#
+    );
+    let (pool, addr) = start(&yaml, false);
+    rt.block_on(async move {
+        for path in ["/conns", "/reqs"] {
+            let url = format!("http://{addr}{path}");
+            let first = {
+                let url = url.clone();
+                tokio::spawn(async move { get(&client(false), &url, "x").await.0 })
+            };
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let second = get(&client(false), &url, "x").await.0;
+            assert_eq!(first.await.unwrap(), 200, "{path}");
+            assert_eq!(second, 503, "{path}");
+        }
+    });
+    let text = metrics_text(&pool);
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_overflow_total{service=\"web\",cluster=\"conns\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_overflow_total{service=\"web\",cluster=\"reqs\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_upstream_connections{service=\"web\",cluster=\"conns\"}"
+        ),
+        1,
+        "the keep-alive connection stays pooled"
+    );
+    pool.shutdown();
+}

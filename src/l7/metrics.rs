@@ -63,6 +63,8 @@ pub struct StatSet {
     pub overflow: AtomicU64,
     /// Outlier ejections.
     pub ejections: AtomicU64,
+    /// Upstream connections open (clusters; the `max_connections` breaker counts these).
+    pub upstream_connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Time inside fulcrum (total to response head, minus upstream time).
     pub fulcrum_time: Latency,
     /// Upstream time (request sent to response head, all tries).
@@ -80,6 +82,7 @@ impl StatSet {
             retry_budget_exhausted: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            upstream_connections: Arc::default(),
             fulcrum_time: Latency::new(),
             upstream_time: Latency::new(),
         }
@@ -256,6 +259,20 @@ impl L7Metrics {
                         out,
                         "{name}{{service=\"{svc}\",{kind}=\"{n}\"}} {}",
                         v.load(Ordering::Relaxed)
+                    );
+                }
+            }
+            if kind == "cluster" {
+                let name = "fulcrum_l7_cluster_upstream_connections";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Upstream connections open.\n# TYPE {name} gauge"
+                );
+                for ((svc, n), s) in map.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
+                        s.upstream_connections.load(Ordering::Relaxed)
                     );
                 }
             }

@@ -553,7 +553,20 @@ async fn forward(
                 match result {
                     Err(_) => TryOutcome::Failed(UpstreamFailure::Timeout),
                     Ok(Err(e)) if e.is_connect() => {
-                        TryOutcome::Failed(UpstreamFailure::ConnectFailure)
+                        let mut source = std::error::Error::source(&e);
+                        let mut limit = false;
+                        while let Some(s) = source {
+                            limit |= s.is::<super::state::ConnectionLimit>();
+                            source = s.source();
+                        }
+                        if limit {
+                            for s in stats {
+                                s.overflow.fetch_add(1, Ordering::Relaxed);
+                            }
+                            TryOutcome::Failed(UpstreamFailure::Overflow)
+                        } else {
+                            TryOutcome::Failed(UpstreamFailure::ConnectFailure)
+                        }
                     }
                     Ok(Err(_)) => TryOutcome::Failed(UpstreamFailure::Reset),
                     Ok(Ok(resp)) => TryOutcome::Response(resp),

@@ -159,7 +159,7 @@ impl Route {
 }
 
 /// The upstream HTTP client of a cluster (keep-alive pool; HTTP/2 multiplexed).
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+pub type UpstreamClient = Client<LimitedConnector, Full<Bytes>>;
 
 /// A cluster with its live state.
 #[derive(Debug)]
@@ -196,6 +196,7 @@ impl Cluster {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_nodelay(true);
+        let open_connections = stats.upstream_connections.clone();
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -211,7 +212,11 @@ impl Cluster {
             timeouts,
             endpoints,
             balancer,
-            client: builder.build(connector),
+            client: builder.build(LimitedConnector {
+                inner: connector,
+                open: open_connections.clone(),
+                max: spec.circuit_breakers.max_connections,
+            }),
             stats,
             active: AtomicUsize::new(0),
             active_retries: AtomicUsize::new(0),
@@ -343,5 +348,123 @@ impl Clock {
     /// Now, in ms since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.0.elapsed().as_millis() as u64 + 1
+    }
+}
+
+/// The upstream connector: `HttpConnector` under the cluster's `max_connections`
+/// breaker. Each connection holds a slot until it is dropped.
+#[derive(Debug, Clone)]
+pub struct LimitedConnector {
+    inner: HttpConnector,
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// The `max_connections` circuit breaker refused a new upstream connection.
+#[derive(Debug)]
+pub struct ConnectionLimit;
+
+impl std::fmt::Display for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cluster max_connections reached")
+    }
+}
+
+impl std::error::Error for ConnectionLimit {}
+
+/// An upstream connection holding a breaker slot.
+#[derive(Debug)]
+pub struct Counted<T> {
+    inner: T,
+    open: Arc<AtomicUsize>,
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<T: hyper_util::client::legacy::connect::Connection>
+    hyper_util::client::legacy::connect::Connection for Counted<T>
+{
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.inner.connected()
+    }
+}
+
+type ConnectFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<
+                    Counted<hyper_util::rt::TokioIo<tokio::net::TcpStream>>,
+                    Box<dyn std::error::Error + Send + Sync>,
+                >,
+            > + Send,
+    >,
+>;
+
+impl tower_service::Service<http::Uri> for LimitedConnector {
+    type Response = Counted<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = ConnectFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<http::Uri>::poll_ready(&mut self.inner, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let open = self.open.clone();
+        if open.fetch_add(1, Ordering::Relaxed) >= self.max {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return Box::pin(async {
+                Err(Box::new(ConnectionLimit) as Box<dyn std::error::Error + Send + Sync>)
+            });
+        }
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            // The slot is held by `Counted` from here on; a failed connect frees it on drop.
+            let guard = Counted { inner: (), open };
+            let io = connecting.await.map_err(Box::new)?;
+            let open = guard.open.clone();
+            open.fetch_add(1, Ordering::Relaxed);
+            drop(guard);
+            Ok(Counted { inner: io, open })
+        })
     }
 }

@@ -6,6 +6,7 @@
 //! - [`maglev`]: Maglev consistent hashing.
 //! - [`flow`]: the per-worker connection table.
 //! - [`engine`]: the per-packet decision: parse, look up, pick, rewrite, verdict.
+//! - [`l7`]: the L7 termination pool (TLS, HTTP/1.1, HTTP/2, routing, per-request balancing).
 //! - [`config`]: the YAML file, its validation and the snapshot workers read.
 //! - `runtime` (feature `dpdk`): EAL, ports, poll-mode workers.
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod flow;
+pub mod l7;
 pub mod maglev;
 #[cfg(feature = "dpdk")]
 pub mod runtime;

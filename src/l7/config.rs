@@ -1,0 +1,634 @@
+//! The L7 part of the YAML: the `l7:` section and the `routes` / `clusters` / `tls` of an
+//! `l7` service. Every struct denies unknown fields and has defaults, so the main config
+//! loader can embed these types as they are.
+
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::L7Error;
+
+/// A standalone L7 file: the `l7:` section and the `l7` services.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct L7Config {
+    /// Pool-wide settings.
+    #[serde(default)]
+    pub l7: L7Settings,
+    /// Services served by the pool.
+    #[serde(default)]
+    pub services: Vec<L7Service>,
+}
+
+/// The `l7:` section: cores, limits, timeouts, access log.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct L7Settings {
+    /// CPU cores, one tokio worker thread pinned on each. Empty: two unpinned threads.
+    pub cores: Vec<usize>,
+    /// Limits against hostile clients.
+    pub limits: Limits,
+    /// Default upstream timeouts (clusters and routes may override).
+    pub timeouts: Timeouts,
+    /// Where JSON access log lines go.
+    pub access_log: AccessLog,
+}
+
+impl Default for L7Settings {
+    fn default() -> Self {
+        L7Settings {
+            cores: Vec::new(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            access_log: AccessLog::None,
+        }
+    }
+}
+
+/// Where access log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLog {
+    /// No access log.
+    None,
+    /// One JSON object per line on standard error.
+    Stderr,
+}
+
+/// Limits on what a client may send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head in bytes (431 above). At least 8192.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Time a client has to send a complete request head (and idle keep-alive time).
+    #[serde(deserialize_with = "de_duration")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a complete request body (408 after).
+    #[serde(deserialize_with = "de_duration")]
+    pub body_read_timeout: Duration,
+    /// Concurrent HTTP/2 streams per client connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// Upstream timeouts, Envoy's meaning.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP connect to an endpoint.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect: Duration,
+    /// From sending the request to the upstream's response head, per try (504 after).
+    #[serde(deserialize_with = "de_duration")]
+    pub request: Duration,
+    /// Idle time of a pooled upstream connection.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(15),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One `mode: l7` service.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L7Service {
+    /// Name (metrics label).
+    pub name: String,
+    /// Always `l7` here; accepted so a service block reads like the main config's.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Standalone mode: the host socket address to listen on.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// TLS termination; absent: plain HTTP (HTTP/1.1 and h2c).
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// Routes, first match wins.
+    pub routes: Vec<RouteSpec>,
+    /// Upstream clusters.
+    pub clusters: Vec<ClusterSpec>,
+}
+
+fn default_mode() -> String {
+    "l7".to_string()
+}
+
+/// TLS certificates of a service.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Certificates; SNI picks one by `server_names`, the first is the default.
+    pub certificates: Vec<CertificateSpec>,
+}
+
+/// One certificate chain and its key, PEM files.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Names this certificate answers for (`*.example.com` allowed).
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+/// A route: a match and where it leads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Name (metrics label); defaults to `route<index>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What a request must look like.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchSpec,
+    /// The single cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Or weighted clusters (canary).
+    #[serde(default)]
+    pub weighted_clusters: Vec<WeightedCluster>,
+    /// Replace the matched path prefix (prefix matches only).
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    /// Per-try upstream timeout override.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    #[serde(default)]
+    pub retries: RetrySpec,
+}
+
+/// Route match; every present field must match.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    /// Host (port ignored), exact or `*.suffix`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path match.
+    #[serde(default)]
+    pub path: Option<PathMatch>,
+    /// Method, e.g. `GET`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Headers that must be present (with the value, when given).
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// Path match kinds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum PathMatch {
+    /// The path equals this.
+    Exact(String),
+    /// The path starts with this.
+    Prefix(String),
+    /// The whole path matches this regex.
+    Regex(String),
+}
+
+/// A header that must be present.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name.
+    pub name: String,
+    /// Exact value; absent: presence is enough.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// A cluster with a weight in a split.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedCluster {
+    /// Cluster name.
+    pub cluster: String,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// Retry policy (Envoy semantics).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySpec {
+    /// Retries after the first try.
+    pub max_retries: u32,
+    /// Retry non-idempotent methods (POST, PATCH) too.
+    pub non_idempotent: bool,
+    /// Retries in flight may not exceed this percent of active requests (at least 3).
+    pub budget_percent: u32,
+    /// Back-off base; the n-th retry waits a random time up to `base * 2^n`.
+    #[serde(deserialize_with = "de_duration")]
+    pub base_interval: Duration,
+    /// Back-off cap.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_interval: Duration,
+    /// Retry when the upstream answers 502/503/504.
+    pub on_gateway_error: bool,
+    /// Retry after a per-try timeout.
+    pub on_timeout: bool,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            max_retries: 1,
+            non_idempotent: false,
+            budget_percent: 10,
+            base_interval: Duration::from_millis(25),
+            max_interval: Duration::from_millis(250),
+            on_gateway_error: true,
+            on_timeout: false,
+        }
+    }
+}
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    /// Smooth weighted round robin.
+    #[default]
+    RoundRobin,
+    /// Power of two choices on active requests / weight.
+    LeastRequest,
+    /// Weighted random.
+    Random,
+    /// Ketama ring on the hash key, with bounded load.
+    RingHash,
+    /// Maglev table on the hash key, with bounded load.
+    Maglev,
+}
+
+/// What a hashing policy hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum HashOn {
+    /// The client's IP address.
+    #[default]
+    SourceIp,
+    /// A request header's value.
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+}
+
+/// Upstream protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive pools.
+    #[default]
+    Http1,
+    /// HTTP/2 prior knowledge, requests multiplexed.
+    Http2,
+}
+
+/// A cluster of endpoints.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Name, referenced by routes.
+    pub name: String,
+    /// Upstream protocol.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Balancing policy.
+    #[serde(default)]
+    pub lb: LbPolicy,
+    /// Hash key for `ring_hash` / `maglev`.
+    #[serde(default)]
+    pub hash_on: HashOn,
+    /// Bounded load factor c for hashing policies: spill past endpoints above c * average.
+    #[serde(default = "default_bounded_load")]
+    pub bounded_load: f64,
+    /// Cookie-based sticky sessions.
+    #[serde(default)]
+    pub sticky_cookie: Option<StickyCookie>,
+    /// Endpoints.
+    pub endpoints: Vec<EndpointSpec>,
+    /// Circuit breakers.
+    #[serde(default)]
+    pub circuit_breakers: CircuitBreakers,
+    /// Outlier ejection.
+    #[serde(default)]
+    pub outlier: OutlierSpec,
+    /// Percent of healthy endpoints below which health is ignored.
+    #[serde(default = "default_panic")]
+    pub panic_threshold: u32,
+    /// Timeout overrides.
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+}
+
+fn default_bounded_load() -> f64 {
+    1.25
+}
+fn default_panic() -> u32 {
+    50
+}
+
+/// Sticky sessions by cookie.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyCookie {
+    /// Cookie name.
+    pub name: String,
+    /// Cookie Max-Age.
+    #[serde(default = "default_ttl", deserialize_with = "de_duration")]
+    pub ttl: Duration,
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Address and port.
+    pub address: SocketAddr,
+    /// Relative weight (1..=1000).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Circuit-breaker thresholds per cluster (Envoy defaults).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakers {
+    /// Upstream connections.
+    pub max_connections: usize,
+    /// Requests waiting for an upstream connection.
+    pub max_pending: usize,
+    /// Requests in flight to the cluster.
+    pub max_requests: usize,
+}
+
+impl Default for CircuitBreakers {
+    fn default() -> Self {
+        CircuitBreakers {
+            max_connections: 1024,
+            max_pending: 1024,
+            max_requests: 1024,
+        }
+    }
+}
+
+/// Outlier ejection (passive health).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierSpec {
+    /// Consecutive 5xx (including local 502/504) before ejection; 0 disables.
+    pub consecutive_5xx: u32,
+    /// Ejection time, multiplied by the number of ejections.
+    #[serde(deserialize_with = "de_duration")]
+    pub base_ejection_time: Duration,
+    /// At most this percent of endpoints ejected (at least one).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierSpec {
+    fn default() -> Self {
+        OutlierSpec {
+            consecutive_5xx: 5,
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_percent: 10,
+        }
+    }
+}
+
+/// Parses `250ms`, `1s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "us" => value / 1_000_000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(seconds))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    parse_duration(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!("bad duration {text:?} (use 250ms, 1s, 2m)"))
+    })
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(de).map(Some)
+}
+
+impl L7Config {
+    /// Parses and validates a standalone L7 YAML document.
+    pub fn from_yaml_str(text: &str) -> Result<L7Config, L7Error> {
+        let cfg: L7Config =
+            serde_saphyr::from_str(text).map_err(|e| L7Error::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks references and ranges that serde cannot.
+    pub fn validate(&self) -> Result<(), L7Error> {
+        let bad = |m: String| Err(L7Error::Config(m));
+        if self.l7.limits.max_header_bytes < 8192 {
+            return bad("l7.limits.max_header_bytes must be at least 8192".into());
+        }
+        for svc in &self.services {
+            if svc.mode != "l7" {
+                return bad(format!("service {}: mode must be l7", svc.name));
+            }
+            let mut names = std::collections::HashSet::new();
+            for c in &svc.clusters {
+                if !names.insert(c.name.as_str()) {
+                    return bad(format!(
+                        "service {}: duplicate cluster {}",
+                        svc.name, c.name
+                    ));
+                }
+                if c.endpoints.is_empty() {
+                    return bad(format!("cluster {}: no endpoints", c.name));
+                }
+                if c.endpoints.iter().any(|e| e.weight == 0 || e.weight > 1000) {
+                    return bad(format!(
+                        "cluster {}: endpoint weight must be 1..=1000",
+                        c.name
+                    ));
+                }
+                if c.bounded_load.is_nan() || c.bounded_load < 1.0 {
+                    return bad(format!("cluster {}: bounded_load must be >= 1.0", c.name));
+                }
+                if c.panic_threshold > 100 {
+                    return bad(format!("cluster {}: panic_threshold is a percent", c.name));
+                }
+            }
+            if svc.routes.is_empty() {
+                return bad(format!("service {}: no routes", svc.name));
+            }
+            for (i, r) in svc.routes.iter().enumerate() {
+                let targets: Vec<&str> = match (&r.cluster, r.weighted_clusters.is_empty()) {
+                    (Some(c), true) => vec![c.as_str()],
+                    (None, false) => r
+                        .weighted_clusters
+                        .iter()
+                        .map(|w| w.cluster.as_str())
+                        .collect(),
+                    _ => {
+                        return bad(format!(
+                            "service {} route {i}: exactly one of cluster / weighted_clusters",
+                            svc.name
+                        ))
+                    }
+                };
+                if !r.weighted_clusters.is_empty()
+                    && r.weighted_clusters
+                        .iter()
+                        .map(|w| w.weight as u64)
+                        .sum::<u64>()
+                        == 0
+                {
+                    return bad(format!("service {} route {i}: weights sum to 0", svc.name));
+                }
+                for t in targets {
+                    if !names.contains(t) {
+                        return bad(format!(
+                            "service {} route {i}: unknown cluster {t}",
+                            svc.name
+                        ));
+                    }
+                }
+                if let Some(PathMatch::Regex(re)) = &r.matcher.path {
+                    if let Err(e) = regex::Regex::new(re) {
+                        return bad(format!("service {} route {i}: regex: {e}", svc.name));
+                    }
+                }
+                if r.prefix_rewrite.is_some()
+                    && !matches!(r.matcher.path, Some(PathMatch::Prefix(_)))
+                {
+                    return bad(format!(
+                        "service {} route {i}: prefix_rewrite needs a prefix path match",
+                        svc.name
+                    ));
+                }
+            }
+            if let Some(tls) = &svc.tls {
+                if tls.certificates.is_empty() {
+                    return bad(format!("service {}: tls without certificates", svc.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+l7:
+  cores: [0]
+  limits: { max_header_bytes: 16384, header_read_timeout: 2s }
+  timeouts: { connect: 250ms, request: 2s }
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes:
+      - name: api
+        match: { host: api.example.com, path: { prefix: /api/ }, method: GET }
+        cluster: api
+        prefix_rewrite: /
+      - match: { path: { regex: "^/v[0-9]+/.*$" } }
+        weighted_clusters: [{ cluster: api, weight: 90 }, { cluster: canary, weight: 10 }]
+    clusters:
+      - name: api
+        lb: ring_hash
+        hash_on: { header: x-user }
+        endpoints: [{ address: "127.0.0.1:9001", weight: 2 }, { address: "127.0.0.1:9002" }]
+      - name: canary
+        protocol: http2
+        endpoints: [{ address: "127.0.0.1:9003" }]
+"#;
+
+    #[test]
+    fn parses_example() {
+        let cfg = L7Config::from_yaml_str(EXAMPLE).unwrap();
+        assert_eq!(cfg.l7.cores, vec![0]);
+        assert_eq!(cfg.l7.limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.l7.limits.max_body_bytes, 1024 * 1024);
+        assert_eq!(cfg.l7.timeouts.connect, Duration::from_millis(250));
+        let svc = &cfg.services[0];
+        assert_eq!(
+            svc.routes[0].matcher.path,
+            Some(PathMatch::Prefix("/api/".into()))
+        );
+        assert_eq!(svc.routes[1].weighted_clusters[1].weight, 10);
+        assert_eq!(svc.clusters[0].hash_on, HashOn::Header("x-user".into()));
+        assert_eq!(svc.clusters[0].endpoints[1].weight, 1);
+        assert_eq!(svc.clusters[1].protocol, UpstreamProtocol::Http2);
+        assert_eq!(svc.routes[0].retries.max_retries, 1);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_refs() {
+        assert!(L7Config::from_yaml_str("l7: { corez: [1] }").is_err());
+        let bad_ref = EXAMPLE.replace("cluster: api\n", "cluster: nope\n");
+        assert!(L7Config::from_yaml_str(&bad_ref).is_err());
+        let bad_dur = EXAMPLE.replace("connect: 250ms", "connect: 250parsecs");
+        assert!(L7Config::from_yaml_str(&bad_dur).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

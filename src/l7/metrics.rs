@@ -1,0 +1,328 @@
+//! Counters and latency histograms per route and per cluster, rendered as Prometheus text.
+//!
+//! Counters are atomics; histograms (hdrhistogram, microseconds) sit behind a short
+//! mutex each. A route or cluster keeps its `StatSet` across reloads (looked up by name
+//! when a snapshot is built, never per request).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Largest latency recorded, in microseconds (60 s); larger values are clamped.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// A latency histogram in microseconds.
+#[derive(Debug)]
+pub struct Latency(Mutex<Histogram<u64>>);
+
+impl Latency {
+    fn new() -> Latency {
+        // 3 significant digits over 1 us ..= 60 s; the bounds are constants that hdrhistogram accepts.
+        let h = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+            .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()));
+        Latency(Mutex::new(h))
+    }
+
+    /// Records one duration.
+    pub fn record(&self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, MAX_LATENCY_US);
+        if let Ok(mut h) = self.0.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    /// The value at quantile `q` (0..=1) in microseconds, and the count.
+    pub fn quantile_us(&self, q: f64) -> (u64, u64) {
+        match self.0.lock() {
+            Ok(h) => (h.value_at_quantile(q), h.len()),
+            Err(_) => (0, 0),
+        }
+    }
+}
+
+/// Counters for one route or one cluster.
+#[derive(Debug)]
+pub struct StatSet {
+    /// Responses by status class, index 0 = 1xx .. 4 = 5xx.
+    pub by_class: [AtomicU64; 5],
+    /// 502 responses (backend failed or answered garbage).
+    pub status_502: AtomicU64,
+    /// 503 responses (no healthy endpoint, breaker open, connect failure).
+    pub status_503: AtomicU64,
+    /// 504 responses (upstream timeout).
+    pub status_504: AtomicU64,
+    /// Retries sent.
+    pub retries: AtomicU64,
+    /// Retries not sent because the budget was spent.
+    pub retry_budget_exhausted: AtomicU64,
+    /// Requests refused by a circuit breaker.
+    pub overflow: AtomicU64,
+    /// Outlier ejections.
+    pub ejections: AtomicU64,
+    /// Upstream connections open (clusters; the `max_connections` breaker counts these).
+    pub upstream_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Time inside fulcrum (total to response head, minus upstream time).
+    pub fulcrum_time: Latency,
+    /// Upstream time (request sent to response head, all tries).
+    pub upstream_time: Latency,
+}
+
+impl StatSet {
+    fn new() -> StatSet {
+        StatSet {
+            by_class: Default::default(),
+            status_502: AtomicU64::new(0),
+            status_503: AtomicU64::new(0),
+            status_504: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            retry_budget_exhausted: AtomicU64::new(0),
+            overflow: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            upstream_connections: Arc::default(),
+            fulcrum_time: Latency::new(),
+            upstream_time: Latency::new(),
+        }
+    }
+
+    /// Counts one response with `status`.
+    pub fn count_status(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        match status {
+            502 => self.status_502.fetch_add(1, Ordering::Relaxed),
+            503 => self.status_503.fetch_add(1, Ordering::Relaxed),
+            504 => self.status_504.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Responses of class `n`xx.
+    pub fn class(&self, n: usize) -> u64 {
+        self.by_class[n.clamp(1, 5) - 1].load(Ordering::Relaxed)
+    }
+}
+
+/// Connection-level refusals, before any route is known.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Requests refused with 400 (smuggling attempts, malformed framing).
+    pub bad_request: AtomicU64,
+    /// Requests refused with 413.
+    pub body_too_large: AtomicU64,
+    /// Requests refused with 408 (body read timeout).
+    pub body_timeout: AtomicU64,
+    /// Requests with no matching route (404).
+    pub no_route: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: AtomicU64,
+}
+
+/// All metrics of the pool.
+#[derive(Debug, Default)]
+pub struct L7Metrics {
+    routes: Mutex<BTreeMap<(String, String), Arc<StatSet>>>,
+    clusters: Mutex<BTreeMap<(String, String), Arc<StatSet>>>,
+    /// Refusals before routing.
+    pub listener: ListenerStats,
+}
+
+impl L7Metrics {
+    /// The stats of route `route` of `service`, created on first use.
+    pub fn route(&self, service: &str, route: &str) -> Arc<StatSet> {
+        Self::entry(&self.routes, service, route)
+    }
+
+    /// The stats of cluster `cluster` of `service`, created on first use.
+    pub fn cluster(&self, service: &str, cluster: &str) -> Arc<StatSet> {
+        Self::entry(&self.clusters, service, cluster)
+    }
+
+    fn entry(
+        map: &Mutex<BTreeMap<(String, String), Arc<StatSet>>>,
+        a: &str,
+        b: &str,
+    ) -> Arc<StatSet> {
+        match map.lock() {
+            Ok(mut m) => m
+                .entry((a.to_string(), b.to_string()))
+                .or_insert_with(|| Arc::new(StatSet::new()))
+                .clone(),
+            Err(_) => Arc::new(StatSet::new()),
+        }
+    }
+
+    /// Appends the Prometheus text exposition of every counter and histogram.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let l = &self.listener;
+        for (name, help, v) in [
+            (
+                "fulcrum_l7_bad_requests_total",
+                "Requests refused with 400 (smuggling, bad framing).",
+                &l.bad_request,
+            ),
+            (
+                "fulcrum_l7_body_too_large_total",
+                "Requests refused with 413.",
+                &l.body_too_large,
+            ),
+            (
+                "fulcrum_l7_body_timeouts_total",
+                "Requests refused with 408.",
+                &l.body_timeout,
+            ),
+            (
+                "fulcrum_l7_no_route_total",
+                "Requests with no matching route (404).",
+                &l.no_route,
+            ),
+            (
+                "fulcrum_l7_connections_total",
+                "Client connections accepted.",
+                &l.connections,
+            ),
+            (
+                "fulcrum_l7_tls_failures_total",
+                "TLS handshakes failed or timed out.",
+                &l.tls_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        for (kind, map) in [("route", &self.routes), ("cluster", &self.clusters)] {
+            let Ok(map) = map.lock() else { continue };
+            let name = format!("fulcrum_l7_{kind}_responses_total");
+            let _ = writeln!(
+                out,
+                "# HELP {name} Responses by status class per {kind}.\n# TYPE {name} counter"
+            );
+            for ((svc, n), s) in map.iter() {
+                for c in 1..=5 {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",{kind}=\"{n}\",class=\"{c}xx\"}} {}",
+                        s.class(c)
+                    );
+                }
+            }
+            let name = format!("fulcrum_l7_{kind}_gateway_errors_total");
+            let _ = writeln!(
+                out,
+                "# HELP {name} 502, 503 and 504 apart per {kind}.\n# TYPE {name} counter"
+            );
+            for ((svc, n), s) in map.iter() {
+                for (code, v) in [
+                    ("502", &s.status_502),
+                    ("503", &s.status_503),
+                    ("504", &s.status_504),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",{kind}=\"{n}\",code=\"{code}\"}} {}",
+                        v.load(Ordering::Relaxed)
+                    );
+                }
+            }
+            for (metric, help, pick) in [
+                ("retries_total", "Retries sent.", 0usize),
+                (
+                    "retry_budget_exhausted_total",
+                    "Retries skipped: budget spent.",
+                    1,
+                ),
+                (
+                    "overflow_total",
+                    "Requests refused by a circuit breaker.",
+                    2,
+                ),
+                ("ejections_total", "Outlier ejections.", 3),
+            ] {
+                let name = format!("fulcrum_l7_{kind}_{metric}");
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for ((svc, n), s) in map.iter() {
+                    let v = [
+                        &s.retries,
+                        &s.retry_budget_exhausted,
+                        &s.overflow,
+                        &s.ejections,
+                    ][pick];
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",{kind}=\"{n}\"}} {}",
+                        v.load(Ordering::Relaxed)
+                    );
+                }
+            }
+            if kind == "cluster" {
+                let name = "fulcrum_l7_cluster_upstream_connections";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Upstream connections open.\n# TYPE {name} gauge"
+                );
+                for ((svc, n), s) in map.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
+                        s.upstream_connections.load(Ordering::Relaxed)
+                    );
+                }
+            }
+            let name = format!("fulcrum_l7_{kind}_latency_seconds");
+            let _ = writeln!(out, "# HELP {name} Latency to response head: time inside fulcrum vs upstream.\n# TYPE {name} summary");
+            for ((svc, n), s) in map.iter() {
+                for (part, h) in [("fulcrum", &s.fulcrum_time), ("upstream", &s.upstream_time)] {
+                    let mut count = 0;
+                    for q in [0.5, 0.9, 0.99] {
+                        let (us, c) = h.quantile_us(q);
+                        count = c;
+                        let _ = writeln!(out, "{name}{{service=\"{svc}\",{kind}=\"{n}\",part=\"{part}\",quantile=\"{q}\"}} {:.6}", us as f64 / 1e6);
+                    }
+                    let _ = writeln!(
+                        out,
+                        "{name}_count{{service=\"{svc}\",{kind}=\"{n}\",part=\"{part}\"}} {count}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_renders() {
+        let m = L7Metrics::default();
+        let r = m.route("web", "api");
+        r.count_status(200);
+        r.count_status(502);
+        r.count_status(504);
+        r.upstream_time.record(Duration::from_millis(3));
+        assert!(Arc::ptr_eq(&r, &m.route("web", "api")));
+        let mut out = String::new();
+        m.render_prometheus(&mut out);
+        assert!(
+            out.contains(
+                "fulcrum_l7_route_responses_total{service=\"web\",route=\"api\",class=\"5xx\"} 2"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(
+            "fulcrum_l7_route_gateway_errors_total{service=\"web\",route=\"api\",code=\"504\"} 1"
+        ));
+        assert!(
+            out.contains("part=\"upstream\",quantile=\"0.5\"} 0.003"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The L7 termination pool: TLS (rustls), HTTP/1.1 and HTTP/2 (hyper), content routing
+//! and per-request balancing, with Envoy's resilience semantics.
+//!
+//! Services with `mode: l7` are handed by the L4 data plane to the kernel; this pool
+//! accepts them on its own tokio runtime, one worker thread per `l7.cores` entry (pinned
+//! with `core_affinity`). With no DPDK port it serves on host sockets
+//! ([`run_standalone`], each service's `listen`).
+//!
+//! - [`config`]: the YAML types (`l7:` section, a service's `routes`, `clusters`, `tls`).
+//! - [`framing`]: refuses request smuggling (CL+TE, differing duplicate CL) from the raw bytes.
+//! - [`balance`]: round robin (smooth weighted), least request (P2C), random, ring hash
+//!   and Maglev with bounded load.
+//! - `state`: the compiled snapshot, swapped lock-free on reload.
+//! - `proxy`: the request path. `server`: runtime, listeners, [`L7Pool`].
+//! - [`metrics`]: counters and latency histograms, Prometheus text.
+//!
+//! # Behaviour
+//! - HTTP/1.1 keep-alive; pipelined requests are served strictly one after another (hyper
+//!   reads the next head only after the previous response), so they cannot be reordered
+//!   or smuggled. HTTP/2 over TLS by ALPN `h2`, and prior-knowledge h2c on plain listeners.
+//! - Limits: request head above `max_header_bytes` → 431 (hyper); body above
+//!   `max_body_bytes` → 413; head not complete within `header_read_timeout` (also the
+//!   keep-alive idle time and the TLS handshake time) → connection closed; body not
+//!   complete within `body_read_timeout` → 408. CL+TE or differing duplicate CL → 400 and
+//!   the connection is closed.
+//! - Upstream: bodies are buffered (within the limit) so a request can be retried.
+//!   Connect failure → 503, reset or garbage → 502, no response head within the per-try
+//!   timeout → 504, no usable endpoint or circuit breaker open → 503. Idempotent
+//!   requests are retried once by default (not POST/PATCH unless `non_idempotent`), on
+//!   connect failure, reset and upstream 502/503/504, preferring another endpoint, under a
+//!   budget of `budget_percent` of the cluster's active requests (at least 3), after a
+//!   jittered exponential back-off. Consecutive 5xx eject an endpoint for
+//!   `base_ejection_time × ejections` (at most `max_ejection_percent`, at least one);
+//!   below `panic_threshold` percent healthy, ejections are ignored.
+//! - Headers: hop-by-hop headers (and those named in `Connection`) stripped both ways;
+//!   `X-Forwarded-For` appended, `X-Forwarded-Proto` set, `X-Request-Id` generated when
+//!   absent, W3C `traceparent` continued with a new span id or started.
+//!
+//! # YAML
+//! ```yaml
+//! l7:
+//!   cores: [2, 3]                  # one pinned worker thread each; empty: 2 unpinned
+//!   limits:
+//!     max_header_bytes: 16384      # 431 above (>= 8192)
+//!     max_body_bytes: 1048576      # 413 above
+//!     header_read_timeout: 10s     # slowloris: head, TLS handshake, keep-alive idle
+//!     body_read_timeout: 30s       # 408 after
+//!     max_concurrent_streams: 256  # HTTP/2, per connection
+//!   timeouts: { connect: 1s, request: 15s, idle: 60s }   # cluster defaults
+//!   access_log: stderr             # none | stderr (one JSON object per line)
+//! services:
+//!   - name: web
+//!     mode: l7
+//!     listen: 0.0.0.0:443          # standalone mode only
+//!     tls:
+//!       certificates:              # SNI picks by server_names; the first is the default
+//!         - { cert: /etc/fulcrum/web.crt, key: /etc/fulcrum/web.key, server_names: [www.example.com, "*.example.com"] }
+//!     routes:                      # first match wins; every given field must match
+//!       - name: api
+//!         match:
+//!           host: api.example.com  # port ignored; "*.example.com" allowed
+//!           path: { prefix: /api/ }          # exact | prefix | regex (whole path)
+//!           method: GET
+//!           headers: [{ name: x-tenant, value: blue }, { name: x-debug }]
+//!         cluster: api
+//!         prefix_rewrite: /        # replaces the matched prefix
+//!         timeout: 5s              # per try
+//!         retries: { max_retries: 1, non_idempotent: false, budget_percent: 10,
+//!                    base_interval: 25ms, max_interval: 250ms, on_gateway_error: true, on_timeout: false }
+//!       - name: site
+//!         weighted_clusters: [{ cluster: web-v1, weight: 99 }, { cluster: web-v2, weight: 1 }]
+//!     clusters:
+//!       - name: api
+//!         protocol: http2          # http1 (keep-alive pool) | http2 (multiplexed, prior knowledge)
+//!         lb: least_request        # round_robin | least_request | random | ring_hash | maglev
+//!         endpoints: [{ address: "10.0.0.11:8080", weight: 2 }, { address: "10.0.0.12:8080" }]
+//!       - name: web-v1
+//!         lb: ring_hash
+//!         hash_on: { cookie: session }       # source_ip | { header: NAME } | { cookie: NAME }
+//!         bounded_load: 1.25       # spill past endpoints above 1.25 × average load
+//!         sticky_cookie: { name: FULCRUM_STICKY, ttl: 1h }
+//!         circuit_breakers: { max_connections: 1024, max_pending: 1024, max_requests: 1024 }
+//!         outlier: { consecutive_5xx: 5, base_ejection_time: 30s, max_ejection_percent: 10 }
+//!         panic_threshold: 50
+//!         timeouts: { connect: 500ms, request: 5s, idle: 30s }
+//!         endpoints: [{ address: "10.0.0.21:80" }]
+//!       - name: web-v2
+//!         endpoints: [{ address: "10.0.0.22:80" }]
+//! ```
+//! The main config's loader embeds [`config::L7Settings`] as `l7:` and, for a
+//! `mode: l7` service, its `tls`, `routes` and `clusters` fields as typed here.
+
+pub mod balance;
+pub mod config;
+mod error;
+pub mod framing;
+pub mod metrics;
+mod proxy;
+mod server;
+mod state;
+mod tls;
+
+pub use config::L7Config;
+pub use error::{L7Error, UpstreamFailure};
+pub use metrics::L7Metrics;
+pub use server::{run_standalone, L7Pool, ListenerSpec};

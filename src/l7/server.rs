@@ -1,0 +1,318 @@
+//! The pool: a tokio runtime on its own (pinned) threads, listeners, per-connection
+//! TLS + HTTP/1.1 / HTTP/2 serving, reload and shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::config::{AccessLog, L7Config, Limits};
+use super::error::L7Error;
+use super::framing::{Verdicts, Watched};
+use super::metrics::L7Metrics;
+use super::proxy::{handle, ConnInfo, Shared};
+use super::state::{Clock, Snapshot};
+
+/// One socket the pool accepts on, and the service it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Address to bind (port 0: any; see [`L7Pool::local_addrs`]).
+    pub addr: SocketAddr,
+    /// Terminate TLS (the service must have `tls`).
+    pub tls: bool,
+    /// Name of the `l7` service.
+    pub service: String,
+}
+
+/// The running L7 pool.
+#[derive(Debug)]
+pub struct L7Pool {
+    runtime: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    spec: Arc<ListenerSpec>,
+    shared: Arc<Shared>,
+) {
+    let _ = stream.set_nodelay(true);
+    shared
+        .metrics
+        .listener
+        .connections
+        .fetch_add(1, Ordering::Relaxed);
+    let snapshot = shared.snapshot.load_full();
+    let limits = snapshot.settings.limits.clone();
+    let verdicts = Arc::new(Verdicts::default());
+    let conn = Arc::new(ConnInfo {
+        peer,
+        tls: spec.tls,
+        service: spec.service.clone(),
+        verdicts: verdicts.clone(),
+        requests: AtomicU64::new(0),
+    });
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |req| handle(req, conn.clone(), shared.clone()))
+    };
+    let http = builder(&limits);
+    if spec.tls {
+        let Some(cfg) = snapshot
+            .services
+            .get(&spec.service)
+            .and_then(|s| s.tls.clone())
+        else {
+            shared
+                .metrics
+                .listener
+                .tls_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let tls =
+            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    shared
+                        .metrics
+                        .listener
+                        .tls_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+        let io = TokioIo::new(Watched::new(tls, limits.max_header_bytes, verdicts));
+        let _ = http.serve_connection(io, service).await;
+    } else {
+        let io = TokioIo::new(Watched::new(stream, limits.max_header_bytes, verdicts));
+        let _ = http.serve_connection(io, service).await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    spec: Arc<ListenerSpec>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(serve_connection(stream, peer, spec.clone(), shared.clone()));
+                }
+                Err(_) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+impl L7Pool {
+    /// Builds the runtime (one worker thread per `l7.cores` entry, pinned), binds the
+    /// listeners and starts serving.
+    pub fn start(cfg: Arc<L7Config>, listeners: Vec<ListenerSpec>) -> Result<L7Pool, L7Error> {
+        let metrics = Arc::new(L7Metrics::default());
+        let snapshot = Snapshot::build(&cfg, None, &metrics)?;
+        for l in &listeners {
+            match snapshot.services.get(&l.service) {
+                None => {
+                    return Err(L7Error::Config(format!(
+                        "listener {}: unknown service {}",
+                        l.addr, l.service
+                    )))
+                }
+                Some(s) if l.tls && s.tls.is_none() => {
+                    return Err(L7Error::Config(format!(
+                        "listener {}: service {} has no tls",
+                        l.addr, l.service
+                    )))
+                }
+                _ => {}
+            }
+        }
+        let cores = cfg.l7.cores.clone();
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        rt.enable_all()
+            .thread_name("fulcrum-l7")
+            .worker_threads(cores.len().max(1).max(if cores.is_empty() { 2 } else { 1 }));
+        if !cores.is_empty() {
+            let next = Arc::new(AtomicUsize::new(0));
+            let available: Vec<usize> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            rt.on_thread_start(move || {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let core = cores[i % cores.len()];
+                if available.contains(&core) {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                }
+            });
+        }
+        let runtime = rt.build()?;
+        let access_log = match cfg.l7.access_log {
+            AccessLog::None => None,
+            AccessLog::Stderr => {
+                let (tx, rx) = std::sync::mpsc::channel::<String>();
+                std::thread::Builder::new()
+                    .name("fulcrum-l7-log".into())
+                    .spawn(move || {
+                        use std::io::Write;
+                        let stderr = std::io::stderr();
+                        for line in rx {
+                            let mut out = stderr.lock();
+                            let _ = writeln!(out, "{line}");
+                        }
+                    })?;
+                Some(tx)
+            }
+        };
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            clock: Clock(Instant::now()),
+            access_log,
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut local_addrs = Vec::new();
+        // Bound with std and registered through `enter`, so `start` may be called from
+        // inside another runtime (no nested block_on).
+        let entered = runtime.enter();
+        for spec in listeners {
+            let std_listener = std::net::TcpListener::bind(spec.addr)?;
+            std_listener.set_nonblocking(true)?;
+            let listener = TcpListener::from_std(std_listener)?;
+            local_addrs.push(listener.local_addr()?);
+            runtime.spawn(accept_loop(
+                listener,
+                Arc::new(spec),
+                shared.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        drop(entered);
+        Ok(L7Pool {
+            runtime: Some(runtime),
+            shared,
+            shutdown: stop_tx,
+            local_addrs,
+        })
+    }
+
+    /// Applies a new configuration: routes, clusters (unchanged ones keep their state)
+    /// and certificates. Cores and limits apply to new connections; listeners stay.
+    pub fn reload(&self, cfg: Arc<L7Config>) -> Result<(), L7Error> {
+        let old = self.shared.snapshot.load_full();
+        let next = Snapshot::build(&cfg, Some(&old), &self.shared.metrics)?;
+        self.shared.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The pool's metrics.
+    pub fn metrics(&self) -> Arc<L7Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// The bound addresses, in the order of the listeners given to [`L7Pool::start`].
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops accepting and ends every connection (waiting at most a second).
+    pub fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Blocks until SIGINT or SIGTERM; SIGHUP reloads from `path`.
+    fn wait_signals(&self, path: &Path) -> Result<(), L7Error> {
+        let Some(rt) = &self.runtime else {
+            return Ok(());
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate())?;
+            let mut hup = signal(SignalKind::hangup())?;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = term.recv() => return Ok(()),
+                    _ = hup.recv() => {
+                        match load(path).and_then(|cfg| self.reload(Arc::new(cfg))) {
+                            Ok(()) => eprintln!("fulcrum l7: reloaded {}", path.display()),
+                            Err(e) => eprintln!("fulcrum l7: reload failed, keeping the old config: {e}"),
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn load(path: &Path) -> Result<L7Config, L7Error> {
+    let text = std::fs::read_to_string(path)?;
+    L7Config::from_yaml_str(&text)
+}
+
+/// Serves the `l7` services of the file at `path` on host sockets (each service's
+/// `listen`), until SIGINT/SIGTERM; SIGHUP reloads the file.
+pub fn run_standalone(path: &Path) -> Result<(), L7Error> {
+    let cfg = load(path)?;
+    let listeners: Vec<ListenerSpec> = cfg
+        .services
+        .iter()
+        .filter_map(|s| {
+            s.listen.map(|addr| ListenerSpec {
+                addr,
+                tls: s.tls.is_some(),
+                service: s.name.clone(),
+            })
+        })
+        .collect();
+    if listeners.is_empty() {
+        return Err(L7Error::Config("no service has `listen`".into()));
+    }
+    let names: Vec<String> = listeners.iter().map(|l| l.service.clone()).collect();
+    let pool = L7Pool::start(Arc::new(cfg), listeners)?;
+    for (addr, svc) in pool.local_addrs().iter().zip(&names) {
+        eprintln!("fulcrum l7: listening on {addr} ({svc})");
+    }
+    let result = pool.wait_signals(path);
+    pool.shutdown();
+    result
+}

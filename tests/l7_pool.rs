@@ -1,0 +1,660 @@
+//! The L7 pool end to end on loopback: real sockets, real backends, real clients
+//! (hyper, curl). Every wait is bounded.
+
+#[path = "l7/common.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use fulcrum::l7::{L7Config, L7Pool, ListenerSpec};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start(yaml: &str, tls: bool) -> (L7Pool, std::net::SocketAddr) {
+    let cfg = L7Config::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let pool = L7Pool::start(
+        Arc::new(cfg),
+        vec![ListenerSpec {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls,
+            service: "web".into(),
+        }],
+    )
+    .unwrap();
+    let addr = pool.local_addrs()[0];
+    (pool, addr)
+}
+
+fn metrics_text(pool: &L7Pool) -> String {
+    let mut out = String::new();
+    pool.metrics().render_prometheus(&mut out);
+    out
+}
+
+fn metric(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {prefix}\n{text}"))
+}
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// (1) curl over HTTP/1.1 and HTTP/2 with TLS, routed by host and path; XFF and friends.
+#[test]
+fn tls_h1_and_h2_routed_by_host_and_path() {
+    let rt = rt();
+    let (api, static_, www) = rt.block_on(async {
+        (
+            echo("api", Duration::ZERO).await,
+            echo("static", Duration::ZERO).await,
+            echo("www", Duration::ZERO).await,
+        )
+    });
+    let dir = std::env::temp_dir().join(format!("fulcrum-l7-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["api.test".to_string(), "www.test".to_string()])
+            .unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let yaml = format!(
+        r#"
+l7: {{ cores: [0, 1] }}
+services:
+  - name: web
+    tls: {{ certificates: [{{ cert: "{}", key: "{}", server_names: [api.test, www.test] }}] }}
+    routes:
+      - {{ name: api, match: {{ host: api.test, path: {{ prefix: /v1/ }} }}, cluster: api, prefix_rewrite: /internal/ }}
+      - {{ name: static, match: {{ path: {{ regex: "^/static/.*\\.css$" }} }}, cluster: static }}
+      - {{ name: www, match: {{ host: www.test }}, cluster: www }}
+    clusters:
+      - {{ name: api, endpoints: [{{ address: "{api}" }}] }}
+      - {{ name: static, endpoints: [{{ address: "{static_}" }}] }}
+      - {{ name: www, protocol: http2, endpoints: [{{ address: "{www}" }}] }}
+"#,
+        cert.display(),
+        key.display()
+    );
+    let (pool, addr) = start(&yaml, true);
+    let port = addr.port();
+    let cacert = cert.to_str().unwrap().to_string();
+    for version in ["--http1.1", "--http2"] {
+        let fetch = |host: &str, path: &str| {
+            let resolve = format!("{host}:{port}:127.0.0.1");
+            let url = format!("https://{host}:{port}{path}");
+            curl(&[
+                version,
+                "--cacert",
+                &cacert,
+                "--resolve",
+                &resolve,
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-w",
+                "proto=%{http_version}\n",
+                &url,
+            ])
+            .0
+        };
+        let want_proto = if version == "--http2" {
+            "proto=2"
+        } else {
+            "proto=1.1"
+        };
+        let out = fetch("api.test", "/v1/users?id=7");
+        assert!(out.contains(want_proto), "{out}");
+        assert!(out.contains("x-backend: api"), "{out}");
+        assert!(out.contains("x-seen-path: /internal/users?id=7"), "{out}");
+        assert!(out.contains("x-seen-x-forwarded-for: 127.0.0.1"), "{out}");
+        assert!(out.contains("x-seen-x-forwarded-proto: https"), "{out}");
+        assert!(out.contains("x-seen-x-request-id: "), "{out}");
+        assert!(out.contains("x-seen-traceparent: 00-"), "{out}");
+        assert!(
+            !out.contains("keep-alive: timeout"),
+            "hop-by-hop stripped from responses: {out}"
+        );
+        let out = fetch("www.test", "/static/site.css");
+        assert!(out.contains("x-backend: static"), "{out}");
+        let out = fetch("www.test", "/index.html");
+        assert!(out.contains("x-backend: www"), "{out}");
+        let out = fetch("api.test", "/index.html");
+        assert!(
+            out.contains(" 404"),
+            "no route for api.test outside /v1/: {out}"
+        );
+    }
+    // XFF is appended to what the client sent.
+    let resolve = format!("api.test:{port}:127.0.0.1");
+    let url = format!("https://api.test:{port}/v1/x");
+    let (out, _) = curl(&[
+        "--cacert",
+        &cacert,
+        "--resolve",
+        &resolve,
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &url,
+    ]);
+    assert!(
+        out.contains("x-seen-x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+        "{out}"
+    );
+    let text = metrics_text(&pool);
+    assert!(
+        metric(
+            &text,
+            "fulcrum_l7_route_responses_total{service=\"web\",route=\"api\",class=\"2xx\"}"
+        ) >= 3
+    );
+    pool.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// (2) A 10% canary over 10,000 requests on keep-alive connections lands within 10% ± 1%.
+#[test]
+fn canary_split_ten_percent_over_ten_thousand() {
+    let rt = rt();
+    let (v1, v2) = rt.block_on(async {
+        (
+            echo("v1", Duration::ZERO).await,
+            echo("v2", Duration::ZERO).await,
+        )
+    });
+    let yaml = format!(
+        r#"
+services:
+  - name: web
+    routes:
+      - name: site
+        weighted_clusters: [{{ cluster: v1, weight: 90 }}, {{ cluster: v2, weight: 10 }}]
+    clusters:
+      - {{ name: v1, endpoints: [{{ address: "{v1}" }}] }}
+      - {{ name: v2, endpoints: [{{ address: "{v2}" }}] }}
+"#
+    );
+    let (pool, addr) = start(&yaml, false);
+    let started = Instant::now();
+    let counts = rt.block_on(async move {
+        let client = client(false);
+        let url = format!("http://{addr}/");
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let client = client.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut local: HashMap<String, usize> = HashMap::new();
+                for _ in 0..1250 {
+                    let (status, backend, _) = get(&client, &url, "site.test").await;
+                    assert_eq!(status, 200);
+                    *local.entry(backend).or_default() += 1;
+                }
+                local
+            }));
+        }
+        let mut total: HashMap<String, usize> = HashMap::new();
+        for t in tasks {
+            for (k, v) in t.await.unwrap() {
+                *total.entry(k).or_default() += v;
+            }
+        }
+        total
+    });
+    let v2 = counts.get("v2").copied().unwrap_or(0);
+    assert_eq!(counts.values().sum::<usize>(), 10_000);
+    assert!(
+        (900..=1100).contains(&v2),
+        "canary got {v2} of 10000: {counts:?}"
+    );
+    eprintln!("canary: {counts:?} in {:?}", started.elapsed());
+    pool.shutdown();
+}
+
+/// (3a) least_request sends most new requests away from a slow backend.
+#[test]
+fn least_request_avoids_slow_backend() {
+    let rt = rt();
+    let slow_hits = Arc::new(AtomicUsize::new(0));
+    let fast_hits = Arc::new(AtomicUsize::new(0));
+    let (slow, fast) = rt.block_on(async {
+        (
+            echo_counted("slow", Duration::from_millis(300), slow_hits.clone()).await,
+            echo_counted("fast", Duration::from_millis(5), fast_hits.clone()).await,
+        )
+    });
+    let yaml = format!(
+        r#"
+services:
+  - name: web
+    routes: [{{ cluster: pool }}]
+    clusters:
+      - {{ name: pool, lb: least_request, endpoints: [{{ address: "{slow}" }}, {{ address: "{fast}" }}] }}
+"#
+    );
+    let (pool, addr) = start(&yaml, false);
+    rt.block_on(async move {
+        let client = client(false);
+        let url = format!("http://{addr}/");
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let client = client.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..20 {
+                    assert_eq!(get(&client, &url, "x").await.0, 200);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let (s, f) = (
+        slow_hits.load(Ordering::Relaxed),
+        fast_hits.load(Ordering::Relaxed),
+    );
+    eprintln!("least_request: slow {s}, fast {f}");
+    assert_eq!(s + f, 200);
+    assert!(f * 100 >= (s + f) * 85, "fast got {f} of {}", s + f);
+    pool.shutdown();
+}
+
+/// (3b) One HTTP/2 client connection's requests spread over every endpoint, through an
+/// HTTP/2 (multiplexed) upstream cluster.
+#[test]
+fn one_h2_connection_spreads_over_all_endpoints() {
+    let rt = rt();
+    let hits: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let eps = rt.block_on(async {
+        let mut v = Vec::new();
+        for (i, name) in ["e0", "e1", "e2"].into_iter().enumerate() {
+            v.push(echo_counted(name, Duration::ZERO, hits[i].clone()).await);
+        }
+        v
+    });
+    let yaml = format!(
+        r#"
+services:
+  - name: web
+    routes: [{{ cluster: grpc }}]
+    clusters:
+      - name: grpc
+        protocol: http2
+        endpoints: [{{ address: "{}" }}, {{ address: "{}" }}, {{ address: "{}" }}]
+"#,
+        eps[0], eps[1], eps[2]
+    );
+    let (pool, addr) = start(&yaml, false);
+    rt.block_on(async move {
+        let client = client(true);
+        let url = format!("http://{addr}/svc.Method");
+        let mut tasks = Vec::new();
+        for _ in 0..30 {
+            let client = client.clone();
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                get(&client, &url, "grpc.test").await.0
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+    });
+    let counts: Vec<usize> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+    assert_eq!(counts.iter().sum::<usize>(), 30);
+    assert!(
+        counts.iter().all(|&c| c == 10),
+        "round robin over one h2 connection: {counts:?}"
+    );
+    let text = metrics_text(&pool);
+    assert_eq!(
+        metric(&text, "fulcrum_l7_connections_total"),
+        1,
+        "one client connection"
+    );
+    pool.shutdown();
+}
+
+/// (4) All endpoints down: 503; garbage: 502; hanging: 504; reset once: retried to 200.
+#[test]
+fn failures_map_to_503_502_504_and_reset_is_retried() {
+    let rt = rt();
+    let (garbage, hanging, flaky) =
+        rt.block_on(async { (garbage().await, hanging().await, reset_once("flaky").await) });
+    let (down1, down2) = (closed_port(), closed_port());
+    let yaml = format!(
+        r#"
+l7: {{ timeouts: {{ connect: 500ms, request: 10s }} }}
+services:
+  - name: web
+    routes:
+      - {{ name: down, match: {{ path: {{ prefix: /down }} }}, cluster: down }}
+      - {{ name: garbage, match: {{ path: {{ prefix: /garbage }} }}, cluster: garbage }}
+      - {{ name: hang, match: {{ path: {{ prefix: /hang }} }}, cluster: hang, timeout: 300ms }}
+      - {{ name: flaky, match: {{ path: {{ prefix: /flaky }} }}, cluster: flaky }}
+    clusters:
+      - {{ name: down, endpoints: [{{ address: "{down1}" }}, {{ address: "{down2}" }}] }}
+      - {{ name: garbage, endpoints: [{{ address: "{garbage}" }}] }}
+      - {{ name: hang, endpoints: [{{ address: "{hanging}" }}] }}
+      - {{ name: flaky, endpoints: [{{ address: "{flaky}" }}] }}
+"#
+    );
+    let (pool, addr) = start(&yaml, false);
+    rt.block_on(async move {
+        let client = client(false);
+        let (s, _, _) = get(&client, &format!("http://{addr}/down"), "x").await;
+        assert_eq!(s, 503);
+        let (s, _, _) = get(&client, &format!("http://{addr}/garbage"), "x").await;
+        assert_eq!(s, 502);
+        let t = Instant::now();
+        let (s, _, _) = get(&client, &format!("http://{addr}/hang"), "x").await;
+        assert_eq!(s, 504);
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        let (s, backend, _) = get(&client, &format!("http://{addr}/flaky"), "x").await;
+        assert_eq!((s, backend.as_str()), (200, "flaky"));
+    });
+    let text = metrics_text(&pool);
+    let code = |route: &str, c: &str| {
+        metric(&text, &format!("fulcrum_l7_route_gateway_errors_total{{service=\"web\",route=\"{route}\",code=\"{c}\"}}"))
+    };
+    assert_eq!(code("down", "503"), 1);
+    assert_eq!(code("garbage", "502"), 1);
+    assert_eq!(code("hang", "504"), 1);
+    assert_eq!(
+        code("flaky", "502") + code("flaky", "503") + code("flaky", "504"),
+        0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_route_retries_total{service=\"web\",route=\"flaky\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_retries_total{service=\"web\",cluster=\"flaky\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_route_retries_total{service=\"web\",route=\"hang\"}"
+        ),
+        0,
+        "timeouts not retried by default"
+    );
+    assert!(text.contains("fulcrum_l7_route_latency_seconds{service=\"web\",route=\"flaky\",part=\"upstream\",quantile=\"0.99\"}"));
+    pool.shutdown();
+}
+
+/// (5) Smuggling (CL+TE either order, differing duplicate CL) → 400 and the connection
+/// closes; slowloris heads and bodies are cut off; limits answer 431/413; the pool keeps
+/// serving a well-behaved client throughout.
+#[test]
+fn smuggling_and_slowloris_refused_while_serving_others() {
+    let rt = rt();
+    let backend_hits = Arc::new(AtomicUsize::new(0));
+    let ok = rt.block_on(echo_counted("ok", Duration::ZERO, backend_hits.clone()));
+    let yaml = format!(
+        r#"
+l7: {{ limits: {{ max_header_bytes: 8192, max_body_bytes: 1000, header_read_timeout: 500ms, body_read_timeout: 500ms }} }}
+services:
+  - name: web
+    routes: [{{ cluster: ok }}]
+    clusters: [{{ name: ok, endpoints: [{{ address: "{ok}" }}] }}]
+"#
+    );
+    let (pool, addr) = start(&yaml, false);
+    rt.block_on(async move {
+        // A well-behaved keep-alive client runs alongside the attacks.
+        let good = tokio::spawn(async move {
+            let client = client(false);
+            let mut n = 0;
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                assert_eq!(get(&client, &format!("http://{addr}/"), "x").await.0, 200);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            n
+        });
+        let smuggles: [&[u8]; 3] = [
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcdGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+        ];
+        for attack in smuggles {
+            let out = raw_exchange(addr, attack, Duration::from_secs(3)).await;
+            assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+            assert_eq!(out.matches("HTTP/1.1").count(), 1, "the smuggled request is never answered: {out}");
+        }
+        // Slowloris head: never finishes the head; the pool closes the connection.
+        let t = Instant::now();
+        let out = raw_exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nX-a: ", Duration::from_secs(5)).await;
+        assert!(t.elapsed() < Duration::from_secs(3), "slow head not cut: {:?}", t.elapsed());
+        assert!(!out.contains(" 200 "), "{out}");
+        // Slowloris body: 408.
+        let out = raw_exchange(addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab", Duration::from_secs(5)).await;
+        assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+        // Oversized head: 431; oversized body: 413.
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+        let out = raw_exchange(addr, big.as_bytes(), Duration::from_secs(3)).await;
+        assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+        let out = raw_exchange(addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", Duration::from_secs(3)).await;
+        assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+        let served = good.await.unwrap();
+        assert!(served >= 10, "good client served {served} requests");
+    });
+    let text = metrics_text(&pool);
+    assert_eq!(
+        metric(&text, "fulcrum_l7_bad_requests_total"),
+        2,
+        "the two CL+TE attempts (hyper refuses differing CLs itself)"
+    );
+    assert_eq!(metric(&text, "fulcrum_l7_body_timeouts_total"), 1);
+    assert!(backend_hits.load(Ordering::Relaxed) >= 10);
+    pool.shutdown();
+}
+
+/// Sticky cookie keeps a client on its endpoint; ring_hash on a header is consistent;
+/// reload re-routes without restarting the listeners.
+#[test]
+fn sticky_cookie_hashing_and_reload() {
+    let rt = rt();
+    let eps = rt.block_on(async {
+        let mut v = Vec::new();
+        for name in ["a", "b", "c"] {
+            v.push(echo(name, Duration::ZERO).await);
+        }
+        v
+    });
+    let yaml = |second_route_cluster: &str| {
+        format!(
+            r#"
+services:
+  - name: web
+    routes:
+      - {{ name: sticky, match: {{ path: {{ exact: /sticky }} }}, cluster: rr }}
+      - {{ name: hashed, match: {{ path: {{ exact: /hashed }} }}, cluster: {second_route_cluster} }}
+    clusters:
+      - name: rr
+        sticky_cookie: {{ name: FSTICKY }}
+        endpoints: [{{ address: "{0}" }}, {{ address: "{1}" }}, {{ address: "{2}" }}]
+      - name: ring
+        lb: ring_hash
+        hash_on: {{ header: x-user }}
+        endpoints: [{{ address: "{0}" }}, {{ address: "{1}" }}, {{ address: "{2}" }}]
+      - name: maglev
+        lb: maglev
+        hash_on: {{ header: x-user }}
+        endpoints: [{{ address: "{0}" }}, {{ address: "{1}" }}, {{ address: "{2}" }}]
+"#,
+            eps[0], eps[1], eps[2]
+        )
+    };
+    let (pool, addr) = start(&yaml("ring"), false);
+    let send = |path: &'static str, header: (&'static str, String)| {
+        let url = format!("http://{addr}{path}");
+        async move {
+            let client = client(false);
+            let req = hyper::Request::get(url)
+                .header(header.0, header.1)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let resp = tokio::time::timeout(STEP, client.request(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let backend = resp
+                .headers()
+                .get("x-backend")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let cookie = resp
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().to_string());
+            (backend, cookie)
+        }
+    };
+    rt.block_on(async {
+        let (first, cookie) = send("/sticky", ("x-none", String::new())).await;
+        let cookie = cookie.expect("sticky cookie set on first response");
+        assert!(
+            cookie.starts_with("FSTICKY=") && cookie.contains("Max-Age=3600"),
+            "{cookie}"
+        );
+        let pair = cookie.split(';').next().unwrap().to_string();
+        for _ in 0..9 {
+            let (b, again) = send("/sticky", ("cookie", pair.clone())).await;
+            assert_eq!(b, first, "round robin overridden by the cookie");
+            assert!(again.is_none(), "cookie not re-set while it holds");
+        }
+        for policy in ["ring", "maglev"] {
+            if policy == "maglev" {
+                let cfg = L7Config::from_yaml_str(&yaml("maglev")).unwrap();
+                pool.reload(Arc::new(cfg)).unwrap();
+            }
+            let mut seen = std::collections::HashSet::new();
+            for user in 0..30 {
+                let (b1, _) = send("/hashed", ("x-user", format!("user{user}"))).await;
+                let (b2, _) = send("/hashed", ("x-user", format!("user{user}"))).await;
+                assert_eq!(b1, b2, "{policy}: same key, same endpoint");
+                seen.insert(b1);
+            }
+            assert_eq!(seen.len(), 3, "{policy}: keys spread over all endpoints");
+        }
+    });
+    let text = metrics_text(&pool);
+    assert!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_responses_total{service=\"web\",cluster=\"maglev\",class=\"2xx\"}"
+        ) == 60
+    );
+    // A broken reload is refused and the old config keeps serving.
+    assert!(L7Config::from_yaml_str(&yaml("nope")).is_err());
+    pool.shutdown();
+}
+
+/// Circuit breakers: `max_connections: 1` to an HTTP/1.1 upstream busy with a slow
+/// request refuses a second concurrent one with 503 (counted as overflow), and
+/// `max_requests` does the same for requests in flight.
+#[test]
+fn circuit_breakers_answer_503_and_count_overflow() {
+    let rt = rt();
+    let (slow_a, slow_b) = rt.block_on(async {
+        (
+            echo("slow", Duration::from_millis(500)).await,
+            echo("slow", Duration::from_millis(500)).await,
+        )
+    });
+    let yaml = format!(
+        r#"
+services:
+  - name: web
+    routes:
+      - {{ name: conns, match: {{ path: {{ prefix: /conns }} }}, cluster: conns }}
+      - {{ name: reqs, match: {{ path: {{ prefix: /reqs }} }}, cluster: reqs }}
+    clusters:
+      - {{ name: conns, circuit_breakers: {{ max_connections: 1 }}, endpoints: [{{ address: "{slow_a}" }}] }}
+      - {{ name: reqs, circuit_breakers: {{ max_requests: 1 }}, endpoints: [{{ address: "{slow_b}" }}] }}
+"#
+    );
+    let (pool, addr) = start(&yaml, false);
+    rt.block_on(async move {
+        for path in ["/conns", "/reqs"] {
+            let url = format!("http://{addr}{path}");
+            let first = {
+                let url = url.clone();
+                tokio::spawn(async move { get(&client(false), &url, "x").await.0 })
+            };
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let second = get(&client(false), &url, "x").await.0;
+            assert_eq!(first.await.unwrap(), 200, "{path}");
+            assert_eq!(second, 503, "{path}");
+        }
+    });
+    let text = metrics_text(&pool);
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_overflow_total{service=\"web\",cluster=\"conns\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_overflow_total{service=\"web\",cluster=\"reqs\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "fulcrum_l7_cluster_upstream_connections{service=\"web\",cluster=\"conns\"}"
+        ),
+        1,
+        "the keep-alive connection stays pooled"
+    );
+    pool.shutdown();
+}

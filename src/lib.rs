@@ -7,14 +7,18 @@
 //! - [`flow`]: the per-worker connection table.
 //! - [`engine`]: the per-packet decision: parse, look up, pick, rewrite, verdict.
 //! - [`config`]: the YAML file, its validation and the snapshot workers read.
+//! - [`health`]: active health checks and passive outlier detection.
+//! - [`admin`]: the admin HTTP listener (metrics, JSON API) and `fulcrum top`.
 //! - `runtime` (feature `dpdk`): EAL, ports, poll-mode workers.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod buffer;
 pub mod config;
 pub mod engine;
 pub mod flow;
+pub mod health;
 pub mod maglev;
 #[cfg(feature = "dpdk")]
 pub mod runtime;

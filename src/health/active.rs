@@ -137,7 +137,9 @@ type SharedStates = Arc<Mutex<BTreeMap<u32, TargetState>>>;
 
 fn lock(states: &SharedStates) -> MutexGuard<'_, BTreeMap<u32, TargetState>> {
     // A panicking holder cannot leave a map half-updated in a way that matters here.
-    states.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    states
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 enum Command {
@@ -172,6 +174,7 @@ impl HealthChecker {
         let (commands, command_rx) = tokio_mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::channel();
         let states: SharedStates = Arc::default();
+        sync_states(&mut lock(&states), &targets);
         let thread_states = Arc::clone(&states);
         let thread = std::thread::Builder::new()
             .name("fulcrum-health".to_owned())
@@ -189,7 +192,10 @@ impl HealthChecker {
     /// Replaces the set of targets (a reload). A target whose id and address are
     /// unchanged keeps its state and streaks (its task restarts if anything else
     /// changed); any other target starts fresh and healthy; missing ones are dropped.
+    /// [`states`](Self::states) reflects the new set when this returns; probes follow
+    /// within milliseconds.
     pub fn update(&self, targets: Vec<HealthTarget>) {
+        sync_states(&mut lock(&self.states), &targets);
         // Fails only once the thread is gone, after stop: nothing to update then.
         let _ = self.commands.send(Command::Update(targets));
     }
@@ -276,7 +282,28 @@ async fn control_loop(
     }
 }
 
-/// Moves `running` to `targets`. Runs on the runtime's only thread, so no probe task
+/// Makes the state map match `targets` (first of duplicate ids wins): keeps entries
+/// whose id and address are unchanged (with the new thresholds), adds fresh healthy
+/// ones, drops the rest.
+fn sync_states(map: &mut BTreeMap<u32, TargetState>, targets: &[HealthTarget]) {
+    let mut wanted: BTreeMap<u32, &HealthTarget> = BTreeMap::new();
+    for t in targets {
+        wanted.entry(t.id).or_insert(t);
+    }
+    map.retain(|id, s| wanted.get(id).is_some_and(|t| t.addr == s.addr));
+    for (id, target) in wanted {
+        match map.get_mut(&id) {
+            Some(s) => s
+                .hysteresis
+                .set_thresholds(target.healthy_threshold, target.unhealthy_threshold),
+            None => {
+                map.insert(id, TargetState::new(target));
+            }
+        }
+    }
+}
+
+/// Moves the probe tasks in `running` to `targets` (states are synced by the caller). Runs on the runtime's only thread, so no probe task
 /// runs concurrently, and an aborted task is never polled again.
 fn apply(
     running: &mut HashMap<u32, Running>,
@@ -288,7 +315,6 @@ fn apply(
     for t in targets {
         wanted.entry(t.id).or_insert(t);
     }
-    let mut map = lock(states);
     running.retain(|id, r| {
         let keep = wanted.get(id).is_some_and(|t| *t == r.target);
         if !keep {
@@ -298,18 +324,9 @@ fn apply(
         }
         keep
     });
-    map.retain(|id, s| wanted.get(id).is_some_and(|t| t.addr == s.addr));
     for (id, target) in wanted {
         if running.contains_key(&id) {
             continue;
-        }
-        match map.get_mut(&id) {
-            Some(s) => s
-                .hysteresis
-                .set_thresholds(target.healthy_threshold, target.unhealthy_threshold),
-            None => {
-                map.insert(id, TargetState::new(&target));
-            }
         }
         let task = (target.kind != HealthCheckKind::None).then(|| {
             tokio::spawn(probe_loop(
@@ -349,7 +366,9 @@ async fn probe_loop(
         };
         {
             let mut map = lock(&states);
-            let Some(state) = map.get_mut(&target.id) else {
+            // A reload may have removed this target or given its id another address
+            // before this task was aborted: then the entry is not ours.
+            let Some(state) = map.get_mut(&target.id).filter(|s| s.addr == target.addr) else {
                 return;
             };
             state.probes += 1;

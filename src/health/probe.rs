@@ -88,7 +88,11 @@ pub async fn probe(
 
 /// `GET path` over a fresh connection; healthy on 2xx/3xx. Drives the connection in
 /// this future (no spawned task outlives a timeout).
-async fn http_get(addr: SocketAddr, path: &str, host: Option<&str>) -> Result<String, ProbeFailure> {
+async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    host: Option<&str>,
+) -> Result<String, ProbeFailure> {
     let host = match host {
         Some(h) => h.to_owned(),
         None => addr.to_string(),
@@ -110,12 +114,21 @@ async fn http_get(addr: SocketAddr, path: &str, host: Option<&str>) -> Result<St
     tokio::pin!(conn);
     tokio::pin!(send);
     let response = tokio::select! {
+        biased;
         r = &mut send => r.map_err(|e| ProbeFailure::BadResponse(e.to_string()))?,
         r = &mut conn => {
-            return Err(ProbeFailure::BadResponse(match r {
-                Ok(()) => "connection closed before a response".to_owned(),
-                Err(e) => e.to_string(),
-            }));
+            // The connection ends right after the response when the server closes it;
+            // the response (if any) is then ready in `send`.
+            match send.await {
+                Ok(response) => response,
+                Err(e) => {
+                    let cause = match r {
+                        Ok(()) => e.to_string(),
+                        Err(conn_error) => conn_error.to_string(),
+                    };
+                    return Err(ProbeFailure::BadResponse(cause));
+                }
+            }
         }
     };
     let status = response.status();

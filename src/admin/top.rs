@@ -428,15 +428,11 @@ async fn get_stats(target: &Target, token: Option<&str>) -> Result<StatsSnapshot
     };
     tokio::pin!(conn);
     tokio::pin!(exchange);
-    loop {
-        tokio::select! {
-            biased;
-            r = &mut exchange => return r,
-            _ = &mut conn => {
-                // The connection closed; the exchange holds the outcome.
-                return exchange.await;
-            }
-        }
+    tokio::select! {
+        biased;
+        r = &mut exchange => r,
+        // The connection closed; the exchange holds the outcome.
+        _ = &mut conn => exchange.await,
     }
 }
 

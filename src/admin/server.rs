@@ -22,6 +22,9 @@ use super::prom;
 /// Largest request body accepted (bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Longest [`AdminServer::stop`] waits for handler calls in progress.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Time a client has to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -367,6 +370,8 @@ impl AdminServer {
                         }
                     }
                 });
+                // Do not hang on a handler call that never returns.
+                runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
             })?;
         eprintln!("fulcrum: admin API listening on http://{addr}");
         Ok(AdminServer {

@@ -178,6 +178,10 @@ stop_process() {
 
 record() { echo "$1" >> "$WORK_DIR/results.jsonl"; }
 
+rate_line() {
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.2f Mpps per core-second (%.1f ns/packet); wall %.2f Mpps rx, %.2f tx; core share %.2f" % (d.get("rx_pps_cpu",0)/1e6, 1e9/d["rx_pps_cpu"] if d.get("rx_pps_cpu") else 0, d["rx_pps"]/1e6, d["tx_pps"]/1e6, d.get("cpu_share",0)))' "$1"
+}
+
 # run_testpmd SCENARIO PCAP MODE [TX_DEVARGS] [SYSTEM_NAME]
 # The net_pcap vdev: rx_pcap replayed from memory (infinite_rx=1); no tx stream, so the
 # PMD's tx-drop queue frees every transmitted mbuf (the cheapest transmit; compared with
@@ -211,7 +215,7 @@ run_testpmd() {
   CHILD_PIDS+=("$pid")
   if json=$(measure "$prefix" "$pid" 2>>"$logf"); then
     record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"ok\",\"packets_in_file\":$packets,\"mbuf_size\":$mbuf_size,\"stats\":$json}"
-    log "$scenario $system: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.2f Mpps rx, %.2f Mpps tx" % (d["rx_pps"]/1e6, d["tx_pps"]/1e6))' "$json")"
+    log "$scenario $system: $(rate_line "$json")"
   else
     record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"failed: see $(basename "$logf")\"}"
     log "$scenario $system: FAILED (log: $logf)"
@@ -319,7 +323,7 @@ run_fulcrum() {
   CHILD_PIDS+=("$pid")
   if json=$(measure "$prefix" "$pid" 2>>"$logf"); then
     record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"ok\",\"stats\":$json}"
-    log "$scenario $system: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.2f Mpps rx, %.2f Mpps tx" % (d["rx_pps"]/1e6, d["tx_pps"]/1e6))' "$json")"
+    log "$scenario $system: $(rate_line "$json")"
     stop_process "$pid"
   elif ! kill -0 "$pid" 2>/dev/null; then
     # `fulcrum run` exited before any packet was counted: the binary is not ready.
@@ -367,8 +371,9 @@ main() {
   setup_hugepages
   cleanup
   if [ "$QUICK" = 1 ]; then
-    log "checking the pcap generator"
+    log "checking the pcap generator and the report"
     python3 "$BENCH_DIR/test_gen_pcap.py" -q
+    python3 "$BENCH_DIR/test_report.py" -q
   fi
   generate_pcaps
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Per-core packet-processing benchmarks: fulcrum against dpdk-testpmd on the same harness.
 #
-# usage: sudo bench/run.sh [--quick] [--repeat N] [--out DIR]
+# usage: sudo bench/run.sh [--quick] [--repeat N] [--out DIR] [--only REGEX]
+#   --only REGEX keeps the scenarios whose name matches (grep -E), e.g. --only 'est-10k'.
 #
 # For every scenario pcap (bench/gen_pcap.py) this replays the file in memory with
 # net_pcap's infinite_rx on ONE forwarding lcore (lcore 1; lcore 0 is the EAL main lcore)
@@ -12,7 +13,8 @@
 #               reported as "not measured (binary not ready)" while `fulcrum run` cannot start.
 # Then bench/report.py writes RESULTS.md, results.json and SVG plots.
 #
-#   full (default): 2 s warm-up + 10 s per figure, into bench/results/ (committed)
+#   full (default): 2 s warm-up + 10 s per figure, 3 repetitions (median), baseline and fulcrum
+#                   alternating, into bench/results/ (committed)
 #   --quick:        0.5 s warm-up + 3 s per figure, into bench/results/quick/ (not committed);
 #                   exits non-zero unless every figure was produced and is nonzero. For CI.
 #
@@ -35,29 +37,31 @@ PCAP_DIR="$BENCH_DIR/results/tmp/pcaps"
 WORK_DIR="$BENCH_DIR/results/tmp/run"
 
 QUICK=0
-REPEAT=1
+REPEAT=""
 OUT_DIR=""
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --repeat) REPEAT="$2"; shift ;;
     --out) OUT_DIR="$2"; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --only) ONLY="$2"; shift ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 if [ "$QUICK" = 1 ]; then
-  WARMUP=0.5; DURATION=3; MODE_NAME=quick
+  WARMUP=0.5; DURATION=3; MODE_NAME=quick; REPEAT="${REPEAT:-1}"
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/quick}"
 else
-  WARMUP=2; DURATION=10; MODE_NAME=full
+  WARMUP=2; DURATION=10; MODE_NAME=full; REPEAT="${REPEAT:-3}"
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results}"
 fi
 FULCRUM_BENCH="${FULCRUM_BENCH:-auto}"
 
 # name | gen_pcap.py arguments | what it models
-SCENARIOS=(
+ALL_SCENARIOS=(
   "est-10k-64|--flows 10000 --packets 100000 --size 64|10k established flows, 64-byte frames"
   "est-10k-512|--flows 10000 --packets 100000 --size 512|10k established flows, 512-byte frames"
   "est-1m-64|--flows 1000000 --packets 1000000 --size 64|1M established flows, 64-byte frames"
@@ -65,6 +69,11 @@ SCENARIOS=(
   "synflood-64|--syn-flood --packets 1000000 --size 64|SYN flood: every packet a SYN of a new flow (1M distinct tuples per replay)"
   "malformed10-64|--flows 10000 --packets 100000 --size 64 --malformed-pct 10|10k flows, 64-byte frames, 10% malformed"
 )
+SCENARIOS=()
+for s in "${ALL_SCENARIOS[@]}"; do
+  if [ -z "$ONLY" ] || echo "${s%%|*}" | grep -Eq -- "$ONLY"; then SCENARIOS+=("$s"); fi
+done
+if [ "${#SCENARIOS[@]}" -eq 0 ]; then echo "bench: no scenario matches --only $ONLY" >&2; exit 2; fi
 TESTPMD_MODES=(io macswap)
 FULCRUM_MODES=(ipip dsr nat)
 
@@ -340,26 +349,30 @@ fulcrum_not_ready() {
   local scenario="$1" system="$2"
   if [ "$FULCRUM_BENCH" = require ]; then
     record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"failed: binary not ready\"}"
+    log "$scenario $system: FAILED: fulcrum binary not ready (FULCRUM_BENCH=require)"
   else
     record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"not measured (binary not ready)\"}"
+    log "$scenario $system: fulcrum: not measured (binary not ready)"
   fi
-  log "$scenario $system: fulcrum: not measured (binary not ready)"
 }
 # ==================================================================== end of fulcrum hook
 
 # Transmit variants of the net_pcap vdev, measured once (full mode) on est-10k-64 / io.
+# No dummy interface type on this kernel, so tx_iface goes to one end of a veth pair.
 run_tx_variants() {
-  local pcap
+  local pcap r
   pcap=$(pcap_for est-10k-64)
-  run_testpmd est-10k-64 "$pcap" io "" "tx-drop"
-  run_testpmd est-10k-64 "$pcap" io ",tx_pcap=/dev/null" "tx-pcap-devnull"
-  if ip link add flcbench-tx0 type veth peer name flcbench-tx1 2>/dev/null; then
-    ip link set flcbench-tx0 up; ip link set flcbench-tx1 up
-    run_testpmd est-10k-64 "$pcap" io ",tx_iface=flcbench-tx0" "tx-iface-veth"
-    ip link del flcbench-tx0 2>/dev/null || true
-  else
-    record '{"scenario":"est-10k-64","system":"tx-iface-veth","status":"not measured (no veth)"}'
-  fi
+  for r in $(seq 1 "$REPEAT"); do
+    run_testpmd est-10k-64 "$pcap" io "" "tx-drop"
+    run_testpmd est-10k-64 "$pcap" io ",tx_pcap=/dev/null" "tx-pcap-devnull"
+    if ip link add flcbench-tx0 type veth peer name flcbench-tx1 2>/dev/null; then
+      ip link set flcbench-tx0 up; ip link set flcbench-tx1 up
+      run_testpmd est-10k-64 "$pcap" io ",tx_iface=flcbench-tx0" "tx-iface-veth"
+      ip link del flcbench-tx0 2>/dev/null || true
+    else
+      record '{"scenario":"est-10k-64","system":"tx-iface-veth","status":"not measured (no veth)"}'
+    fi
+  done
 }
 
 # ---------------------------------------------------------------- main
@@ -390,7 +403,7 @@ main() {
       for mode in "${FULCRUM_MODES[@]}"; do run_fulcrum "$name" "$pcap" "$mode"; done
     done
   done
-  if [ "$QUICK" = 0 ]; then run_tx_variants; fi
+  if [ "$QUICK" = 0 ] && [ -z "$ONLY" ]; then run_tx_variants; fi
 
   python3 "$BENCH_DIR/report.py" machine-end >"$WORK_DIR/meta-end.json"
   local check=()

@@ -4,6 +4,8 @@
     python3 bench/test_report.py [-q]
 """
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -36,7 +38,8 @@ class ReportTest(unittest.TestCase):
     def run_report(self, runs, check=True):
         with tempfile.TemporaryDirectory() as d:
             write_work(d, runs)
-            rc = report.main(["report", "--work", d, "--out", d] + (["--check"] if check else []))
+            with contextlib.redirect_stderr(io.StringIO()):
+                rc = report.main(["report", "--work", d, "--out", d] + (["--check"] if check else []))
             with open(os.path.join(d, "RESULTS.md")) as f:
                 md = f.read()
             with open(os.path.join(d, "results.json")) as f:

@@ -158,7 +158,7 @@ def ratio(a, b):
 
 def systems_in(summary, scenario):
     order = ["testpmd-io", "testpmd-macswap", "fulcrum-ipip", "fulcrum-dsr", "fulcrum-nat"]
-    present = [s for (sc, s) in summary if sc == scenario]
+    present = [s for (sc, s) in summary if sc == scenario and not s.startswith("tx-")]
     return [s for s in order if s in present] + sorted(s for s in present if s not in order)
 
 
@@ -190,7 +190,12 @@ def report(args):
     w("**Shared machine.** Other engineers compile on this 2-CPU VM while the benchmarks run, so")
     w("absolute figures move from run to run (see the load averages above). Compare figures only")
     w("with the baseline measured in the same run: that is what the ratio columns do. Baseline and")
-    w("fulcrum runs alternate scenario by scenario so both see the same load.")
+    w("fulcrum runs alternate within each repetition of each scenario so both see the same load.")
+    w("Dividing by the forwarding thread's CPU time (core Mpps, below) removes most of the effect of")
+    w("losing the core, but not all of it: a compile job on the other CPU (possibly an SMT sibling) and")
+    w("in the caches still slows the thread while it runs. Read `core share` (the part of the window the")
+    w("thread was on its CPU) before comparing figures of *different* scenarios; ratios within one")
+    w("scenario are measured back to back and are the figures to quote.")
     w("")
     w("## Method")
     w("")
@@ -225,10 +230,12 @@ def report(args):
     w("")
     w("## Results")
     w("")
-    w("Ratios: against testpmd io (`/io`) and testpmd macswap (`/macswap`) of the same scenario in this run.")
+    w("Ratios: core Mpps against testpmd io (`/io`) and testpmd macswap (`/macswap`) of the same scenario")
+    w("in this run. `+ns vs io`: CPU time per packet on top of testpmd io, i.e. the work a system adds")
+    w("to the harness's own cost (the PMD's replay copy and the drop queue, which every system pays).")
     w("")
-    w("| scenario | system | core Mpps | ns/packet | /io | /macswap | wall rx Mpps | wall tx Mpps | core share | status |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    w("| scenario | system | core Mpps | ns/packet | /io | /macswap | +ns vs io | wall rx Mpps | wall tx Mpps | core share | status |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     figures = []
     for name in names:
         io = summary.get((name, "testpmd-io"), {})
@@ -238,10 +245,12 @@ def report(args):
             core = f.get("core_mpps")
             r_io = ratio(core, io.get("core_mpps"))
             r_ms = ratio(core, ms.get("core_mpps")) if system.startswith("fulcrum") else None
-            w(f"| {name} | {system} | {fmt(core)} | {fmt(f.get('ns_per_packet'), 1)} | {fmt(r_io, 3)} | {fmt(r_ms, 3)} | "
+            ns, io_ns = f.get("ns_per_packet"), io.get("ns_per_packet")
+            extra = ns - io_ns if ns is not None and io_ns is not None and system != "testpmd-io" else None
+            w(f"| {name} | {system} | {fmt(core)} | {fmt(ns, 1)} | {fmt(r_io, 3)} | {fmt(r_ms, 3)} | {fmt(extra, 1)} | "
               f"{fmt(f.get('wall_rx_mpps'))} | {fmt(f.get('wall_tx_mpps'))} | {fmt(f.get('cpu_share'), 2)} | {f['status']} |")
             figures.append({"scenario": name, "system": system, **f, "ratio_to_testpmd_io": r_io,
-                            "ratio_to_testpmd_macswap": r_ms})
+                            "ratio_to_testpmd_macswap": r_ms, "extra_ns_vs_testpmd_io": extra})
     w("")
     tx_rows = [(s, summary[("est-10k-64", s)]) for s in ("tx-drop", "tx-pcap-devnull", "tx-iface-veth")
                if ("est-10k-64", s) in summary]
@@ -258,7 +267,8 @@ def report(args):
               f"{fmt(ratio(f.get('core_mpps'), base), 3)} | {fmt(f.get('wall_rx_mpps'))} | {fmt(f.get('wall_tx_mpps'))} | "
               f"{fmt(f.get('cpu_share'), 2)} | {f['status']} |")
         w("")
-        w("The harness uses the drop queue (no tx stream): it is the cheapest, as the DPDK pcap guide")
+        w("Measured back to back at the end of the run (so against each other only, not against the")
+        w("table above, whose load differed). The harness uses the drop queue (no tx stream): it is the cheapest, as the DPDK pcap guide")
         w("recommends for `infinite_rx`; `tx_pcap=/dev/null` still formats every packet through libpcap's")
         w("writer and `tx_iface` sends through the kernel.")
         w("")

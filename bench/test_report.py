@@ -61,7 +61,8 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(figs["fulcrum-ipip"]["ratio_to_testpmd_io"], 0.4)
         self.assertAlmostEqual(figs["fulcrum-ipip"]["ratio_to_testpmd_macswap"], 0.5)
         self.assertAlmostEqual(figs["fulcrum-ipip"]["ns_per_packet"], 1000 / 12)
-        self.assertIn("| s1 | fulcrum-ipip | 12.00 | 83.3 | 0.400 | 0.500 |", md)
+        self.assertIn("| s1 | fulcrum-ipip | 12.00 | 83.3 | 0.400 | 0.500 | 50.0 |", md)
+        self.assertAlmostEqual(figs["fulcrum-ipip"]["extra_ns_vs_testpmd_io"], 1000 / 12 - 1000 / 30)
 
     def test_not_ready_fulcrum_passes_check(self):
         runs = [ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6),

@@ -15,6 +15,19 @@ for a in json.loads(m.group(1)):
     print(a)
 PY
 )
-mbufs=$(( $(stat -c %s "$(printf '%s\n' "${eal[@]}" | sed -n 's/.*rx_pcap=\([^,]*\).*/\1/p')") / 60 + 32768 ))
+pcap=$(printf '%s\n' "${eal[@]}" | sed -n 's/.*rx_pcap=\([^,]*\).*/\1/p')
+# infinite_rx loads the whole file into the pool: size it for the packets in the file.
+packets=$(python3 - "$pcap" <<'PY'
+import struct, sys
+n = 0
+with open(sys.argv[1], "rb") as f:
+    f.read(24)
+    while len(h := f.read(16)) == 16:
+        f.seek(struct.unpack("<IIII", h)[2], 1)
+        n += 1
+print(n)
+PY
+)
+mbufs=$(( packets + 32768 ))
 exec dpdk-testpmd "${eal[@]}" -- --forward-mode=macswap --nb-cores=1 --no-mlockall --no-flush-rx \
   --total-num-mbufs="$mbufs" --mbuf-size=640 --stats-period 100000

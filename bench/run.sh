@@ -1,0 +1,422 @@
+#!/usr/bin/env bash
+# Per-core packet-processing benchmarks: fulcrum against dpdk-testpmd on the same harness.
+#
+# usage: sudo bench/run.sh [--quick] [--repeat N] [--out DIR] [--only REGEX]
+#   --only REGEX keeps the scenarios whose name matches (grep -E), e.g. --only 'est-10k'.
+#
+# For every scenario pcap (bench/gen_pcap.py) this replays the file in memory with
+# net_pcap's infinite_rx on ONE forwarding lcore (lcore 1; lcore 0 is the EAL main lcore)
+# and reads the packet rate from DPDK's ethdev counters over the telemetry socket
+# (bench/ethstats.py, the same counters `dpdk-telemetry.py -f PREFIX` shows):
+#   - baseline: dpdk-testpmd --forward-mode=io and --forward-mode=macswap
+#   - fulcrum:  `fulcrum run -c CONFIG` with forwarding ipip, dsr and nat (run_fulcrum below);
+#               reported as "not measured (binary not ready)" while `fulcrum run` cannot start.
+# Then bench/report.py writes RESULTS.md, results.json and SVG plots.
+#
+#   full (default): 2 s warm-up + 10 s per figure, 3 repetitions (median), baseline and fulcrum
+#                   alternating, into bench/results/ (committed)
+#   --quick:        0.5 s warm-up + 3 s per figure, into bench/results/quick/ (not committed);
+#                   exits non-zero unless every figure was produced and is nonzero. For CI.
+#
+# Environment:
+#   FULCRUM_BENCH=auto|off|require   auto (default): measure fulcrum if it starts, else report it
+#                                    not measured; require: fail when it cannot be measured.
+#   FULCRUM_BIN=PATH                 the fulcrum binary (default: target/release/fulcrum, then
+#                                    $CARGO_TARGET_DIR/release/fulcrum)
+#   BENCH_HUGEPAGES=N                2 MiB hugepages to make sure are reserved (default 1536)
+#
+# Needs root (hugepages, DPDK). Leaves no hugepage files: every process uses
+# --file-prefix=flcbench-* with --huge-unlink, and /dev/hugepages/flcbench-* and
+# /var/run/dpdk/flcbench-* are removed on exit. The hugepage reservation itself is left
+# in place (other engineers' DPDK runs may rely on it).
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+PCAP_DIR="$BENCH_DIR/results/tmp/pcaps"
+WORK_DIR="$BENCH_DIR/results/tmp/run"
+
+QUICK=0
+REPEAT=""
+OUT_DIR=""
+ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --repeat) REPEAT="$2"; shift ;;
+    --out) OUT_DIR="$2"; shift ;;
+    --only) ONLY="$2"; shift ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$QUICK" = 1 ]; then
+  WARMUP=0.5; DURATION=3; MODE_NAME=quick; REPEAT="${REPEAT:-1}"
+  OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/quick}"
+else
+  WARMUP=2; DURATION=10; MODE_NAME=full; REPEAT="${REPEAT:-3}"
+  OUT_DIR="${OUT_DIR:-$BENCH_DIR/results}"
+fi
+FULCRUM_BENCH="${FULCRUM_BENCH:-auto}"
+
+# name | gen_pcap.py arguments | what it models
+ALL_SCENARIOS=(
+  "est-10k-64|--flows 10000 --packets 100000 --size 64|10k established flows, 64-byte frames"
+  "est-10k-512|--flows 10000 --packets 100000 --size 512|10k established flows, 512-byte frames"
+  "est-1m-64|--flows 1000000 --packets 1000000 --size 64|1M established flows, 64-byte frames"
+  "est-1m-512|--flows 1000000 --packets 1000000 --size 512|1M established flows, 512-byte frames"
+  "synflood-64|--syn-flood --packets 1000000 --size 64|SYN flood: every packet a SYN of a new flow (1M distinct tuples per replay)"
+  "malformed10-64|--flows 10000 --packets 100000 --size 64 --malformed-pct 10|10k flows, 64-byte frames, 10% malformed"
+)
+SCENARIOS=()
+for s in "${ALL_SCENARIOS[@]}"; do
+  if [ -z "$ONLY" ] || echo "${s%%|*}" | grep -Eq -- "$ONLY"; then SCENARIOS+=("$s"); fi
+done
+if [ "${#SCENARIOS[@]}" -eq 0 ]; then echo "bench: no scenario matches --only $ONLY" >&2; exit 2; fi
+TESTPMD_MODES=(io macswap)
+FULCRUM_MODES=(ipip dsr nat)
+
+# Full mode measures every forwarding mode on every scenario. Quick mode keeps CI near two
+# minutes once fulcrum runs (each figure costs ~5.5 s: start, pcap load, 0.5 + 3 s, stop):
+# ipip on every scenario, dsr and nat on est-10k-64 only.
+fulcrum_modes_for() {
+  if [ "$QUICK" = 1 ] && [ "$1" != est-10k-64 ]; then echo ipip; else echo "${FULCRUM_MODES[@]}"; fi
+}
+
+log() { echo "bench: $*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  log "run as root (hugepages and DPDK need it)"; exit 1
+fi
+for tool in dpdk-testpmd python3 git; do
+  command -v "$tool" >/dev/null || { log "missing $tool (Debian: dpdk-dev, python3, git)"; exit 1; }
+done
+
+# ---------------------------------------------------------------- cleanup
+CHILD_PIDS=()
+cleanup() {
+  local pid
+  for pid in "${CHILD_PIDS[@]}"; do
+    kill -INT "$pid" 2>/dev/null || true
+  done
+  for pid in "${CHILD_PIDS[@]}"; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -f /dev/hugepages/flcbench-* 2>/dev/null || true
+  rm -rf /var/run/dpdk/flcbench-* 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- hugepages
+setup_hugepages() {
+  local want="${BENCH_HUGEPAGES:-1536}" have
+  have=$(awk '/HugePages_Total/ {print $2}' /proc/meminfo)
+  if [ "${have:-0}" -lt "$want" ]; then
+    echo "$want" > /proc/sys/vm/nr_hugepages 2>/dev/null || true
+  fi
+  if ! mount | grep -q "type hugetlbfs"; then
+    mkdir -p /dev/hugepages
+    mount -t hugetlbfs nodev /dev/hugepages
+  fi
+  log "hugepages: $(awk '/HugePages_Total/ {t=$2} /HugePages_Free/ {f=$2} END {print t" reserved, "f" free"}' /proc/meminfo) (2 MiB)"
+}
+
+free_hugepage_mib() { awk '/HugePages_Free/ {print $2 * 2}' /proc/meminfo; }
+
+# ---------------------------------------------------------------- pcaps
+scenario_field() { echo "$1" | cut -d'|' -f"$2"; }
+
+pcap_for() { echo "$PCAP_DIR/$1.pcap"; }
+
+generate_pcaps() {
+  mkdir -p "$PCAP_DIR"
+  local s name args pcap
+  for s in "${SCENARIOS[@]}"; do
+    name=$(scenario_field "$s" 1); args=$(scenario_field "$s" 2)
+    pcap=$(pcap_for "$name")
+    # Regenerate when missing, or when the generator or its arguments changed.
+    if [ -f "$pcap" ] && [ "$pcap" -nt "$BENCH_DIR/gen_pcap.py" ] && [ "$(cat "$pcap.args" 2>/dev/null)" = "$args" ]; then
+      continue
+    fi
+    log "generating $name ($args)"
+    # shellcheck disable=SC2086
+    python3 "$BENCH_DIR/gen_pcap.py" -q -o "$pcap" $args
+    echo "$args" > "$pcap.args"
+  done
+}
+
+# Packets in a pcap file: the generator writes fixed-size records, but count them properly.
+pcap_packets() {
+  python3 - "$1" <<'EOF'
+import struct, sys
+n = 0
+with open(sys.argv[1], "rb") as f:
+    f.read(24)
+    while True:
+        h = f.read(16)
+        if len(h) < 16:
+            break
+        incl = struct.unpack("<IIII", h)[2]
+        f.seek(incl, 1)
+        n += 1
+print(n)
+EOF
+}
+
+# Largest frame in a scenario: 60 or 508 bytes (gen_pcap.py --size minus the FCS).
+frame_len_for() {
+  case "$1" in *-512) echo 508 ;; *) echo 60 ;; esac
+}
+
+# ---------------------------------------------------------------- measurement
+# measure PREFIX PID LOGFILE -> JSON line on stdout, or nothing (status 1)
+measure() {
+  local prefix="$1" pid="$2"
+  python3 "$BENCH_DIR/ethstats.py" --prefix "$prefix" --pid "$pid" \
+    --warmup "$WARMUP" --duration "$DURATION" --timeout 90
+}
+
+stop_process() {
+  local pid="$1" i
+  kill -INT "$pid" 2>/dev/null || true
+  for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=()
+  for i in "${CHILD_PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
+  CHILD_PIDS=("${keep[@]+"${keep[@]}"}")
+  rm -f /dev/hugepages/flcbench-* 2>/dev/null || true
+  rm -rf /var/run/dpdk/flcbench-* 2>/dev/null || true
+}
+
+record() { echo "$1" >> "$WORK_DIR/results.jsonl"; }
+
+rate_line() {
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.2f Mpps per core-second (%.1f ns/packet); wall %.2f Mpps rx, %.2f tx; core share %.2f" % (d.get("rx_pps_cpu",0)/1e6, 1e9/d["rx_pps_cpu"] if d.get("rx_pps_cpu") else 0, d["rx_pps"]/1e6, d["tx_pps"]/1e6, d.get("cpu_share",0)))' "$1"
+}
+
+# run_testpmd SCENARIO PCAP MODE [TX_DEVARGS] [SYSTEM_NAME]
+# The net_pcap vdev: rx_pcap replayed from memory (infinite_rx=1); no tx stream, so the
+# PMD's tx-drop queue frees every transmitted mbuf (the cheapest transmit; compared with
+# tx_pcap=/dev/null and tx_iface=<veth> in the full run, see RESULTS.md).
+run_testpmd() {
+  local scenario="$1" pcap="$2" mode="$3" tx="${4-}" system="${5:-testpmd-$3}"
+  local packets frame mbuf_size mbufs need_mib prefix logf pid json
+  packets=$(pcap_packets "$pcap")
+  frame=$(frame_len_for "$scenario")
+  # Data room = 128 bytes of headroom + the frame rounded up to 64 (at least 128).
+  mbuf_size=$(( 128 + ( (frame + 63) / 64 * 64 < 128 ? 128 : (frame + 63) / 64 * 64 ) ))
+  # infinite_rx copies the whole file into mbufs of the RX queue's pool at queue setup,
+  # then copies each replayed packet into a fresh mbuf: the pool holds the file plus
+  # the working set (descriptors, per-lcore caches, bursts).
+  mbufs=$(( packets + 32768 ))
+  need_mib=$(( mbufs * (mbuf_size + 192) / 1048576 + 64 ))
+  if [ "$(free_hugepage_mib)" -lt "$need_mib" ]; then
+    log "$scenario $system: needs ~${need_mib} MiB of free hugepages, $(free_hugepage_mib) free"
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"failed: not enough free hugepages\"}"
+    return 0
+  fi
+  prefix="flcbench-tp-$$"
+  logf="$WORK_DIR/$scenario.$system.log"
+  # shellcheck disable=SC2086
+  dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix="$prefix" --huge-unlink --no-pci \
+    --vdev="net_pcap0,rx_pcap=$pcap,infinite_rx=1$tx" -- \
+    --forward-mode="$mode" --nb-cores=1 --rxq=1 --txq=1 --no-mlockall --no-flush-rx \
+    --total-num-mbufs="$mbufs" --mbuf-size="$mbuf_size" --stats-period 100000 \
+    </dev/null >"$logf" 2>&1 &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  if json=$(measure "$prefix" "$pid" 2>>"$logf"); then
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"ok\",\"packets_in_file\":$packets,\"mbuf_size\":$mbuf_size,\"stats\":$json}"
+    log "$scenario $system: $(rate_line "$json")"
+  else
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"failed: see $(basename "$logf")\"}"
+    log "$scenario $system: FAILED (log: $logf)"
+    tail -5 "$logf" >&2 || true
+  fi
+  stop_process "$pid"
+}
+
+# ======================================================================== fulcrum hook
+# run_fulcrum SCENARIO PCAP [FORWARDING]
+#
+# Builds a fulcrum YAML config (contract: /work/shared/config-contract.md) with the same
+# net_pcap vdev (infinite_rx, tx drop) and ONE worker core (lcore 1, EAL main lcore 0),
+# runs `fulcrum run -c CONFIG` for the same warm-up and window as testpmd, and reads the
+# same ethdev counters of port 0 over the same telemetry socket.
+#
+# Service: VIP 10.99.0.100 tcp/80, forwarding FORWARDING (ipip | dsr | nat), three
+# backends 10.99.0.11-13 whose MACs are static neighbors on the port (10.99.0.2/24), so
+# nothing waits for ARP. Health checks off (kind: none) so every backend stays healthy.
+#
+# While `fulcrum run` cannot start (binary missing, not implemented, config rejected) this
+# records "fulcrum: not measured (binary not ready)". Once it starts, a failed measurement
+# is an error. FULCRUM_BENCH=off skips it; FULCRUM_BENCH=require makes "not ready" an error.
+#
+# NOTE for the lead: infinite_rx copies the whole pcap into the RX queue's mempool at
+# queue setup; fulcrum's pool must hold the file (up to 1M packets) plus its working set.
+# If the config grows a field for that, add it through FULCRUM_DPDK_EXTRA (YAML lines
+# indented under `dpdk:`, e.g. "  mbufs: 1100000").
+fulcrum_bin() {
+  if [ -n "${FULCRUM_BIN:-}" ]; then echo "$FULCRUM_BIN"; return; fi
+  if [ -x "$REPO_DIR/target/release/fulcrum" ]; then echo "$REPO_DIR/target/release/fulcrum"; return; fi
+  if [ -n "${CARGO_TARGET_DIR:-}" ] && [ -x "$CARGO_TARGET_DIR/release/fulcrum" ]; then
+    echo "$CARGO_TARGET_DIR/release/fulcrum"; return
+  fi
+  echo "$REPO_DIR/target/release/fulcrum"
+}
+
+write_fulcrum_config() {
+  local cfg="$1" pcap="$2" forwarding="$3" prefix="$4"
+  cat >"$cfg" <<EOF
+# generated by bench/run.sh (run_fulcrum): one worker on lcore 1, net_pcap replay
+dpdk:
+  eal_args: ["-l", "0,1", "--main-lcore", "0", "--file-prefix=$prefix", "--huge-unlink", "--no-pci",
+             "--vdev=net_pcap0,rx_pcap=$pcap,infinite_rx=1"]
+${FULCRUM_DPDK_EXTRA:-}
+ports:
+  - name: bench
+    device: net_pcap0
+    address: 10.99.0.2/24
+    neighbors:
+      - address: 10.99.0.11
+        mac: "02:00:00:99:00:11"
+      - address: 10.99.0.12
+        mac: "02:00:00:99:00:12"
+      - address: 10.99.0.13
+        mac: "02:00:00:99:00:13"
+
+workers:
+  cores: [1]
+
+flow_table:
+  capacity: 2097152
+  tcp_established_timeout: 300s
+  tcp_transitory_timeout: 15s
+  udp_timeout: 30s
+
+admin:
+  listen: 127.0.0.1:19100
+
+services:
+  - name: bench
+    vip: 10.99.0.100
+    port: 80
+    protocol: tcp
+    mode: l4
+    forwarding: $forwarding
+    maglev_table_size: 65537
+    backends:
+      - address: 10.99.0.11
+        weight: 1
+      - address: 10.99.0.12
+        weight: 1
+      - address: 10.99.0.13
+        weight: 1
+    health_check:
+      kind: none
+EOF
+}
+
+run_fulcrum() {
+  local scenario="$1" pcap="$2" forwarding="${3:-ipip}"
+  local system="fulcrum-$forwarding" bin cfg prefix logf pid json
+  if [ "$FULCRUM_BENCH" = off ]; then return 0; fi
+  bin=$(fulcrum_bin)
+  cfg="$WORK_DIR/fulcrum-$scenario-$forwarding.yaml"
+  prefix="flcbench-fl-$$"
+  logf="$WORK_DIR/$scenario.$system.log"
+  write_fulcrum_config "$cfg" "$pcap" "$forwarding" "$prefix"
+  if [ ! -x "$bin" ]; then
+    echo "no executable $bin" >"$logf"
+    fulcrum_not_ready "$scenario" "$system"; return 0
+  fi
+  "$bin" run -c "$cfg" </dev/null >"$logf" 2>&1 &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  if json=$(measure "$prefix" "$pid" 2>>"$logf"); then
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"ok\",\"stats\":$json}"
+    log "$scenario $system: $(rate_line "$json")"
+    stop_process "$pid"
+  elif ! kill -0 "$pid" 2>/dev/null; then
+    # `fulcrum run` exited before any packet was counted: the binary is not ready.
+    stop_process "$pid"
+    fulcrum_not_ready "$scenario" "$system"
+  else
+    stop_process "$pid"
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"failed: see $(basename "$logf")\"}"
+    log "$scenario $system: FAILED (log: $logf)"
+  fi
+}
+
+fulcrum_not_ready() {
+  local scenario="$1" system="$2"
+  if [ "$FULCRUM_BENCH" = require ]; then
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"failed: binary not ready\"}"
+    log "$scenario $system: FAILED: fulcrum binary not ready (FULCRUM_BENCH=require)"
+  else
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"not measured (binary not ready)\"}"
+    log "$scenario $system: fulcrum: not measured (binary not ready)"
+  fi
+}
+# ==================================================================== end of fulcrum hook
+
+# Transmit variants of the net_pcap vdev, measured once (full mode) on est-10k-64 / io.
+# No dummy interface type on this kernel, so tx_iface goes to one end of a veth pair.
+run_tx_variants() {
+  local pcap r
+  pcap=$(pcap_for est-10k-64)
+  for r in $(seq 1 "$REPEAT"); do
+    run_testpmd est-10k-64 "$pcap" io "" "tx-drop"
+    run_testpmd est-10k-64 "$pcap" io ",tx_pcap=/dev/null" "tx-pcap-devnull"
+    if ip link add flcbench-tx0 type veth peer name flcbench-tx1 2>/dev/null; then
+      ip link set flcbench-tx0 up; ip link set flcbench-tx1 up
+      run_testpmd est-10k-64 "$pcap" io ",tx_iface=flcbench-tx0" "tx-iface-veth"
+      ip link del flcbench-tx0 2>/dev/null || true
+    else
+      record '{"scenario":"est-10k-64","system":"tx-iface-veth","status":"not measured (no veth)"}'
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- main
+main() {
+  local started s name pcap mode r
+  started=$(date +%s)
+  rm -rf "$WORK_DIR"; mkdir -p "$WORK_DIR" "$OUT_DIR"
+  : >"$WORK_DIR/results.jsonl"
+  setup_hugepages
+  cleanup
+  if [ "$QUICK" = 1 ]; then
+    log "checking the pcap generator and the report"
+    python3 "$BENCH_DIR/test_gen_pcap.py" -q
+    python3 "$BENCH_DIR/test_report.py" -q
+  fi
+  generate_pcaps
+
+  python3 "$BENCH_DIR/report.py" machine --mode "$MODE_NAME" --warmup "$WARMUP" --duration "$DURATION" \
+    --repeat "$REPEAT" --repo "$REPO_DIR" >"$WORK_DIR/meta.json"
+  for s in "${SCENARIOS[@]}"; do
+    name=$(scenario_field "$s" 1)
+    pcap=$(pcap_for "$name")
+    python3 -c 'import json,sys; print(json.dumps({"scenario_def": sys.argv[1], "gen_args": sys.argv[2], "description": sys.argv[3]}))' \
+      "$name" "$(scenario_field "$s" 2)" "$(scenario_field "$s" 3)" >>"$WORK_DIR/results.jsonl"
+    # Baseline and fulcrum alternate within each repetition so both see the same machine load.
+    for r in $(seq 1 "$REPEAT"); do
+      for mode in "${TESTPMD_MODES[@]}"; do run_testpmd "$name" "$pcap" "$mode"; done
+      for mode in $(fulcrum_modes_for "$name"); do run_fulcrum "$name" "$pcap" "$mode"; done
+    done
+  done
+  if [ "$QUICK" = 0 ] && [ -z "$ONLY" ]; then run_tx_variants; fi
+
+  python3 "$BENCH_DIR/report.py" machine-end >"$WORK_DIR/meta-end.json"
+  local check=()
+  if [ "$QUICK" = 1 ]; then check=(--check); fi
+  python3 "$BENCH_DIR/report.py" report --work "$WORK_DIR" --out "$OUT_DIR" "${check[@]}"
+  log "done in $(( $(date +%s) - started )) s: $OUT_DIR/RESULTS.md"
+}
+
+main

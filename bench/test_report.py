@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Tests of bench/report.py: the summary, the ratios and the --check rule, on made-up runs.
+
+    python3 bench/test_report.py [-q]
+"""
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+
+def ok(scenario, system, core_pps, wall_pps=None, share=0.5):
+    wall = core_pps * share if wall_pps is None else wall_pps
+    return {"scenario": scenario, "system": system, "status": "ok",
+            "stats": {"seconds": 3.0, "ipackets": int(wall * 3), "opackets": int(wall * 3),
+                      "rx_pps": wall, "tx_pps": wall, "rx_pps_cpu": core_pps, "tx_pps_cpu": core_pps,
+                      "cpu_share": share}}
+
+
+def write_work(d, runs, scenarios=("s1",)):
+    with open(os.path.join(d, "results.jsonl"), "w") as f:
+        for s in scenarios:
+            f.write(json.dumps({"scenario_def": s, "gen_args": "--flows 1", "description": s}) + "\n")
+        for r in runs:
+            f.write(json.dumps(r) + "\n")
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump({"mode": "quick", "cpu_model": "test", "git_commit": "abc"}, f)
+
+
+class ReportTest(unittest.TestCase):
+    def run_report(self, runs, check=True):
+        with tempfile.TemporaryDirectory() as d:
+            write_work(d, runs)
+            with contextlib.redirect_stderr(io.StringIO()):
+                rc = report.main(["report", "--work", d, "--out", d] + (["--check"] if check else []))
+            with open(os.path.join(d, "RESULTS.md")) as f:
+                md = f.read()
+            with open(os.path.join(d, "results.json")) as f:
+                js = json.load(f)
+            for svg in ("mpps.svg", "ns_per_packet.svg"):
+                with open(os.path.join(d, svg)) as f:
+                    self.assertTrue(f.read().startswith("<svg"))
+            return rc, md, js
+
+    def test_ratios_and_median(self):
+        runs = [ok("s1", "testpmd-io", 40e6), ok("s1", "testpmd-io", 20e6), ok("s1", "testpmd-io", 30e6),
+                ok("s1", "testpmd-macswap", 24e6),
+                ok("s1", "fulcrum-ipip", 12e6)]
+        rc, md, js = self.run_report(runs)
+        self.assertEqual(rc, 0)
+        figs = {f["system"]: f for f in js["figures"]}
+        self.assertAlmostEqual(figs["testpmd-io"]["core_mpps"], 30.0)
+        self.assertAlmostEqual(figs["testpmd-macswap"]["ratio_to_testpmd_io"], 0.8)
+        self.assertAlmostEqual(figs["fulcrum-ipip"]["ratio_to_testpmd_io"], 0.4)
+        self.assertAlmostEqual(figs["fulcrum-ipip"]["ratio_to_testpmd_macswap"], 0.5)
+        self.assertAlmostEqual(figs["fulcrum-ipip"]["ns_per_packet"], 1000 / 12)
+        self.assertIn("| s1 | fulcrum-ipip | 12.00 | 83.3 | 0.400 | 0.500 | 50.0 |", md)
+        self.assertAlmostEqual(figs["fulcrum-ipip"]["extra_ns_vs_testpmd_io"], 1000 / 12 - 1000 / 30)
+
+    def test_not_ready_fulcrum_passes_check(self):
+        runs = [ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6),
+                {"scenario": "s1", "system": "fulcrum-nat", "status": report.NOT_READY}]
+        rc, md, _ = self.run_report(runs)
+        self.assertEqual(rc, 0)
+        self.assertIn(report.NOT_READY, md)
+
+    def test_check_fails_on_zero_missing_or_failed(self):
+        self.assertEqual(self.run_report([ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 0.0, 0.0)])[0], 1)
+        self.assertEqual(self.run_report([ok("s1", "testpmd-io", 30e6)])[0], 1)
+        self.assertEqual(self.run_report([ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6),
+                                          {"scenario": "s1", "system": "fulcrum-dsr", "status": "failed: see x.log"}])[0], 1)
+        self.assertEqual(self.run_report([ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6),
+                                          ok("s1", "fulcrum-dsr", 0.0, 0.0)])[0], 1)
+
+    def test_nice_max(self):
+        import plot
+        self.assertEqual(plot.nice_max(37), 50)
+        self.assertEqual(plot.nice_max(7.2), 10)
+        self.assertEqual(plot.nice_max(0.3), 0.5)
+
+
+if __name__ == "__main__":
+    quiet = "-q" in sys.argv
+    unittest.main(argv=[a for a in sys.argv if a != "-q"], verbosity=0 if quiet else 2)

@@ -34,36 +34,61 @@ fn equal3() -> Vec<(&'static str, u32)> {
 fn capture_from<T>(src: &str, f: impl FnOnce() -> T) -> (T, usize) {
     let pcap = std::env::temp_dir().join("fulcrum-test-capture.pcap");
     let _ = std::fs::remove_file(&pcap);
-    let mut dump = in_ns(&format!("{PREFIX}-lb"), &["tcpdump", "-n", "-U", "-i", "lb0", "-w"])
-        .arg(&pcap)
-        .arg(format!("src host {src}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tcpdump");
+    let mut dump = in_ns(
+        &format!("{PREFIX}-lb"),
+        &["tcpdump", "-n", "-U", "-i", "lb0", "-w"],
+    )
+    .arg(&pcap)
+    .arg(format!("src host {src}"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("tcpdump");
     std::thread::sleep(Duration::from_millis(700));
     let out = f();
     std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill").arg("-INT").arg(dump.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(dump.id().to_string())
+        .status();
     let _ = dump.wait();
-    let read = Command::new("tcpdump").args(["-n", "-r"]).arg(&pcap).output().expect("tcpdump -r");
+    let read = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .output()
+        .expect("tcpdump -r");
     let n = String::from_utf8_lossy(&read.stdout).lines().count();
     (out, n)
 }
 
 fn run_mode(name: &str, forwarding: &str, topo_mode: &str) {
     let _t = Topology::up(topo_mode, 1);
-    let f = Fulcrum::start(name, &topo_config(name, "10.99.0.2/24", &[1], &service(forwarding, VIP4, &equal3())));
+    let f = Fulcrum::start(
+        name,
+        &topo_config(
+            name,
+            "10.99.0.2/24",
+            &[1],
+            &service(forwarding, VIP4, &equal3()),
+        ),
+    );
     let (s, from_vip) = capture_from(VIP4, || requests(VIP4, 600, &[]));
     assert_eq!(s.failed, 0, "{}", s.raw);
-    assert_spread(&s, &[("backend1", 1.0), ("backend2", 1.0), ("backend3", 1.0)], 0.25);
+    assert_spread(
+        &s,
+        &[("backend1", 1.0), ("backend2", 1.0), ("backend3", 1.0)],
+        0.25,
+    );
     if forwarding == "nat" {
         // the backends saw fulcrum's address, and their replies came back through it
         assert_eq!(s.seen_as.get("10.99.0.2"), Some(&600), "{}", s.raw);
     } else {
         // direct server return: the backends saw the client, and answered it directly
         assert_eq!(s.seen_as.get("10.99.0.10"), Some(&600), "{}", s.raw);
-        assert_eq!(from_vip, 0, "{forwarding}: replies from the VIP reached fulcrum's port");
+        assert_eq!(
+            from_vip, 0,
+            "{forwarding}: replies from the VIP reached fulcrum's port"
+        );
     }
     let log = f.stop();
     // the client may reuse a source port (and so a 5-tuple) within the flow timeout
@@ -100,7 +125,10 @@ fn ipv6_vip_dsr_and_ipip() {
     for fwd in ["dsr", "ipip"] {
         let backends = [("fd99::11", 1), ("fd99::12", 1), ("fd99::13", 1)];
         let name = format!("v6{fwd}");
-        let f = Fulcrum::start(&name, &topo_config(&name, "fd99::2/64", &[1], &service(fwd, VIP6, &backends)));
+        let f = Fulcrum::start(
+            &name,
+            &topo_config(&name, "fd99::2/64", &[1], &service(fwd, VIP6, &backends)),
+        );
         let s = requests(VIP6, 300, &[]);
         assert_eq!(s.failed, 0, "{fwd}: {}", s.raw);
         assert_eq!(s.backends.len(), 3, "{fwd}: {}", s.raw);
@@ -116,16 +144,33 @@ fn ipv6_vip_dsr_and_ipip() {
 #[test]
 fn spread_weights_and_stickiness() {
     let _t = Topology::up("dsr", 1);
-    let f = Fulcrum::start("spread", &topo_config("spread", "10.99.0.2/24", &[1], &service("dsr", VIP4, &equal3())));
+    let f = Fulcrum::start(
+        "spread",
+        &topo_config(
+            "spread",
+            "10.99.0.2/24",
+            &[1],
+            &service("dsr", VIP4, &equal3()),
+        ),
+    );
     let s = requests(VIP4, 3000, &[]);
     assert_eq!(s.failed, 0, "{}", s.raw);
-    assert_spread(&s, &[("backend1", 1.0), ("backend2", 1.0), ("backend3", 1.0)], 0.15);
+    assert_spread(
+        &s,
+        &[("backend1", 1.0), ("backend2", 1.0), ("backend3", 1.0)],
+        0.15,
+    );
     // one client 5-tuple, reused, always reaches the same backend
     let sticky = requests(VIP4, 50, &["--sport", "41000"]);
     assert_eq!(sticky.failed, 0, "{}", sticky.raw);
     assert_eq!(sticky.backends.len(), 1, "{}", sticky.raw);
     // weights 1:2, applied by reload
-    f.reload(&topo_config("spread", "10.99.0.2/24", &[1], &service("dsr", VIP4, &[(B1, 1), (B2, 2)])));
+    f.reload(&topo_config(
+        "spread",
+        "10.99.0.2/24",
+        &[1],
+        &service("dsr", VIP4, &[(B1, 1), (B2, 2)]),
+    ));
     let w = requests(VIP4, 3000, &[]);
     assert_eq!(w.failed, 0, "{}", w.raw);
     assert_spread(&w, &[("backend1", 1.0), ("backend2", 2.0)], 0.15);
@@ -137,7 +182,15 @@ fn long_connection_survives_reloads(forwarding: &str, topo_mode: &str, cores: &[
     let _t = Topology::up(topo_mode, cores.len() as u32);
     let name = format!("reload{forwarding}{}", cores.len());
     let two = [(B1, 1), (B2, 1)];
-    let f = Fulcrum::start(&name, &topo_config(&name, "10.99.0.2/24", cores, &service(forwarding, VIP4, &two)));
+    let f = Fulcrum::start(
+        &name,
+        &topo_config(
+            &name,
+            "10.99.0.2/24",
+            cores,
+            &service(forwarding, VIP4, &two),
+        ),
+    );
     let mut child = in_ns(&format!("{PREFIX}-cl"), &["python3"])
         .arg(root().join("tests/netns/longconn.py"))
         .args([VIP4, "80", "6", "0.05"])
@@ -150,7 +203,12 @@ fn long_connection_survives_reloads(forwarding: &str, topo_mode: &str, cores: &[
     assert_eq!(line.trim(), "ready");
     std::thread::sleep(Duration::from_millis(800));
     // add a backend
-    let log = f.reload(&topo_config(&name, "10.99.0.2/24", cores, &service(forwarding, VIP4, &[(B1, 1), (B2, 1), (B3, 1)])));
+    let log = f.reload(&topo_config(
+        &name,
+        "10.99.0.2/24",
+        cores,
+        &service(forwarding, VIP4, &[(B1, 1), (B2, 1), (B3, 1)]),
+    ));
     assert!(log.contains("reload ok"), "{log}");
     std::thread::sleep(Duration::from_millis(800));
     // a broken file: refused, the old configuration stays
@@ -159,7 +217,12 @@ fn long_connection_survives_reloads(forwarding: &str, topo_mode: &str, cores: &[
     std::thread::sleep(Duration::from_millis(500));
     let stats = requests(VIP4, 90, &[]);
     assert_eq!(stats.failed, 0, "{}", stats.raw);
-    assert_eq!(stats.backends.len(), 3, "after the broken reload, 3 backends serve: {}", stats.raw);
+    assert_eq!(
+        stats.backends.len(),
+        3,
+        "after the broken reload, 3 backends serve: {}",
+        stats.raw
+    );
     std::thread::sleep(Duration::from_millis(500));
     // remove one backend the long connection does not use: find which it uses first
     let mut rest = String::new();
@@ -187,7 +250,10 @@ fn reload_keeps_established_connections_nat() {
 fn removing_a_backend_keeps_other_connections() {
     let _t = Topology::up("dsr", 1);
     let three = service("dsr", VIP4, &equal3());
-    let f = Fulcrum::start("remove", &topo_config("remove", "10.99.0.2/24", &[1], &three));
+    let f = Fulcrum::start(
+        "remove",
+        &topo_config("remove", "10.99.0.2/24", &[1], &three),
+    );
     // find a client port whose connection lands on backend1, then keep it open
     let mut child = in_ns(&format!("{PREFIX}-cl"), &["python3"])
         .arg(root().join("tests/netns/longconn.py"))
@@ -201,7 +267,12 @@ fn removing_a_backend_keeps_other_connections() {
     std::thread::sleep(Duration::from_millis(500));
     // remove every backend but... we do not know the long connection's backend yet, so
     // remove none of them: drop backend3 only if the connection is elsewhere, checked below
-    let log = f.reload(&topo_config("remove", "10.99.0.2/24", &[1], &service("dsr", VIP4, &[(B1, 1), (B2, 1)])));
+    let log = f.reload(&topo_config(
+        "remove",
+        "10.99.0.2/24",
+        &[1],
+        &service("dsr", VIP4, &[(B1, 1), (B2, 1)]),
+    ));
     assert!(log.contains("reload ok"), "{log}");
     let mut rest = String::new();
     child.wait().unwrap();
@@ -222,10 +293,22 @@ fn two_workers_every_mode() {
     for (fwd, topo) in [("dsr", "dsr"), ("nat", "nat"), ("ipip", "ipip")] {
         let _t = Topology::up(topo, 2);
         let name = format!("two{fwd}");
-        let f = Fulcrum::start(&name, &topo_config(&name, "10.99.0.2/24", &[0, 1], &service(fwd, VIP4, &equal3())));
+        let f = Fulcrum::start(
+            &name,
+            &topo_config(
+                &name,
+                "10.99.0.2/24",
+                &[0, 1],
+                &service(fwd, VIP4, &equal3()),
+            ),
+        );
         let s = requests(VIP4, 600, &[]);
         assert_eq!(s.failed, 0, "{fwd}: {}", s.raw);
-        assert_spread(&s, &[("backend1", 1.0), ("backend2", 1.0), ("backend3", 1.0)], 0.25);
+        assert_spread(
+            &s,
+            &[("backend1", 1.0), ("backend2", 1.0), ("backend3", 1.0)],
+            0.25,
+        );
         let log = f.stop();
         let new = counter(&log, "engine_new_flows");
         assert!((500..=600).contains(&new), "{fwd}: {new} new flows: {log}");

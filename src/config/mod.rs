@@ -32,6 +32,7 @@
 //! | key | default | rule |
 //! |---|---|---|
 //! | `dpdk.eal_args` | `[]` | passed to `rte_eal_init` as given |
+//! | `dpdk.mbufs` | sized from the rings | mbufs in the packet pool, 1023 to 2^26 |
 //! | `ports` | req. | at least one |
 //! | `ports[].name` | req. | unique |
 //! | `ports[].device` | req. | unique; a PCI address (refused with `--no-pci`, must be in `-a` if any) or a name created by `--vdev` |

@@ -113,6 +113,10 @@ impl Config {
 pub struct DpdkConfig {
     /// Passed to `rte_eal_init` as given (after the program name).
     pub eal_args: Vec<String>,
+    /// Mbufs in the packet pool; default: enough for every RX/TX ring of every worker
+    /// plus bursts and hand-off queues in flight. Raise it for `net_pcap` with
+    /// `infinite_rx=1`, which loads the whole file into the pool first.
+    pub mbufs: Option<u32>,
 }
 
 /// `ports[]`: one DPDK port.

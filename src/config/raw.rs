@@ -36,6 +36,8 @@ pub struct RawConfig {
 pub struct RawDpdk {
     #[serde(default)]
     pub eal_args: Option<Vec<S<String>>>,
+    #[serde(default)]
+    pub mbufs: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

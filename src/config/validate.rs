@@ -28,14 +28,17 @@ use super::value::Value;
 /// (defaults stand in for refused values) but meaningful only if `report` holds no error.
 pub(crate) fn validate(raw: RawConfig, host: &Host, report: &mut Report) -> Config {
     let mut v = Validator { report };
+    let (eal_args, mbufs) = match raw.dpdk {
+        Some(d) => (d.eal_args, d.mbufs),
+        None => (None, None),
+    };
     let dpdk = DpdkConfig {
-        eal_args: raw
-            .dpdk
-            .and_then(|d| d.eal_args)
+        eal_args: eal_args
             .unwrap_or_default()
             .into_iter()
             .map(|a| a.value)
             .collect(),
+        mbufs: mbufs.and_then(|m| v.int(&m, "dpdk.mbufs", 1023..=(1u32 << 26))),
     };
     let ports = v.ports(&raw.ports, &dpdk.eal_args);
     let workers = v.workers(&raw.workers.value, host);

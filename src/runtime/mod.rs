@@ -67,6 +67,9 @@ pub fn flow_timeouts(cfg: &Config) -> FlowTimeouts {
 /// Mbufs for `workers` workers on `ports` ports with the given ring sizes: every RX and
 /// TX ring full, plus per-worker bursts, caches and hand-off queues in flight.
 fn pool_size(cfg: &Config) -> u32 {
+    if let Some(n) = cfg.dpdk.mbufs {
+        return n;
+    }
     let w = cfg.workers.cores.len() as u32;
     let rings: u32 = cfg
         .ports

@@ -34,7 +34,9 @@ pub fn eal_mem_args() -> Vec<String> {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -97,8 +99,16 @@ pub fn topo_config(name: &str, address: &str, cores: &[u32], services: &str) -> 
         "--log-level=*:warning".to_owned(),
     ];
     eal.extend(eal_mem_args());
-    let eal = eal.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-    let cores = cores.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    let eal = eal
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cores = cores
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "dpdk:\n  eal_args: [{eal}]\nports:\n  - name: lan\n    device: net_af_packet0\n    address: {address}\n\
          workers:\n  cores: [{cores}]\nflow_table:\n  capacity: 65536\nadmin:\n  listen: 127.0.0.1:0\nservices:\n{services}"
@@ -142,7 +152,10 @@ impl Fulcrum {
             if let Some(st) = f.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("fulcrum exited ({st}) before starting:\n{text}");
             }
-            assert!(Instant::now() < deadline, "fulcrum did not start in time:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "fulcrum did not start in time:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         f
@@ -160,7 +173,10 @@ impl Fulcrum {
     /// Replaces the config file and sends SIGHUP; waits for the reload to be logged.
     pub fn reload(&self, yaml: &str) -> String {
         let before = self.log_text().len();
-        std::fs::File::create(&self.config).unwrap().write_all(yaml.as_bytes()).unwrap();
+        std::fs::File::create(&self.config)
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
         self.signal("HUP");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -205,7 +221,10 @@ impl Drop for Fulcrum {
         // hugepage files of this run's file prefix
         if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&self.file_prefix) {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&self.file_prefix)
+                {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -245,10 +264,19 @@ pub fn requests(host: &str, n: u32, extra: &[&str]) -> Spread {
     let v: serde_json::Value = serde_json::from_str(&raw).expect("client JSON");
     let map = |k: &str| -> BTreeMap<String, u64> {
         v[k].as_object()
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    Spread { backends: map("backends"), seen_as: map("seen_as"), failed: v["failed"].as_u64().unwrap_or(0), raw }
+    Spread {
+        backends: map("backends"),
+        seen_as: map("seen_as"),
+        failed: v["failed"].as_u64().unwrap_or(0),
+        raw,
+    }
 }
 
 /// Asserts each named backend's share is within `tol` (relative) of its expected share.

@@ -32,6 +32,7 @@
 //! | key | default | rule |
 //! |---|---|---|
 //! | `dpdk.eal_args` | `[]` | passed to `rte_eal_init` as given |
+//! | `ports[].kernel_interface` | none | name of the `net_tap` interface fulcrum creates for the port's address |
 //! | `dpdk.mbufs` | sized from the rings | mbufs in the packet pool, 1023 to 2^26 |
 //! | `ports` | req. | at least one |
 //! | `ports[].name` | req. | unique |

@@ -140,6 +140,11 @@ pub struct PortConfig {
     pub rx_desc: u16,
     /// TX descriptors per queue (default 1024).
     pub tx_desc: u16,
+    /// The kernel interface (a `net_tap` device fulcrum creates with this name) that
+    /// carries the port's address: traffic for the LB itself and for `l7` services goes
+    /// to the kernel through it, and what the kernel sends leaves through the port.
+    /// Health checks and the L7 pool need it. None: no kernel interface.
+    pub kernel_interface: Option<String>,
 }
 
 impl PortConfig {

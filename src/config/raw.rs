@@ -56,6 +56,8 @@ pub struct RawPort {
     pub rx_desc: Option<S<i64>>,
     #[serde(default)]
     pub tx_desc: Option<S<i64>>,
+    #[serde(default)]
+    pub kernel_interface: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -340,6 +340,20 @@ impl Validator<'_> {
         }
         let rx_desc = self.descriptors(p.rx_desc.as_ref(), "rx_desc");
         let tx_desc = self.descriptors(p.tx_desc.as_ref(), "tx_desc");
+        let kernel_interface = p.kernel_interface.as_ref().and_then(|k| {
+            let name = &k.value;
+            let ok = !name.is_empty()
+                && name.len() < 16
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !ok {
+                self.report.error(
+                    &k.referenced,
+                    format!("kernel_interface `{name}` is not a valid interface name (1 to 15 letters, digits, `-`, `_`, `.`)"),
+                );
+                return None;
+            }
+            Some(name.clone())
+        });
         Some(PortConfig {
             name: p.name.value.clone(),
             device: p.device.value.clone(),
@@ -350,6 +364,7 @@ impl Validator<'_> {
             mtu,
             rx_desc,
             tx_desc,
+            kernel_interface,
         })
     }
 

@@ -8,6 +8,7 @@
 //! control loop on the main thread until SIGINT or SIGTERM.
 
 mod control;
+mod kernel;
 mod mbuf;
 mod shared;
 mod worker;
@@ -91,6 +92,13 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     if let Ok(extra) = std::env::var("FULCRUM_EAL_EXTRA") {
         args.extend(extra.split_whitespace().map(str::to_owned));
     }
+    // fulcrum adds one thing to eal_args: a net_tap device per port with a
+    // kernel_interface (the exception path to the kernel)
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if let Some(name) = &p.kernel_interface {
+            args.push(format!("--vdev={},iface={name}", kernel::tap_device(i)));
+        }
+    }
     let eal = Eal::init(&args).map_err(dpdk("rte_eal_init"))?;
     let workers = cfg.workers.cores.len();
 
@@ -145,6 +153,45 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         port_macs.push(mac);
         ports.push(port);
     }
+    // the kernel interfaces: one more RX/TX queue pair per worker each, polled by the workers
+    let mut kernel_of: Vec<Option<usize>> = vec![None; cfg.ports.len()];
+    let mut taps = Vec::new();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let Some(name) = &p.kernel_interface else {
+            continue;
+        };
+        let dev = kernel::tap_device(i);
+        let mut tap = Port::by_name(&dev).map_err(dpdk(format!("kernel interface {name}")))?;
+        let pc = DpdkPortConfig {
+            rx_queues: workers as u16,
+            tx_queues: workers as u16,
+            rx_desc: 512,
+            tx_desc: 512,
+            mtu: None,
+            rss: false,
+            promiscuous: false,
+        };
+        tap.configure(&pc, &pool)
+            .map_err(dpdk(format!("configuring kernel interface {name}")))?;
+        tap.start()
+            .map_err(dpdk(format!("starting kernel interface {name}")))?;
+        let (rx, tx) = tap
+            .queues()
+            .map_err(dpdk(format!("queues of kernel interface {name}")))?;
+        for (w, q) in rx.into_iter().enumerate() {
+            rxqs[w].push(q);
+        }
+        for (w, q) in tx.into_iter().enumerate() {
+            txqs[w].push(q);
+        }
+        kernel_of[i] = Some(cfg.ports.len() + taps.len());
+        kernel::configure(name, p, &port_macs[i], &cfg).map_err(RunError::Other)?;
+        println!(
+            "fulcrum: kernel interface {name} carries {}/{} for port {}",
+            p.address, p.prefix_len, p.name
+        );
+        taps.push(tap);
+    }
 
     let mut reg = IdRegistry::default();
     let mut neigh = NeighborTable::default();
@@ -178,6 +225,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             .map_err(|e| RunError::Other(format!("flow table of worker {w}: {e:?}")))?,
             idle: cfg.workers.idle,
             shared: Arc::clone(&shared),
+            kernel_of: kernel_of.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("fulcrum-w{w}"))
@@ -214,7 +262,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     }
     ctl.final_report(&ports);
     drop(engines);
-    for p in ports {
+    for p in ports.into_iter().chain(taps) {
         let _ = p.close();
     }
     drop(pool);

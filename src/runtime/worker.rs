@@ -36,7 +36,9 @@ struct LoopCounters {
     handoff_in: u64,
     handoff_full: u64,
     to_control: u64,
+    to_kernel: u64,
     to_kernel_dropped: u64,
+    from_kernel: u64,
     injected: u64,
     idle_polls: u64,
     busy_polls: u64,
@@ -60,6 +62,10 @@ pub struct Worker {
     pub idle: IdlePolicy,
     /// Shared state.
     pub shared: Arc<Shared>,
+    /// For each port index, the index (in `rx` / `tx`) of its kernel interface, if any.
+    /// Queues past the ports' are kernel interfaces: what the kernel sends there leaves
+    /// through the port they belong to.
+    pub kernel_of: Vec<Option<usize>>,
 }
 
 impl Worker {
@@ -71,9 +77,17 @@ impl Worker {
             core_affinity::set_for_current(id);
         }
         let _ = fulcrum_dpdk::register_thread();
-        let ports = self.rx.len();
+        let queues = self.rx.len();
+        let ports = self.kernel_of.len();
+        // kernel interface queue -> the port its frames leave through
+        let mut port_of_kernel = vec![0usize; queues];
+        for (p, k) in self.kernel_of.iter().enumerate() {
+            if let Some(k) = k {
+                port_of_kernel[*k] = p;
+            }
+        }
         let mut rx_batch = MbufBatch::new();
-        let mut tx_batches: Vec<MbufBatch> = (0..ports).map(|_| MbufBatch::new()).collect();
+        let mut tx_batches: Vec<MbufBatch> = (0..queues).map(|_| MbufBatch::new()).collect();
         let mut c = LoopCounters::default();
         let mut empty_polls = 0u32;
         let mut loops = 0u64;
@@ -84,6 +98,16 @@ impl Worker {
             let snap = shared.snapshot.load();
             let now = shared.now_ms();
             let mut got = 0usize;
+            for q in ports..queues {
+                // frames the kernel sends (health checks, the L7 pool, ARP) go out unchanged
+                let n = self.rx[q].rx_burst(&mut rx_batch);
+                c.from_kernel += n as u64;
+                got += n;
+                let out = port_of_kernel[q];
+                for m in rx_batch.drain() {
+                    push_tx(&mut self.tx, &mut tx_batches, out, m, &mut c);
+                }
+            }
             for port in 0..ports {
                 let n = self.rx[port].rx_burst(&mut rx_batch);
                 if n == 0 {
@@ -108,7 +132,9 @@ impl Worker {
             // frames from the control side (ARP requests, neighbour solicitations)
             while let Some(f) = me.inject.pop() {
                 if let Some(mut m) = self.pool.alloc() {
-                    if m.copy_from_slice(&f.bytes).is_ok() && (f.port as usize) < ports {
+                    if m.copy_from_slice(&f.bytes).is_ok()
+                        && (f.port as usize) < self.kernel_of.len()
+                    {
                         c.injected += 1;
                         push_tx(&mut self.tx, &mut tx_batches, f.port as usize, m, &mut c);
                     }
@@ -179,16 +205,28 @@ impl Worker {
                 _ => self.engine.count_drop(DropReason::NoNatEntry),
             },
             Verdict::ToControl => {
+                // neighbour answers: the control side resolves with them, and the kernel
+                // interface (if any) learns them too
                 c.to_control += 1;
                 let _ = self.shared.to_control.push(Frame {
                     port,
                     bytes: m.data().to_vec(),
                 });
+                if let Some(k) = self.kernel_of.get(port as usize).copied().flatten() {
+                    c.to_kernel += 1;
+                    push_tx(&mut self.tx, tx_batches, k, m, c);
+                }
             }
-            Verdict::ToKernel => {
-                c.to_kernel_dropped += 1;
-                self.engine.count_drop(DropReason::NoKernelInterface);
-            }
+            Verdict::ToKernel => match self.kernel_of.get(port as usize).copied().flatten() {
+                Some(k) => {
+                    c.to_kernel += 1;
+                    push_tx(&mut self.tx, tx_batches, k, m, c);
+                }
+                None => {
+                    c.to_kernel_dropped += 1;
+                    self.engine.count_drop(DropReason::NoKernelInterface);
+                }
+            },
             Verdict::Drop(_) => {}
         }
     }
@@ -210,6 +248,8 @@ fn fill_published(p: &mut Published, engine: &Engine, c: &LoopCounters) {
         ("worker_handoff_in", c.handoff_in),
         ("worker_handoff_full", c.handoff_full),
         ("worker_to_control", c.to_control),
+        ("worker_to_kernel", c.to_kernel),
+        ("worker_from_kernel", c.from_kernel),
         ("worker_injected", c.injected),
         ("worker_idle_polls", c.idle_polls),
         ("worker_busy_polls", c.busy_polls),

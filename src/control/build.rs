@@ -31,6 +31,9 @@ pub struct Overrides {
     pub unhealthy: HashSet<BackendId>,
     /// Weights set through the admin API (0 = drain), by backend.
     pub weights: HashMap<BackendKey, u16>,
+    /// Backends drained through the admin API (weight 0), with the engine-clock
+    /// millisecond the drain began: their flows end or move after `drain_timeout`.
+    pub drains: HashMap<BackendKey, u32>,
 }
 
 /// Why a snapshot could not be built.
@@ -256,10 +259,17 @@ pub fn build_snapshot(
             error,
         })?;
 
+        let drain_ms = s.drain_timeout.as_millis().min(u32::MAX as u128) as u32;
         for (i, b) in s.backends.iter().enumerate() {
             let state = if weights[i] == 0 && healthy[i] {
-                // drained by weight: established flows continue (no deadline but the flow timeouts)
-                BackendState::Draining { until: u32::MAX }
+                // weight 0 takes no new flows; established ones continue until they end,
+                // or, for a drain through the API, until drain_timeout has passed
+                match overrides.drains.get(&backend_key(s, b)) {
+                    Some(since) => BackendState::Draining {
+                        until: since.saturating_add(drain_ms),
+                    },
+                    None => BackendState::Draining { until: u32::MAX },
+                }
             } else {
                 BackendState::Active
             };

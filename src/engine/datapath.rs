@@ -187,6 +187,11 @@ impl Engine {
         self.flows.len()
     }
 
+    /// Capacity of the forward flow table.
+    pub fn flow_capacity(&self) -> usize {
+        self.flows.capacity()
+    }
+
     /// Live full-NAT translations.
     pub fn nat_count(&self) -> usize {
         self.nat.len()

@@ -1,22 +1,32 @@
-//! The control loop on the main thread: signals, reload, neighbour resolution,
-//! drain deadlines, and the final report.
+//! The control loop on the main thread: signals, reload, neighbour resolution, health
+//! checks, admin commands, drain deadlines, and the final report.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fulcrum_dpdk::Port;
 
-use crate::config::{self, Config};
-use crate::control::{build_snapshot, frames, IdRegistry, NeighborTable, Overrides};
-use crate::engine::Mac;
+use crate::admin::AdminError;
+use crate::config::{self, Config, Mode, Protocol};
+use crate::control::{
+    backend_key, build_snapshot, frames, route, IdRegistry, NeighborTable, Overrides,
+};
+use crate::engine::{BackendState, Mac};
+use crate::health::{HealthChecker, HealthStatus, HealthTarget};
 
+use super::admin::{BackendView, Command, ServiceView, View};
 use super::shared::{Frame, Shared};
 use super::RunError;
 
 /// How often the control loop wakes.
 const TICK: Duration = Duration::from_millis(10);
+/// How often port statistics are refreshed for the admin API.
+const PORT_STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// `02:00:00:00:00:01`.
 pub fn fmt_mac(m: &Mac) -> String {
@@ -44,11 +54,58 @@ pub struct Control {
     pub shared: Arc<Shared>,
     /// The generation of the last published snapshot.
     pub generation: u64,
+    /// What the admin API reads.
+    pub view: Arc<Mutex<View>>,
+    /// What the admin API asks.
+    pub commands: Option<Receiver<Command>>,
+    /// Active health checks (None when no port has a kernel interface to send them from).
+    pub health: Option<HealthChecker>,
+    /// Reloads applied / refused.
+    pub reloads: (u64, u64),
 }
 
 impl Control {
+    /// Starts the health checker for the configured backends, if probes can be sent.
+    pub fn start_health(&mut self) {
+        let targets = self.health_targets();
+        if self.cfg.ports.iter().all(|p| p.kernel_interface.is_none()) {
+            if self
+                .cfg
+                .services
+                .iter()
+                .any(|s| s.health_check.kind != config::HealthCheckKind::None)
+            {
+                println!("fulcrum: health checks need ports[].kernel_interface; backends are treated as healthy");
+            }
+            return;
+        }
+        match HealthChecker::start(targets) {
+            Ok(h) => self.health = Some(h),
+            Err(e) => eprintln!("fulcrum: cannot start health checks: {e}"),
+        }
+    }
+
+    fn health_targets(&mut self) -> Vec<HealthTarget> {
+        let mut out = Vec::new();
+        for s in &self.cfg.services {
+            for b in &s.backends {
+                let reachable = route(&self.cfg, b.address)
+                    .and_then(|(p, _)| self.cfg.ports.get(p as usize))
+                    .is_some_and(|p| p.kernel_interface.is_some());
+                if !reachable {
+                    continue;
+                }
+                let id = self.reg.backend(&backend_key(s, b));
+                if let Some(t) = HealthTarget::from_config(id, s, b) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
     /// Runs until SIGINT or SIGTERM.
-    pub fn run_until_stopped(&mut self) -> Result<(), RunError> {
+    pub fn run_until_stopped(&mut self, ports: &[Port]) -> Result<(), RunError> {
         let term = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
         for (sig, flag) in [
@@ -59,10 +116,13 @@ impl Control {
             signal_hook::flag::register(sig, Arc::clone(flag))
                 .map_err(|e| RunError::Other(format!("installing signal handler: {e}")))?;
         }
+        self.refresh_view();
+        let mut last_stats = Instant::now() - PORT_STATS_EVERY;
         while !term.load(Ordering::Relaxed) {
             if hup.swap(false, Ordering::Relaxed) {
-                self.reload();
+                let _ = self.reload();
             }
+            self.serve_commands();
             let now = self.shared.now_ms();
             let mut dirty = false;
             while let Some(f) = self.shared.to_control.pop() {
@@ -78,17 +138,139 @@ impl Control {
             if self.reg.departed().any(|(_, d)| d.until_ms <= now) {
                 dirty = true;
             }
+            dirty |= self.health_events();
             if dirty {
                 self.publish(now);
+            }
+            if last_stats.elapsed() >= PORT_STATS_EVERY {
+                last_stats = Instant::now();
+                self.refresh_port_stats(ports);
             }
             std::thread::sleep(TICK);
         }
         println!("fulcrum: stopping");
+        if let Some(h) = self.health.take() {
+            h.stop();
+        }
         Ok(())
     }
 
+    /// Applies health transitions; returns whether any happened.
+    fn health_events(&mut self) -> bool {
+        let Some(h) = &self.health else { return false };
+        let mut changed = false;
+        let events: Vec<_> = h.events().collect();
+        for ev in events {
+            let name = self.backend_name(ev.id);
+            if ev.healthy {
+                changed |= self.overrides.unhealthy.remove(&ev.id);
+                println!("fulcrum: backend {name} is healthy ({})", ev.reason);
+            } else {
+                changed |= self.overrides.unhealthy.insert(ev.id);
+                println!("fulcrum: backend {name} is unhealthy ({})", ev.reason);
+            }
+        }
+        changed
+    }
+
+    fn backend_name(&self, id: u32) -> String {
+        let snap = self.shared.snapshot.load();
+        match snap.backend(id) {
+            Some(b) => {
+                let svc = snap
+                    .services
+                    .get(b.service as usize)
+                    .and_then(|s| s.as_ref());
+                format!(
+                    "{} of {}",
+                    b.addr,
+                    svc.map(|s| s.name.as_str()).unwrap_or("?")
+                )
+            }
+            None => format!("#{id}"),
+        }
+    }
+
+    fn serve_commands(&mut self) {
+        let Some(rx) = self.commands.take() else {
+            return;
+        };
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::Reload(reply) => {
+                    let _ = reply.send(self.reload());
+                }
+                Command::SetWeight {
+                    service,
+                    backend,
+                    weight,
+                    drain,
+                    reply,
+                } => {
+                    let _ = reply.send(self.set_weight(&service, &backend, weight, drain));
+                }
+            }
+        }
+        self.commands = Some(rx);
+    }
+
+    fn set_weight(
+        &mut self,
+        service: &str,
+        backend: &str,
+        weight: u16,
+        drain: bool,
+    ) -> Result<(), AdminError> {
+        let svc = self
+            .cfg
+            .service(service)
+            .ok_or_else(|| AdminError::NotFound(format!("no service {service:?}")))?;
+        let addr: IpAddr = backend
+            .split(':')
+            .next()
+            .filter(|_| !backend.contains("::") && backend.matches(':').count() <= 1)
+            .and_then(|a| a.parse().ok())
+            .or_else(|| backend.parse().ok())
+            .ok_or_else(|| AdminError::BadRequest(format!("{backend:?} is not an address")))?;
+        let b = svc
+            .backends
+            .iter()
+            .find(|b| b.address == addr)
+            .ok_or_else(|| {
+                AdminError::NotFound(format!("service {service:?} has no backend {addr}"))
+            })?;
+        if svc.mode == Mode::L7 {
+            return Err(AdminError::BadRequest(
+                "an l7 service balances per request; set weights in its clusters".into(),
+            ));
+        }
+        let key = backend_key(svc, b);
+        let now = self.shared.now_ms();
+        if weight == 0 {
+            self.overrides.drains.insert(key.clone(), now);
+        } else {
+            self.overrides.drains.remove(&key);
+        }
+        self.overrides.weights.insert(key, weight);
+        println!(
+            "fulcrum: backend {addr} of {service}: weight {weight}{}",
+            if drain || weight == 0 {
+                " (draining)"
+            } else {
+                ""
+            }
+        );
+        if self.publish(now) {
+            Ok(())
+        } else {
+            Err(AdminError::BadRequest(
+                "the new weights could not be applied".into(),
+            ))
+        }
+    }
+
     /// Sends an ARP request / neighbour solicitation for `ip` out of the port that reaches it.
-    fn solicit(&self, ip: std::net::IpAddr) {
+    fn solicit(&self, ip: IpAddr) {
         let Some(port) = self.cfg.ports.iter().position(|p| p.on_link(ip)) else {
             return;
         };
@@ -118,6 +300,7 @@ impl Control {
             Ok(s) => {
                 self.generation += 1;
                 self.shared.snapshot.store(Arc::new(s));
+                self.refresh_view();
                 true
             }
             Err(e) => {
@@ -127,38 +310,151 @@ impl Control {
         }
     }
 
-    /// SIGHUP: re-read the file; apply it if valid, keep the running one if not.
-    pub fn reload(&mut self) {
+    /// SIGHUP and `POST /api/reload`: re-read the file; apply it if valid, keep the
+    /// running one if not.
+    pub fn reload(&mut self) -> Result<String, Vec<String>> {
         match config::load(&self.path) {
             Err(diags) => {
                 for d in &diags {
                     eprintln!("{d}");
                 }
+                self.reloads.1 += 1;
                 println!(
                     "fulcrum: reload failed ({} problem(s)); the running configuration stays (generation {})",
                     diags.len(),
                     self.generation
                 );
+                self.refresh_view();
+                Err(diags.iter().map(|d| d.to_string()).collect())
             }
             Ok(new) => {
                 if let Some(why) = restart_needed(&self.cfg, &new) {
+                    self.reloads.1 += 1;
                     println!("fulcrum: reload refused: {why} needs a restart; the running configuration stays");
-                    return;
+                    self.refresh_view();
+                    return Err(vec![format!("{why} needs a restart")]);
                 }
                 let old = std::mem::replace(&mut self.cfg, new);
+                // operator weights survive a reload only for backends still configured
+                let keys: Vec<_> = self
+                    .cfg
+                    .services
+                    .iter()
+                    .flat_map(|s| s.backends.iter().map(|b| backend_key(s, b)))
+                    .collect();
+                self.overrides.weights.retain(|k, _| keys.contains(k));
+                self.overrides.drains.retain(|k, _| keys.contains(k));
                 let now = self.shared.now_ms();
                 if self.publish(now) {
-                    println!(
-                        "fulcrum: reload ok: generation {}, {} service(s), {} backend(s)",
+                    self.reloads.0 += 1;
+                    let targets = self.health_targets();
+                    if let Some(h) = &self.health {
+                        h.update(targets);
+                    }
+                    let msg = format!(
+                        "generation {}, {} service(s), {} backend(s)",
                         self.generation,
                         self.cfg.services.len(),
                         self.cfg.backend_count()
                     );
+                    println!("fulcrum: reload ok: {msg}");
+                    self.refresh_view();
+                    Ok(msg)
                 } else {
                     self.cfg = old;
+                    self.reloads.1 += 1;
                     println!("fulcrum: reload failed; the running configuration stays");
+                    Err(vec!["the new configuration could not be applied".into()])
                 }
             }
+        }
+    }
+
+    /// Refreshes services and backends in the admin view.
+    fn refresh_view(&mut self) {
+        let snap = self.shared.snapshot.load();
+        let states: HashMap<u32, HealthStatus> = self
+            .health
+            .as_ref()
+            .map(|h| h.states().into_iter().collect())
+            .unwrap_or_default();
+        let services = self
+            .cfg
+            .services
+            .iter()
+            .map(|s| {
+                let sid = self.reg.service(&s.name);
+                let panic = snap
+                    .services
+                    .get(sid as usize)
+                    .and_then(|x| x.as_ref())
+                    .is_some_and(|x| x.panic);
+                let backends = s
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let key = backend_key(s, b);
+                        let id = self.reg.backend(&key);
+                        let st = states.get(&id);
+                        let draining = snap
+                            .backend(id)
+                            .is_some_and(|x| matches!(x.state, BackendState::Draining { .. }));
+                        BackendView {
+                            id,
+                            address: b.address.to_string(),
+                            weight: self
+                                .overrides
+                                .weights
+                                .get(&key)
+                                .copied()
+                                .unwrap_or(b.weight),
+                            healthy: !self.overrides.unhealthy.contains(&id),
+                            draining,
+                            transitions: st.map(|s| s.transitions).unwrap_or(0),
+                            reason: st.map(|s| s.last_reason.clone()).unwrap_or_default(),
+                        }
+                    })
+                    .collect();
+                ServiceView {
+                    name: s.name.clone(),
+                    vip: s.vip.to_string(),
+                    port: s.port,
+                    protocol: match s.protocol {
+                        Protocol::Tcp => "tcp".into(),
+                        Protocol::Udp => "udp".into(),
+                    },
+                    forwarding: match (s.mode, s.forwarding) {
+                        (Mode::L7, _) => "l7".into(),
+                        (_, Some(f)) => f.name().into(),
+                        (_, None) => "-".into(),
+                    },
+                    panic,
+                    backends,
+                }
+            })
+            .collect();
+        if let Ok(mut v) = self.view.lock() {
+            v.generation = self.generation;
+            v.reloads = self.reloads.0;
+            v.reload_failures = self.reloads.1;
+            v.services = services;
+            v.health_checks = self.health.is_some();
+        }
+    }
+
+    fn refresh_port_stats(&mut self, ports: &[Port]) {
+        // health states change without events too (probe counts, reasons)
+        self.refresh_view();
+        let stats: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let name = self.cfg.ports.get(i).map(|c| c.name.clone())?;
+                Some((name, p.stats().ok()?, p.xstats().unwrap_or_default()))
+            })
+            .collect();
+        if let Ok(mut v) = self.view.lock() {
+            v.ports = stats;
         }
     }
 
@@ -197,6 +493,8 @@ impl Control {
             println!("counter backend_bytes{{{addr}}} {by}");
             println!("counter backend_new_flows{{{addr}}} {nf}");
         }
+        println!("counter reloads {}", self.reloads.0);
+        println!("counter reload_failures {}", self.reloads.1);
         for (i, p) in ports.iter().enumerate() {
             if let Ok(s) = p.stats() {
                 let name = &self
@@ -218,22 +516,25 @@ impl Control {
 /// What a reload cannot change while running: the EAL, ports, workers and table sizes.
 fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
     if old.dpdk != new.dpdk {
-        return Some("a change of dpdk.eal_args");
+        return Some("a change of the dpdk section");
     }
     if old.ports.len() != new.ports.len()
         || old
             .ports
             .iter()
             .zip(&new.ports)
-            .any(|(a, b)| a.device != b.device)
+            .any(|(a, b)| a.device != b.device || a.kernel_interface != b.kernel_interface)
     {
-        return Some("a change of port devices");
+        return Some("a change of port devices or kernel interfaces");
     }
     if old.workers.cores != new.workers.cores {
         return Some("a change of workers.cores");
     }
-    if old.flow_table.capacity != new.flow_table.capacity {
-        return Some("a change of flow_table.capacity");
+    if old.flow_table != new.flow_table {
+        return Some("a change of flow_table");
+    }
+    if old.admin != new.admin {
+        return Some("a change of admin");
     }
     None
 }

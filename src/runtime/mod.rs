@@ -7,6 +7,7 @@
 //! promiscuous); build the first snapshot; start one worker per core; then run the
 //! control loop on the main thread until SIGINT or SIGTERM.
 
+mod admin;
 mod control;
 mod kernel;
 mod mbuf;
@@ -233,13 +234,9 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             .map_err(|e| RunError::Other(format!("spawning worker {w}: {e}")))?;
         handles.push(h);
     }
-    println!(
-        "fulcrum: {} workers running on cores {:?}, {} service(s)",
-        workers,
-        cfg.workers.cores,
-        cfg.services.len()
-    );
 
+    let view = Arc::new(std::sync::Mutex::new(admin::View::default()));
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
     let mut ctl = control::Control {
         path: path.to_owned(),
         cfg,
@@ -249,8 +246,39 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         overrides,
         shared: Arc::clone(&shared),
         generation: 1,
+        view: Arc::clone(&view),
+        commands: Some(cmd_rx),
+        health: None,
+        reloads: (0, 0),
     };
-    let result = ctl.run_until_stopped();
+    ctl.start_health();
+    let handler = Arc::new(admin::RuntimeAdmin {
+        view,
+        shared: Arc::clone(&shared),
+        commands: std::sync::Mutex::new(cmd_tx),
+        l7: None,
+    });
+    let admin_server = match crate::admin::AdminServer::start(
+        ctl.cfg.admin.listen,
+        ctl.cfg.admin.token.clone(),
+        handler,
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("fulcrum: admin listener {}: {e}", ctl.cfg.admin.listen);
+            None
+        }
+    };
+    println!(
+        "fulcrum: {} workers running on cores {:?}, {} service(s)",
+        workers,
+        ctl.cfg.workers.cores,
+        ctl.cfg.services.len()
+    );
+    let result = ctl.run_until_stopped(&ports);
+    if let Some(s) = admin_server {
+        s.stop();
+    }
 
     shared.stop.store(true, Ordering::Relaxed);
     let mut engines = Vec::new();

@@ -12,6 +12,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use fulcrum_dpdk::Mbuf;
+use hdrhistogram::Histogram;
 
 use crate::engine::Snapshot;
 
@@ -32,7 +33,7 @@ pub struct Frame {
 }
 
 /// A worker's counters as last published: (name, value) pairs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Published {
     /// Engine and worker counters.
     pub counters: Vec<(&'static str, u64)>,
@@ -40,6 +41,39 @@ pub struct Published {
     pub backends: Vec<(u32, u64, u64, u64)>,
     /// Live flows in the worker's table.
     pub flows: u64,
+    /// The flow table's capacity.
+    pub flow_capacity: u64,
+    /// Live flows evicted from the full table.
+    pub flow_evictions: u64,
+    /// Packets per non-empty poll.
+    pub burst: Histogram<u64>,
+    /// Nanoseconds per loop that processed packets.
+    pub loop_ns: Histogram<u64>,
+}
+
+/// The burst-size histogram: 1 to 65536 packets, 2 significant digits.
+pub fn burst_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 1 << 16, 2)
+        .unwrap_or_else(|_| Histogram::new(2).unwrap_or_else(|_| unreachable!()))
+}
+
+/// The loop-time histogram: 1 ns to 10 s, 2 significant digits.
+pub fn loop_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000_000, 2).unwrap_or_else(|_| burst_histogram())
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Published {
+            counters: Vec::new(),
+            backends: Vec::new(),
+            flows: 0,
+            flow_capacity: 0,
+            flow_evictions: 0,
+            burst: burst_histogram(),
+            loop_ns: loop_histogram(),
+        }
+    }
 }
 
 /// One worker's shared state.

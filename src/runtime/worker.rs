@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fulcrum_dpdk::{Mbuf, MbufBatch, Mempool, RxQueue, TxQueue};
+use hdrhistogram::Histogram;
 
 use crate::config::IdlePolicy;
 use crate::engine::{DropReason, Engine, Snapshot, Verdict};
@@ -89,12 +90,17 @@ impl Worker {
         let mut rx_batch = MbufBatch::new();
         let mut tx_batches: Vec<MbufBatch> = (0..queues).map(|_| MbufBatch::new()).collect();
         let mut c = LoopCounters::default();
+        // preallocated: recording never allocates
+        let mut burst_hist = super::shared::burst_histogram();
+        let mut loop_hist = super::shared::loop_histogram();
+        let ns_per_cycle = 1e9 / fulcrum_dpdk::tsc_hz().max(1) as f64;
         let mut empty_polls = 0u32;
         let mut loops = 0u64;
         let shared = Arc::clone(&self.shared);
         let me = &shared.workers[self.id as usize];
 
         while !shared.stop.load(Ordering::Relaxed) {
+            let loop_start = fulcrum_dpdk::tsc_cycles();
             let snap = shared.snapshot.load();
             let now = shared.now_ms();
             let mut got = 0usize;
@@ -145,10 +151,16 @@ impl Worker {
             }
             self.engine.housekeeping(&snap, now, EXPIRE_BUDGET);
 
+            if got > 0 {
+                let _ = burst_hist.record(got as u64);
+                let ns = (fulcrum_dpdk::tsc_cycles().wrapping_sub(loop_start) as f64 * ns_per_cycle)
+                    as u64;
+                let _ = loop_hist.record(ns.max(1));
+            }
             loops += 1;
             if loops % PUBLISH_EVERY == 0 {
                 me.loops.store(loops, Ordering::Relaxed);
-                self.publish(me, &c);
+                self.publish(me, &c, &burst_hist, &loop_hist);
             }
             if got == 0 {
                 c.idle_polls += 1;
@@ -170,7 +182,7 @@ impl Worker {
         while let Some(m) = me.handoff.pop() {
             drop(m);
         }
-        self.publish(me, &c);
+        self.publish(me, &c, &burst_hist, &loop_hist);
         fulcrum_dpdk::unregister_thread();
         self.engine
     }
@@ -231,9 +243,20 @@ impl Worker {
         }
     }
 
-    fn publish(&self, me: &super::shared::WorkerShared, c: &LoopCounters) {
+    fn publish(
+        &self,
+        me: &super::shared::WorkerShared,
+        c: &LoopCounters,
+        burst: &Histogram<u64>,
+        loop_ns: &Histogram<u64>,
+    ) {
         if let Ok(mut p) = me.published.try_lock() {
             fill_published(&mut p, &self.engine, c);
+            // same bounds: add() copies counts without allocating
+            p.burst.reset();
+            let _ = p.burst.add(burst);
+            p.loop_ns.reset();
+            let _ = p.loop_ns.add(loop_ns);
         }
     }
 }
@@ -262,6 +285,8 @@ fn fill_published(p: &mut Published, engine: &Engine, c: &LoopCounters) {
         p.backends.push((id, packets, bytes, flows))
     });
     p.flows = engine.flow_count() as u64;
+    p.flow_capacity = engine.flow_capacity() as u64;
+    p.flow_evictions = engine.flow_stats().evictions;
 }
 
 #[inline]

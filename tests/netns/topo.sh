@@ -63,8 +63,7 @@ up() {
     ns "$b" ip addr add "10.99.0.$host/24" dev eth0
     ns "$b" ip addr add "fd99::$host/64" dev eth0 nodad
     ns "$b" "$ROOT/scripts/backend-setup.sh" "$mode" "$VIP4" "$VIP6" --userspace-decap --run-dir "$RUN_DIR/b$i"
-    ns "$b" python3 "$HERE/backend.py" "backend$i" 80 >"$RUN_DIR/b$i.http.log" 2>&1 &
-    echo $! > "$RUN_DIR/b$i.http.pid"
+    start_backend "$i"
   done
   # wait for the HTTP servers
   for i in $(seq 1 "$BACKENDS"); do
@@ -73,6 +72,19 @@ up() {
       sleep 0.1
     done
   done
+}
+
+# The HTTP server of backend $1 (ip netns exec execs it, so $! is the server's pid).
+start_backend() {
+  local i="$1"
+  ip netns exec "$P-b$i" python3 "$HERE/backend.py" "backend$i" 80 >>"$RUN_DIR/b$i.http.log" 2>&1 &
+  echo $! > "$RUN_DIR/b$i.http.pid"
+}
+
+stop_backend() {
+  local f="$RUN_DIR/b$1.http.pid"
+  [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  rm -f "$f"
 }
 
 down() {
@@ -92,5 +104,12 @@ down() {
 case "${1:-}" in
   up) up "${2:?mode}" "${3:-1}" ;;
   down) down ;;
-  *) echo "usage: $0 up MODE [QPAIRS] | down" >&2; exit 2 ;;
+  stop-backend) stop_backend "${2:?backend number}" ;;
+  start-backend)
+    start_backend "${2:?backend number}"
+    for _ in $(seq 1 50); do
+      ip netns exec "$P-b$2" bash -c "exec 3<>/dev/tcp/127.0.0.1/80" 2>/dev/null && break
+      sleep 0.1
+    done ;;
+  *) echo "usage: $0 up MODE [QPAIRS] | down | stop-backend N | start-backend N" >&2; exit 2 ;;
 esac

@@ -225,3 +225,16 @@ pub fn tsc_hz() -> u64 {
     // SAFETY: reads a global set during rte_eal_init.
     unsafe { sys::fulcrum_rte_get_tsc_hz() }
 }
+
+/// Initialises DPDK's packet-capture server (`rte_pdump_init`), so `dpdk-dumpcap` and
+/// `dpdk-pdump` can capture the ports of this process. Call once, after [`Eal::init`].
+pub fn pdump_init() -> Result<(), DpdkError> {
+    ensure_initialised()?;
+    // SAFETY: the EAL is initialised; rte_pdump_init registers a multi-process action
+    // and takes no pointers.
+    let ret = unsafe { sys::rte_pdump_init() };
+    if ret < 0 {
+        return Err(DpdkError::from_rte_errno("rte_pdump_init"));
+    }
+    Ok(())
+}

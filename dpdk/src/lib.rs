@@ -42,7 +42,8 @@ mod mempool;
 mod port;
 
 pub use eal::{
-    is_initialised, lcore_id, register_thread, tsc_cycles, tsc_hz, unregister_thread, Eal,
+    is_initialised, lcore_id, pdump_init, register_thread, tsc_cycles, tsc_hz, unregister_thread,
+    Eal,
 };
 pub use error::{strerror, DpdkError};
 pub use mbuf::{Drain, Mbuf, MbufBatch, MbufError, BURST};

@@ -84,6 +84,14 @@ fn pool_size(cfg: &Config) -> u32 {
     n.next_power_of_two() - 1
 }
 
+/// A running worker.
+enum WorkerHandle {
+    /// On an EAL lcore.
+    Lcore(u32),
+    /// On a std thread (when `eal_args` choose the lcores).
+    Thread(std::thread::JoinHandle<()>),
+}
+
 /// Runs fulcrum from the file at `path` until SIGINT/SIGTERM.
 pub fn run(path: &Path) -> Result<(), RunError> {
     let cfg = config::load(path).map_err(RunError::Config)?;
@@ -100,7 +108,40 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             args.push(format!("--vdev={},iface={name}", kernel::tap_device(i)));
         }
     }
+    // Workers run on EAL lcores (pinned, with mempool caches, and compatible with
+    // secondary processes such as dpdk-dumpcap). Unless eal_args choose lcores
+    // themselves, fulcrum adds `--lcores=0@(all CPUs),1@core0,2@core1,...`: the main
+    // lcore (the control thread) floats, worker lcore i+1 is pinned to cores[i].
+    let user_lcores = args.iter().any(|a| {
+        a == "-l" || a == "-c" || a.starts_with("--lcores") || (a.starts_with("-l") && a.len() > 2)
+    });
+    if !user_lcores {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let workers_spec: Vec<String> = cfg
+            .workers
+            .cores
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}@{c}", i + 1))
+            .collect();
+        args.push(format!(
+            "--lcores=0@(0-{}),{}",
+            cpus.saturating_sub(1),
+            workers_spec.join(",")
+        ));
+    }
     let eal = Eal::init(&args).map_err(dpdk("rte_eal_init"))?;
+    let lcores = if user_lcores {
+        Vec::new()
+    } else {
+        eal.worker_lcores()
+    };
+    // dpdk-dumpcap / dpdk-pdump attach through the multi-process channel (not with --in-memory)
+    if let Err(e) = fulcrum_dpdk::pdump_init() {
+        eprintln!("fulcrum: packet capture unavailable: {e}");
+    }
     let workers = cfg.workers.cores.len();
 
     let pool = Mempool::new(
@@ -228,11 +269,24 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             shared: Arc::clone(&shared),
             kernel_of: kernel_of.clone(),
         };
-        let h = std::thread::Builder::new()
-            .name(format!("fulcrum-w{w}"))
-            .spawn(move || worker.run())
-            .map_err(|e| RunError::Other(format!("spawning worker {w}: {e}")))?;
-        handles.push(h);
+        match lcores.get(w) {
+            Some(&lcore) => {
+                eal.launch(lcore, move || {
+                    drop(worker.run(false));
+                    0
+                })
+                .map_err(dpdk(format!("launching worker {w} on lcore {lcore}")))?;
+                handles.push(WorkerHandle::Lcore(lcore));
+            }
+            None => {
+                // eal_args chose the lcores: workers are std threads pinned to their cores
+                let h = std::thread::Builder::new()
+                    .name(format!("fulcrum-w{w}"))
+                    .spawn(move || drop(worker.run(true)))
+                    .map_err(|e| RunError::Other(format!("spawning worker {w}: {e}")))?;
+                handles.push(WorkerHandle::Thread(h));
+            }
+        }
     }
 
     let view = Arc::new(std::sync::Mutex::new(admin::View::default()));
@@ -281,15 +335,16 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     }
 
     shared.stop.store(true, Ordering::Relaxed);
-    let mut engines = Vec::new();
     for h in handles {
-        match h.join() {
-            Ok(e) => engines.push(e),
-            Err(_) => eprintln!("fulcrum: a worker panicked"),
+        let ok = match h {
+            WorkerHandle::Lcore(l) => eal.wait(l) == 0,
+            WorkerHandle::Thread(t) => t.join().is_ok(),
+        };
+        if !ok {
+            eprintln!("fulcrum: a worker panicked");
         }
     }
     ctl.final_report(&ports);
-    drop(engines);
     for p in ports.into_iter().chain(taps) {
         let _ = p.close();
     }

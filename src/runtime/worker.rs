@@ -71,13 +71,18 @@ pub struct Worker {
 
 impl Worker {
     /// Runs until the stop flag is set; returns the engine (for final counters).
-    pub fn run(mut self) -> Engine {
-        if let Some(id) = core_affinity::get_core_ids()
-            .and_then(|ids| ids.into_iter().find(|c| c.id == self.core as usize))
-        {
-            core_affinity::set_for_current(id);
+    /// `std_thread`: the worker runs on a std thread, not an EAL lcore: it pins itself to
+    /// its core and registers with DPDK for mempool caches (which disables secondary
+    /// processes such as dpdk-dumpcap).
+    pub fn run(mut self, std_thread: bool) -> Engine {
+        if std_thread {
+            if let Some(id) = core_affinity::get_core_ids()
+                .and_then(|ids| ids.into_iter().find(|c| c.id == self.core as usize))
+            {
+                core_affinity::set_for_current(id);
+            }
+            let _ = fulcrum_dpdk::register_thread();
         }
-        let _ = fulcrum_dpdk::register_thread();
         let queues = self.rx.len();
         let ports = self.kernel_of.len();
         // kernel interface queue -> the port its frames leave through
@@ -183,7 +188,9 @@ impl Worker {
             drop(m);
         }
         self.publish(me, &c, &burst_hist, &loop_hist);
-        fulcrum_dpdk::unregister_thread();
+        if std_thread {
+            fulcrum_dpdk::unregister_thread();
+        }
         self.engine
     }
 

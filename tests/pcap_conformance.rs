@@ -915,15 +915,15 @@ fn ipip_pcap_packet_by_packet() {
 /// NAT port ranges: worker 0 of 1 owns [1024, 32768).
 const NAT_PORTS: std::ops::Range<u16> = 1024..32768;
 
-/// Parses an IPv4 frame without tags; checks the MACs, the addresses, TTL and both
-/// checksums with etherparse. Returns (IP header, L4 bytes).
-fn nat_frame<'a>(
-    f: &'a [u8],
+/// Parses an IPv4 frame without tags; checks the MACs, the addresses, TTL and the
+/// header checksum with etherparse. Returns (IP header, L4 bytes).
+fn nat_frame(
+    f: &[u8],
     dst_mac: Mac,
     src: [u8; 4],
     dst: [u8; 4],
     ttl: u8,
-) -> Result<(Ipv4Header, &'a [u8]), String> {
+) -> Result<(Ipv4Header, &[u8]), String> {
     if f.len() < 14 || f[0..6] != dst_mac || f[6..12] != PORT_MAC || f[12..14] != [8, 0] {
         return Err(format!("Ethernet header {:02x?}", &f[..14.min(f.len())]));
     }

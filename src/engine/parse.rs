@@ -98,6 +98,19 @@ fn l4_ports(meta: &mut Meta, data: &[u8]) -> Result<(), DropReason> {
             meta.dport = t.dst_port();
             meta.tcp_flags = t.flags().bits() as u8;
         }
+        IpProtocol::UDP if meta.fragment => {
+            // The first fragment of a datagram: its UDP length is the whole datagram's,
+            // longer than this fragment, so only the header itself can be checked.
+            if l4.len() < UDP_HEADER_LEN {
+                return Err(DropReason::BadUdp);
+            }
+            let u = UdpPacket::new_unchecked(l4);
+            if usize::from(u.len()) < UDP_HEADER_LEN {
+                return Err(DropReason::BadUdp);
+            }
+            meta.sport = u.src_port();
+            meta.dport = u.dst_port();
+        }
         IpProtocol::UDP => {
             let u = UdpPacket::new_checked(l4).map_err(|_| DropReason::BadUdp)?;
             meta.sport = u.src_port();
@@ -140,6 +153,10 @@ pub fn parse(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
     match nl.ethertype {
         EtherType::ARP => Ok(meta),
         EtherType::IPV4 => {
+            // a frame that ends inside the header its EtherType announces is a runt
+            if payload.len() < IPV4_HEADER_LEN {
+                return Err(DropReason::Runt);
+            }
             let ip = Ipv4Packet::new_checked(payload).map_err(|_| DropReason::BadIpv4)?;
             if !ip.verify_checksum() {
                 return Err(DropReason::BadIpChecksum);
@@ -161,6 +178,9 @@ pub fn parse(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
             Ok(meta)
         }
         EtherType::IPV6 => {
+            if payload.len() < IPV6_HEADER_LEN {
+                return Err(DropReason::Runt);
+            }
             let ip = Ipv6Packet::new_checked(payload).map_err(|_| DropReason::BadIpv6)?;
             let ext = ip.extensions().map_err(|_| DropReason::BadIpv6)?;
             meta.kind = L3::V6;
@@ -192,4 +212,76 @@ pub fn v4(a: IpAddr16) -> Ipv4Addr {
 #[inline]
 pub fn v6(a: IpAddr16) -> Ipv6Addr {
     Ipv6Addr::from(a.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 (no options, checksum filled) + `l4`, protocol `proto`.
+    fn v4_frame(proto: u8, flags_frag: u16, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let total = (IPV4_HEADER_LEN + l4.len()) as u16;
+        let mut ip = [0u8; IPV4_HEADER_LEN];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip[6..8].copy_from_slice(&flags_frag.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 1]);
+        let mut sum: u32 = ip
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn first_udp_fragment_keeps_its_ports() {
+        // UDP length 108 (the whole datagram), 56 bytes in this fragment; MF set
+        let mut udp = vec![0u8; 56];
+        udp[0..2].copy_from_slice(&5353u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&53u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&108u16.to_be_bytes());
+        let m = parse(&v4_frame(17, 0x2000, &udp), 1500).expect("a first fragment parses");
+        assert!(m.fragment && m.has_l4);
+        assert_eq!((m.sport, m.dport), (5353, 53));
+        // the same datagram unfragmented is truncated
+        assert_eq!(
+            parse(&v4_frame(17, 0, &udp), 1500).err(),
+            Some(DropReason::BadUdp)
+        );
+        // a first fragment too short for the UDP header, or a length below it
+        assert_eq!(
+            parse(&v4_frame(17, 0x2000, &udp[..6]), 1500).err(),
+            Some(DropReason::BadUdp)
+        );
+        udp[4..6].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(
+            parse(&v4_frame(17, 0x2000, &udp), 1500).err(),
+            Some(DropReason::BadUdp)
+        );
+    }
+
+    #[test]
+    fn ip_header_cut_short_is_a_runt() {
+        let f = v4_frame(17, 0, &[0u8; 40]);
+        assert_eq!(parse(&f[..14 + 12], 1500).err(), Some(DropReason::Runt));
+        let mut v6 = f[..14 + 30].to_vec();
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(parse(&v6, 1500).err(), Some(DropReason::Runt));
+        // a whole header whose total length runs past the frame stays bad_ipv4
+        assert_eq!(
+            parse(&f[..f.len() - 1], 1500).err(),
+            Some(DropReason::BadIpv4)
+        );
+    }
 }

@@ -163,7 +163,7 @@ pub fn build_snapshot(
 
     let mut services: Vec<Option<Service>> = vec![None; reg.service_id_bound()];
     let mut backends: Vec<Option<Backend>> = vec![None; reg.backend_id_bound()];
-    let mut vips = HashMap::new();
+    let mut vips = HashMap::default();
     let mut vip_addrs = Vec::new();
     let mut wanted = Vec::new();
 

@@ -32,6 +32,11 @@ use super::{DropReason, Verdict};
 
 /// Attempts at finding a free full-NAT port before giving up on a new flow.
 pub const NAT_PORT_TRIES: usize = 64;
+/// After a failed search for a free NAT port towards a backend, new flows to it are
+/// refused at once for this long (ms) rather than searched again per packet.
+pub const NAT_EXHAUSTED_BACKOFF_MS: u32 = 100;
+/// Backends tracked for NAT port exhaustion (by id modulo this).
+const NAT_EXHAUSTED_SLOTS: usize = 1024;
 
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -113,6 +118,7 @@ pub struct Engine {
     flows: FlowTable<FlowKey, u32>,
     nat: FlowTable<NatKey, NatValue>,
     nat_cursor: u32,
+    nat_exhausted: Box<[Option<u32>]>,
     ident: u16,
     counters: Counters,
     backends: Box<[BackendCounters]>,
@@ -127,6 +133,7 @@ impl Engine {
             flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed)?,
             nat: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed.rotate_left(17))?,
             nat_cursor: 0,
+            nat_exhausted: vec![None; NAT_EXHAUSTED_SLOTS].into_boxed_slice(),
             ident: 0,
             counters: Counters::default(),
             backends: vec![BackendCounters::default(); BACKEND_COUNTER_SLOTS].into_boxed_slice(),
@@ -371,12 +378,14 @@ impl Engine {
             service: service.id,
         };
         let client_mac = src_mac(pkt.data());
-        let (backend, nat_port) =
-            match self.pin(snap, service, fwd, &key, meta, in_port, client_mac, now) {
-                Ok(x) => x,
-                Err(r) => return Verdict::Drop(r),
-            };
-        self.send_to_backend(snap, pkt, meta, backend, fwd, key.hash(), nat_port)
+        let hash = key.hash();
+        let (backend, nat_port) = match self.pin(
+            snap, service, fwd, &key, hash, meta, in_port, client_mac, now,
+        ) {
+            Ok(x) => x,
+            Err(r) => return Verdict::Drop(r),
+        };
+        self.send_to_backend(snap, pkt, meta, backend, fwd, hash, nat_port)
     }
 
     /// The flow's backend: the pinned one while it may keep the flow, else a new Maglev pick.
@@ -387,12 +396,12 @@ impl Engine {
         service: &Service,
         fwd: Forwarding,
         key: &FlowKey,
+        hash: u64,
         meta: &Meta,
         in_port: u16,
         client_mac: Mac,
         now: u32,
     ) -> Result<(&'s Backend, u16), DropReason> {
-        let hash = key.hash();
         if let Some(e) = self.flows.lookup_entry_hashed(hash, key, now) {
             e.observe_tcp(meta.tcp_flags);
             let v = *e.value();
@@ -453,6 +462,12 @@ impl Engine {
         client_mac: Mac,
         now: u32,
     ) -> Result<u16, DropReason> {
+        // after a failed search, fail fast for a while instead of probing the table
+        // NAT_PORT_TRIES times for every packet of a flood
+        let slot = b.id as usize % NAT_EXHAUSTED_SLOTS;
+        if self.nat_exhausted[slot].is_some_and(|until| now < until) {
+            return Err(DropReason::NatPortsExhausted);
+        }
         let range = snap.nat_ports.range(self.worker);
         let n = range.end.saturating_sub(range.start);
         if n == 0 {
@@ -478,9 +493,11 @@ impl Engine {
                 };
                 let _ = self.nat.insert(nk, v, now);
                 self.counters.nat_sessions += 1;
+                self.nat_exhausted[slot] = None;
                 return Ok(port);
             }
         }
+        self.nat_exhausted[slot] = Some(now.wrapping_add(NAT_EXHAUSTED_BACKOFF_MS));
         Err(DropReason::NatPortsExhausted)
     }
 
@@ -719,13 +736,15 @@ impl Engine {
             tcp_flags: 0,
             ..*meta
         };
-        let (backend, _) =
-            match self.pin(snap, service, fwd, &key, &flow_meta, in_port, [0; 6], now) {
-                Ok(x) => x,
-                Err(r) => return Verdict::Drop(r),
-            };
+        let hash = key.hash();
+        let (backend, _) = match self.pin(
+            snap, service, fwd, &key, hash, &flow_meta, in_port, [0; 6], now,
+        ) {
+            Ok(x) => x,
+            Err(r) => return Verdict::Drop(r),
+        };
         self.counters.icmp_errors_forwarded += 1;
-        self.send_to_backend(snap, pkt, meta, backend, fwd, key.hash(), 0)
+        self.send_to_backend(snap, pkt, meta, backend, fwd, hash, 0)
     }
 }
 

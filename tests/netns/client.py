@@ -17,6 +17,7 @@ ap.add_argument("host")
 ap.add_argument("port", type=int)
 ap.add_argument("n", type=int)
 ap.add_argument("--sport", type=int, default=0)
+ap.add_argument("--sport-base", type=int, default=0, help="connection i binds source port BASE+i (distinct 5-tuples)")
 ap.add_argument("--timeout", type=float, default=2.0)
 ap.add_argument("--path", default="/")
 ap.add_argument("--deadline", type=float, default=120.0, help="stop after this many seconds")
@@ -34,9 +35,10 @@ for i in range(a.n):
     s.settimeout(a.timeout)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if a.sport:
+        if a.sport or a.sport_base:
+            port = a.sport or (a.sport_base + i)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", a.sport))
+            s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", port))
         s.connect((a.host, a.port))
         host = f"[{a.host}]" if fam == socket.AF_INET6 else a.host
         s.sendall(f"GET {a.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())

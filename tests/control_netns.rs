@@ -1,0 +1,348 @@
+//! The control plane on the namespace topology: health checks through the kernel
+//! interface, the panic threshold, drains through the admin API, /metrics, and
+//! dpdk-dumpcap against a running fulcrum.
+//!
+//! Needs root, DPDK and namespaces: run by scripts/test.sh with `--test-threads=1`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Health-check interval and thresholds of these tests.
+const INTERVAL_MS: u64 = 400;
+const UNHEALTHY: u64 = 2;
+const HEALTHY: u64 = 2;
+
+fn config(name: &str, panic_threshold: u8) -> String {
+    let mut eal = vec![
+        "--no-pci".to_owned(),
+        format!("--file-prefix=flc-{name}"),
+        "--vdev=net_af_packet0,iface=lb0".to_owned(),
+        "--log-level=*:warning".to_owned(),
+    ];
+    eal.extend(eal_mem_args());
+    let eal = eal
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "dpdk:\n  eal_args: [{eal}]\nports:\n  - name: lan\n    device: net_af_packet0\n    address: 10.99.0.2/24\n    kernel_interface: flc0\n\
+         workers:\n  cores: [1]\nflow_table:\n  capacity: 65536\nadmin:\n  listen: 127.0.0.1:0\n\
+         services:\n  - name: web\n    vip: {VIP4}\n    port: 80\n    forwarding: dsr\n    panic_threshold: {panic_threshold}\n    drain_timeout: 60s\n\
+         \x20   backends:\n      - address: 10.99.0.11\n      - address: 10.99.0.12\n      - address: 10.99.0.13\n\
+         \x20   health_check:\n      kind: http\n      path: /healthz\n      interval: {INTERVAL_MS}ms\n      timeout: 200ms\n\
+         \x20     healthy_threshold: {HEALTHY}\n      unhealthy_threshold: {UNHEALTHY}\n"
+    )
+}
+
+fn topo(cmd: &str, backend: u32) {
+    sh(Command::new("bash")
+        .arg(root().join("tests/netns/topo.sh"))
+        .args([cmd, &backend.to_string()])
+        .env("FLC_PREFIX", PREFIX));
+}
+
+/// The admin listener's address, from fulcrum's log.
+fn admin_addr(f: &Fulcrum) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = f.log_text();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("admin API listening on http://"))
+        {
+            return l.rsplit("http://").next().unwrap().trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no admin address in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An HTTP request to the admin API from the LB namespace.
+fn admin(f: &Fulcrum, method: &str, path: &str, body: Option<&str>) -> String {
+    let url = format!("http://{}{path}", admin_addr(f));
+    let mut c = in_ns(
+        &format!("{PREFIX}-lb"),
+        &["curl", "-s", "-m", "5", "-X", method],
+    );
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    let out = sh(c.arg(&url));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn a_stopped_backend_is_ejected_then_readmitted() {
+    let _t = Topology::up("dsr", 1);
+    let f = Fulcrum::start("health", &config("health", 50));
+    wait_ms(INTERVAL_MS * 3);
+    let s = requests(VIP4, 300, &[]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    assert_eq!(s.backends.len(), 3, "{}", s.raw);
+
+    topo("stop-backend", 2);
+    // within interval x unhealthy_threshold plus one interval it takes no new connection
+    wait_ms(INTERVAL_MS * (UNHEALTHY + 1) + INTERVAL_MS / 2);
+    let s = requests(VIP4, 300, &[]);
+    assert_eq!(
+        s.failed, 0,
+        "connections failed after the ejection window: {}",
+        s.raw
+    );
+    assert!(!s.backends.contains_key("backend2"), "{}", s.raw);
+    let m = admin(&f, "GET", "/metrics", None);
+    assert!(
+        m.contains("fulcrum_backend_healthy{service=\"web\",backend=\"10.99.0.12\"} 0"),
+        "{m}"
+    );
+
+    topo("start-backend", 2);
+    wait_ms(INTERVAL_MS * (HEALTHY + 1) + INTERVAL_MS / 2);
+    let s = requests(VIP4, 300, &[]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    assert!(
+        s.backends.get("backend2").copied().unwrap_or(0) > 50,
+        "backend2 takes traffic again: {}",
+        s.raw
+    );
+    let log = f.stop();
+    assert!(
+        log.contains("backend 10.99.0.12 of web is unhealthy"),
+        "{log}"
+    );
+    assert!(
+        log.contains("backend 10.99.0.12 of web is healthy"),
+        "{log}"
+    );
+}
+
+#[test]
+fn below_the_panic_threshold_every_backend_is_used() {
+    let _t = Topology::up("dsr", 1);
+    let f = Fulcrum::start("panic", &config("panic", 50));
+    wait_ms(INTERVAL_MS * 2);
+    topo("stop-backend", 2);
+    topo("stop-backend", 3);
+    wait_ms(INTERVAL_MS * (UNHEALTHY + 1) + INTERVAL_MS / 2);
+    // one healthy of three is below 50%: health is ignored, new flows go to all three
+    let s = requests(VIP4, 300, &[]);
+    let total = s.backends.values().sum::<u64>() + s.failed;
+    assert_eq!(total, 300);
+    let ok1 = s.backends.get("backend1").copied().unwrap_or(0);
+    assert!(
+        (60..=140).contains(&ok1),
+        "about a third reach the one live backend: {}",
+        s.raw
+    );
+    assert!(
+        s.failed >= 150,
+        "the rest go to the two dead ones: {}",
+        s.raw
+    );
+    let m = admin(&f, "GET", "/metrics", None);
+    assert!(
+        m.contains("fulcrum_service_panic{service=\"web\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("fulcrum_service_backends_healthy{service=\"web\"} 1"),
+        "{m}"
+    );
+    f.stop();
+}
+
+#[test]
+fn a_drained_backend_finishes_its_transfer_and_takes_no_new_flows() {
+    let _t = Topology::up("dsr", 1);
+    let f = Fulcrum::start("drain", &config("drain", 0));
+    wait_ms(500);
+    const BYTES: u64 = 16 << 20;
+    let mut t = in_ns(&format!("{PREFIX}-cl"), &["python3"])
+        .arg(root().join("tests/netns/transfer.py"))
+        .args([VIP4, "80", &BYTES.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(t.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let backend = line
+        .trim()
+        .strip_prefix("backend ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let n: u32 = backend.trim_start_matches("backend").parse().unwrap();
+    let addr = format!("10.99.0.{}", 10 + n);
+    let r = admin(
+        &f,
+        "POST",
+        &format!("/api/services/web/backends/{addr}/drain"),
+        None,
+    );
+    assert!(r.contains("draining"), "{r}");
+    // new connections avoid it while the transfer goes on
+    let s = requests(VIP4, 200, &[]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    assert!(
+        !s.backends.contains_key(&backend),
+        "{backend} drained: {}",
+        s.raw
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    t.wait().unwrap();
+    assert_eq!(
+        rest.trim(),
+        format!("done {BYTES}"),
+        "the transfer through the drained backend completed"
+    );
+    let api = admin(&f, "GET", "/api/services", None);
+    let v: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let b = v["services"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == addr.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(b["weight"], 0, "{api}");
+    assert_eq!(b["draining"], true, "{api}");
+    // malformed requests are refused with 4xx
+    let bad = in_ns(
+        &format!("{PREFIX}-lb"),
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-d",
+            "{\"weight\": 70000}",
+        ],
+    )
+    .arg(format!(
+        "http://{}/api/services/web/backends/{addr}/weight",
+        admin_addr(&f)
+    ))
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&bad.stdout), "400");
+    let missing = in_ns(
+        &format!("{PREFIX}-lb"),
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+        ],
+    )
+    .arg(format!(
+        "http://{}/api/services/nope/backends/{addr}/drain",
+        admin_addr(&f)
+    ))
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&missing.stdout), "404");
+    f.stop();
+}
+
+#[test]
+fn metrics_parse_and_count_what_was_sent_and_dumpcap_captures() {
+    assert!(
+        eal_mem_args().is_empty(),
+        "dpdk-dumpcap needs fulcrum on hugepages (scripts/test.sh reserves them): FULCRUM_EAL_MEM={:?}",
+        std::env::var("FULCRUM_EAL_MEM")
+    );
+    let _t = Topology::up("dsr", 1);
+    let f = Fulcrum::start("metrics", &config("metrics", 50));
+    const N: u64 = 400;
+    let s = requests(VIP4, N as u32, &["--sport-base", "20000"]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    wait_ms(300);
+    let text = admin(&f, "GET", "/metrics", None);
+    let lines: Vec<_> = text.lines().map(|l| Ok(l.to_owned())).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("valid Prometheus text");
+    let sum = |name: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        sum("fulcrum_backend_new_flows_total"),
+        N as f64,
+        "one new flow per connection"
+    );
+    assert_eq!(sum("fulcrum_engine_new_flows_total"), N as f64);
+    assert!(sum("fulcrum_port_rx_packets_total") >= (N * 5) as f64);
+    assert!(
+        text.contains("fulcrum_loop_seconds{worker=\"0\",quantile=\"0.99\"}"),
+        "{text}"
+    );
+
+    // dpdk-dumpcap attaches to the running fulcrum as a secondary process
+    let pcap = std::env::temp_dir().join("fulcrum-test-dumpcap.pcapng");
+    let _ = std::fs::remove_file(&pcap);
+    let mut dump = in_ns(
+        &format!("{PREFIX}-lb"),
+        &[
+            "timeout",
+            "20",
+            "dpdk-dumpcap",
+            "--file-prefix=flc-metrics",
+            "-i",
+            "net_af_packet0",
+            "-c",
+            "20",
+            "-w",
+        ],
+    )
+    .arg(&pcap)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_ms(2500);
+    let s = requests(VIP4, 30, &[]);
+    assert_eq!(s.failed, 0);
+    let st = dump.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut dump.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(st.success(), "dpdk-dumpcap failed: {err}");
+    let read = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let captured = String::from_utf8_lossy(&read.stdout);
+    assert_eq!(captured.lines().count(), 20, "{captured}");
+    assert!(captured.contains("10.99.0.100.80"), "{captured}");
+    f.stop();
+}

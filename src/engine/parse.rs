@@ -98,6 +98,13 @@ fn l4_ports(meta: &mut Meta, data: &[u8]) -> Result<(), DropReason> {
             meta.dport = t.dst_port();
             meta.tcp_flags = t.flags().bits() as u8;
         }
+        IpProtocol::UDP if meta.fragment => {
+            // a first fragment: the UDP length covers the whole datagram, longer than
+            // this fragment, so only the header itself must be here
+            let h = l4.get(..UDP_HEADER_LEN).ok_or(DropReason::BadUdp)?;
+            meta.sport = u16::from_be_bytes([h[0], h[1]]);
+            meta.dport = u16::from_be_bytes([h[2], h[3]]);
+        }
         IpProtocol::UDP => {
             let u = UdpPacket::new_checked(l4).map_err(|_| DropReason::BadUdp)?;
             meta.sport = u.src_port();

@@ -159,7 +159,10 @@ impl Loader {
 /// Flow `i`'s client: (address, port), distinct for every `i` below 2^36.
 #[inline]
 fn client(i: u64) -> (u32, u16) {
-    (0x0b00_0000u32.wrapping_add((i >> 12) as u32), 20000 + (i & 0xfff) as u16)
+    (
+        0x0b00_0000u32.wrapping_add((i >> 12) as u32),
+        20000 + (i & 0xfff) as u16,
+    )
 }
 
 fn engine_benches(c: &mut Criterion) {

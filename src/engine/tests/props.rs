@@ -149,7 +149,12 @@ proptest! {
             prop_assert_eq!(v, Verdict::Forward { port: in_port });
             check_verdict(snap(), in_port, &reply, true, &b, v);
             check_frame(b.data());
-            prop_assert_eq!(IpAddr::from(if spec.dst.is_ipv6() { IpAddr::V6(v6(b.data(), l3 + 24)) } else { IpAddr::V4(v4(b.data(), l3 + 16)) }), spec.src);
+            let to = if spec.dst.is_ipv6() {
+                IpAddr::V6(v6(b.data(), l3 + 24))
+            } else {
+                IpAddr::V4(v4(b.data(), l3 + 16))
+            };
+            prop_assert_eq!(to, spec.src);
         }
     }
 

@@ -385,7 +385,7 @@ impl Engine {
             Ok(x) => x,
             Err(r) => return Verdict::Drop(r),
         };
-        self.send_to_backend(snap, pkt, meta, backend, fwd, hash, nat_port)
+        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, nat_port)
     }
 
     /// The flow's backend: the pinned one while it may keep the flow, else a new Maglev pick.
@@ -501,9 +501,11 @@ impl Engine {
         Err(DropReason::NatPortsExhausted)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send_to_backend<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
+        in_port: u16,
         pkt: &mut B,
         meta: &Meta,
         b: &Backend,
@@ -535,7 +537,11 @@ impl Engine {
                     _ => Encap::Ipip,
                 };
                 self.ident = self.ident.wrapping_add(1);
-                match encapsulate(pkt, meta, out, b.addr, mac, encap, hash, self.ident) {
+                // a "too big" answer leaves by the port the packet came in on
+                let reply_mac = snap.ports.get(in_port as usize).map_or(out.mac, |p| p.mac);
+                match encapsulate(
+                    pkt, meta, out, b.addr, mac, encap, hash, self.ident, reply_mac,
+                ) {
                     EncapOutcome::Done => egress,
                     EncapOutcome::ReplyTooBig => {
                         self.counters.too_big_sent += 1;
@@ -744,7 +750,7 @@ impl Engine {
             Err(r) => return Verdict::Drop(r),
         };
         self.counters.icmp_errors_forwarded += 1;
-        self.send_to_backend(snap, pkt, meta, backend, fwd, hash, 0)
+        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, 0)
     }
 }
 

@@ -59,7 +59,8 @@ pub fn dsr<B: PacketBuf>(pkt: &mut B, backend_mac: Mac, port_mac: Mac) {
 
 /// Wraps the IP packet at `meta.l3` in an outer IP (and UDP for GUE) header from the
 /// port's address to `backend`. `hash` is the inner flow's hash (GUE source port, IPv6
-/// flow label); `ident` the outer IPv4 identification.
+/// flow label); `ident` the outer IPv4 identification; `reply_mac` the MAC of the port
+/// the packet came in on, the source of a "too big" answer.
 #[allow(clippy::too_many_arguments)]
 pub fn encapsulate<B: PacketBuf>(
     pkt: &mut B,
@@ -70,6 +71,7 @@ pub fn encapsulate<B: PacketBuf>(
     encap: Encap,
     hash: u64,
     ident: u16,
+    reply_mac: Mac,
 ) -> EncapOutcome {
     let outer_v6 = backend.is_ipv6();
     let ip_hdr = if outer_v6 {
@@ -88,7 +90,7 @@ pub fn encapsulate<B: PacketBuf>(
             return EncapOutcome::Drop(DropReason::TooBig);
         }
         let fits = (port.mtu as usize).saturating_sub(overhead) as u16;
-        return match too_big(pkt, meta, fits, port.mac) {
+        return match too_big(pkt, meta, fits, reply_mac) {
             Ok(()) => EncapOutcome::ReplyTooBig,
             Err(r) => EncapOutcome::Drop(r),
         };

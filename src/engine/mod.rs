@@ -7,9 +7,13 @@
 mod counters;
 mod datapath;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod parse;
 mod reply;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 mod verdict;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};

@@ -63,7 +63,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         limits: SearchLimits {
             max_steps: 8,
             resolution: 0.02,
-            max_loss: 1e-4,
+            max_loss: 1e-3,
         },
         fractions: vec![0.5, 0.9],
         rate: None,

@@ -62,8 +62,8 @@ where
         let mid = if lo == 0.0 { hi / 2.0 } else { (lo + hi) / 2.0 };
         let out = trial(Some(mid));
         log.push((mid, out));
-        // a paced trial that could not even send at `mid` is a failure too
-        if out.lossless(limits.max_loss) && out.sent_pps >= mid * 0.98 {
+        // a paced trial that could not even send 90% of `mid` is a failure too
+        if out.lossless(limits.max_loss) && out.sent_pps >= mid * 0.9 {
             lo = mid;
         } else {
             hi = mid;

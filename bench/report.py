@@ -190,6 +190,9 @@ def report(args):
       f"{meta.get('repeat')} repetition(s) (median) |")
     w(f"| load average (1/5/15 min) | start {meta.get('loadavg_start')}, end {meta.get('loadavg_end', '?')} |")
     w("")
+    w("**A 2-core VM.** Every figure below comes from a virtual machine with two CPUs: one forwarding")
+    w("core (CPU 1) and one for the EAL main thread, the generator and the harness (CPU 0).")
+    w("")
     w("**Shared machine.** Other engineers compile on this 2-CPU VM while the benchmarks run, so")
     w("absolute figures move from run to run (see the load averages above). Compare figures only")
     w("with the baseline measured in the same run: that is what the ratio columns do. Baseline and")
@@ -220,6 +223,11 @@ def report(args):
     w("  when compile jobs take part of the core; **ns/packet** = 1000 / core Mpps. The wall-clock rate")
     w("  and the thread's share of the window (`core share`) are shown too: on this busy machine the")
     w("  wall rate is roughly core Mpps x core share. Ratios use core Mpps.")
+    w("- fulcrum: `fulcrum run -c CONFIG` (written by `run.sh`, kept in `results/tmp/run/`) with the same")
+    w("  vdev and EAL core list, one worker on core 1 (`workers.cores: [1]`, `workers.idle: poll`), the")
+    w("  pool sized like testpmd's (`dpdk.mbufs` = packets + 32768; fulcrum's data room is fixed at")
+    w("  2176 bytes), flow table capacity 2097152, VIP 10.99.0.100 tcp/80 with three backends that are")
+    w("  static neighbors. Its forwarding thread is the worker `fulcrum-w0`.")
     w("- Replay caveat: the file loops, so a SYN-flood file of 1M distinct tuples repeats its tuples every")
     w("  1M packets; the first pass is all new flows, later passes hit entries (or, for a load balancer,")
     w("  SYNs of known flows) unless the flow table evicts them.")
@@ -274,6 +282,15 @@ def report(args):
         w("table above, whose load differed). The harness uses the drop queue (no tx stream): it is the cheapest, as the DPDK pcap guide")
         w("recommends for `infinite_rx`; `tx_pcap=/dev/null` still formats every packet through libpcap's")
         w("writer and `tx_iface` sends through the kernel.")
+        w("")
+    targets = target_rows(summary, runs)
+    if targets:
+        w("## The issue's targets (issue 6, \"Must show\")")
+        w("")
+        w("| target | measured | met |")
+        w("|---|---:|---|")
+        for t in targets:
+            w(f"| {t[0]} | {t[1]} | {t[2]} |")
         w("")
     fwd_rows = forwarding_rows(names, summary)
     if fwd_rows:
@@ -396,6 +413,27 @@ def report(args):
             return 1
         print(f"bench check: all {len(figures)} figures present", file=sys.stderr)
     return 0
+
+
+def target_rows(summary, runs):
+    rows = []
+    for scenario, want, label in (("est-10k-64", 0.40, "ipip, 10k established flows: >= 40% of testpmd io"),
+                                  ("est-1m-64", 0.25, "ipip, 1M established flows: >= 25% of testpmd io"),
+                                  ("synflood-64", 0.20, "ipip, SYN flood: >= 20% of testpmd io")):
+        f, io = summary.get((scenario, "fulcrum-ipip"), {}), summary.get((scenario, "testpmd-io"), {})
+        r = ratio(f.get("core_mpps"), io.get("core_mpps"))
+        if r is not None:
+            rows.append((label + f" ({scenario}, 64-byte frames)", f"{100 * r:.1f}% ({fmt(f.get('core_mpps'))} vs {fmt(io.get('core_mpps'))} Mpps)",
+                         "yes" if r >= want else "**no**"))
+    memif = {m["system"]: m for m in memif_rows(runs) if m["status"] == "ok"}
+    if "fulcrum-ipip" in memif and "testpmd-io" in memif:
+        a = memif["fulcrum-ipip"]["lat"].get(0.5, {}).get("p99_ns")
+        b = memif["testpmd-io"]["lat"].get(0.5, {}).get("p99_ns")
+        if a is not None and b is not None:
+            added = (a - b) / 1e3
+            rows.append(("added p99 latency at 50% of the lossless rate over memif < 20 us (fulcrum ipip minus testpmd io)",
+                         f"{added:.1f} us ({a / 1e3:.1f} - {b / 1e3:.1f})", "yes" if added < 20 else "**no**"))
+    return rows
 
 
 def forwarding_rows(names, summary):

@@ -325,6 +325,12 @@ def report(args):
         w("at 50% and 90% of the lossless rate; it includes the generator's own RX/TX path (the testpmd")
         w("rows are that floor), so fulcrum's *added* latency is its row minus testpmd io's.")
         w("")
+        w(f"**Read with the load average** (start {meta.get('loadavg_start')}, end {meta.get('loadavg_end', '?')}): with more")
+        w("runnable compile jobs than CPUs, the forwarder is off its CPU for milliseconds at a time, and")
+        w("these figures measure the scheduler more than the forwarder (on a quiet moment of this VM,")
+        w("testpmd io returned frames at p50 0.3 us at 0.73 Mpps). Rerun with `MEMIF_PRIO=rt` on a")
+        w("machine nobody else uses: `sudo MEMIF_PRIO=rt bench/run.sh --only memif`.")
+        w("")
         w("| system | lossless Mpps | /io | p50 @50% (us) | p99 @50% | p99.9 @50% | p50 @90% | p99 @90% | p99.9 @90% | loss @50% / @90% | status |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         for m in memif:
@@ -377,7 +383,8 @@ def report(args):
     if memif:
         w("![memif latency](memif_latency.svg)")
         w("")
-    w("Raw per-measurement counters: `results.json`.")
+    w("Raw per-measurement counters: `results.json`. Profiles of fulcrum's worker and proposed fixes:")
+    w("[`perf-notes.md`](perf-notes.md).")
     w("")
 
     os.makedirs(args.out, exist_ok=True)

@@ -23,7 +23,8 @@
 #                                    not measured; require: fail when it cannot be measured.
 #   FULCRUM_BIN=PATH                 the fulcrum binary (default: target/release/fulcrum, then
 #                                    $CARGO_TARGET_DIR/release/fulcrum)
-#   BENCH_HUGEPAGES=N                2 MiB hugepages to make sure are reserved (default 1536)
+#   BENCH_HUGEPAGES=N                2 MiB hugepages to make sure are reserved (default 2048)
+#   MEMIF_FLOWS=N, MEMIF_MAX_LOSS=F  flows of the memif generator (10000), loss share still "lossless" (0.001)
 #
 # Needs root (hugepages, DPDK). Leaves no hugepage files: every process uses
 # --file-prefix=flcbench-* with --huge-unlink, and /dev/hugepages/flcbench-* and
@@ -53,12 +54,24 @@ while [ $# -gt 0 ]; do
 done
 if [ "$QUICK" = 1 ]; then
   WARMUP=0.5; DURATION=3; MODE_NAME=quick; REPEAT="${REPEAT:-1}"
+  MEMIF_TRIAL=0.5; MEMIF_LAT=1; MEMIF_STEPS=4; IDLE_SECONDS=3
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/quick}"
 else
   WARMUP=2; DURATION=10; MODE_NAME=full; REPEAT="${REPEAT:-3}"
+  MEMIF_TRIAL=1; MEMIF_LAT=5; MEMIF_STEPS=8; IDLE_SECONDS=10
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results}"
 fi
 FULCRUM_BENCH="${FULCRUM_BENCH:-auto}"
+MEMIF_FLOWS="${MEMIF_FLOWS:-10000}"
+MEMIF_MAX_LOSS="${MEMIF_MAX_LOSS:-0.001}"
+# Scheduling of the two memif processes: nice (default, nice -n -10: the poll threads get
+# most of their CPU against compile jobs), rt (chrt -f 1: no preemption by normal tasks;
+# only on a machine nobody else uses) or none.
+case "${MEMIF_PRIO:-nice}" in
+  rt) MEMIF_RUN=(chrt -f 1) ;;
+  none) MEMIF_RUN=() ;;
+  *) MEMIF_RUN=(nice -n -10) ;;
+esac
 
 # name | gen_pcap.py arguments | what it models
 ALL_SCENARIOS=(
@@ -73,7 +86,7 @@ SCENARIOS=()
 for s in "${ALL_SCENARIOS[@]}"; do
   if [ -z "$ONLY" ] || echo "${s%%|*}" | grep -Eq -- "$ONLY"; then SCENARIOS+=("$s"); fi
 done
-if [ "${#SCENARIOS[@]}" -eq 0 ]; then echo "bench: no scenario matches --only $ONLY" >&2; exit 2; fi
+if [ "${#SCENARIOS[@]}" -eq 0 ] && ! echo "memif idle" | grep -Eq -- "$ONLY"; then echo "bench: no scenario matches --only $ONLY" >&2; exit 2; fi
 TESTPMD_MODES=(io macswap)
 FULCRUM_MODES=(ipip dsr nat)
 
@@ -112,7 +125,7 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- hugepages
 setup_hugepages() {
-  local want="${BENCH_HUGEPAGES:-1536}" have
+  local want="${BENCH_HUGEPAGES:-2048}" have
   have=$(awk '/HugePages_Total/ {print $2}' /proc/meminfo)
   if [ "${have:-0}" -lt "$want" ]; then
     echo "$want" > /proc/sys/vm/nr_hugepages 2>/dev/null || true
@@ -173,9 +186,10 @@ frame_len_for() {
 
 # ---------------------------------------------------------------- measurement
 # measure PREFIX PID LOGFILE -> JSON line on stdout, or nothing (status 1)
+# measure PREFIX PID [THREAD_REGEX] (default: the EAL lcore thread rte-worker-1)
 measure() {
-  local prefix="$1" pid="$2"
-  python3 "$BENCH_DIR/ethstats.py" --prefix "$prefix" --pid "$pid" \
+  local prefix="$1" pid="$2" thread="${3:-^(rte|lcore)-worker-1\$}"
+  python3 "$BENCH_DIR/ethstats.py" --prefix "$prefix" --pid "$pid" --thread "$thread" \
     --warmup "$WARMUP" --duration "$DURATION" --timeout 90
 }
 
@@ -246,20 +260,22 @@ run_testpmd() {
 # Builds a fulcrum YAML config (contract: /work/shared/config-contract.md) with the same
 # net_pcap vdev (infinite_rx, tx drop) and ONE worker core (lcore 1, EAL main lcore 0),
 # runs `fulcrum run -c CONFIG` for the same warm-up and window as testpmd, and reads the
-# same ethdev counters of port 0 over the same telemetry socket.
+# same ethdev counters of port 0 over the same telemetry socket. The forwarding thread is
+# fulcrum's worker, the std thread `fulcrum-w0` (ethstats.py --thread).
 #
 # Service: VIP 10.99.0.100 tcp/80, forwarding FORWARDING (ipip | dsr | nat), three
 # backends 10.99.0.11-13 whose MACs are static neighbors on the port (10.99.0.2/24), so
 # nothing waits for ARP. Health checks off (kind: none) so every backend stays healthy.
+# `dpdk.mbufs` = packets in the file + 32768: infinite_rx copies the whole pcap into the
+# RX queue's pool at queue setup.
 #
-# While `fulcrum run` cannot start (binary missing, not implemented, config rejected) this
-# records "fulcrum: not measured (binary not ready)". Once it starts, a failed measurement
-# is an error. FULCRUM_BENCH=off skips it; FULCRUM_BENCH=require makes "not ready" an error.
+# After SIGINT fulcrum prints its counters (`counter NAME VALUE`); bench/fulcrum_counters.py
+# keeps the ones that show whether it forwarded what it was sent (engine_rx_packets,
+# engine_forwarded, drops, port_ipackets/opackets) and report.py checks them.
 #
-# NOTE for the lead: infinite_rx copies the whole pcap into the RX queue's mempool at
-# queue setup; fulcrum's pool must hold the file (up to 1M packets) plus its working set.
-# If the config grows a field for that, add it through FULCRUM_DPDK_EXTRA (YAML lines
-# indented under `dpdk:`, e.g. "  mbufs: 1100000").
+# While `fulcrum run` cannot start (binary missing, config rejected) this records
+# "fulcrum: not measured (binary not ready)". Once it starts, a failed measurement is an
+# error. FULCRUM_BENCH=off skips it; FULCRUM_BENCH=require makes "not ready" an error.
 fulcrum_bin() {
   if [ -n "${FULCRUM_BIN:-}" ]; then echo "$FULCRUM_BIN"; return; fi
   if [ -x "$REPO_DIR/target/release/fulcrum" ]; then echo "$REPO_DIR/target/release/fulcrum"; return; fi
@@ -269,17 +285,22 @@ fulcrum_bin() {
   echo "$REPO_DIR/target/release/fulcrum"
 }
 
+# write_fulcrum_config CFG EAL_TAIL DEVICE FORWARDING PREFIX MBUFS IDLE CORE
+#   EAL_TAIL: the vdev argument(s), already quoted as YAML list items
 write_fulcrum_config() {
-  local cfg="$1" pcap="$2" forwarding="$3" prefix="$4"
-  cat >"$cfg" <<EOF
-# generated by bench/run.sh (run_fulcrum): one worker on lcore 1, net_pcap replay
+  local cfg="$1" vdev="$2" device="$3" forwarding="$4" prefix="$5" mbufs="$6" idle="$7" core="${8:-1}"
+  local mbufs_line=""
+  if [ -n "$mbufs" ]; then mbufs_line="  mbufs: $mbufs"; fi
+  cat >"$cfg" <<YAML
+# generated by bench/run.sh: one worker on lcore $core
 dpdk:
   eal_args: ["-l", "0,1", "--main-lcore", "0", "--file-prefix=$prefix", "--huge-unlink", "--no-pci",
-             "--vdev=net_pcap0,rx_pcap=$pcap,infinite_rx=1"]
+             $vdev]
+$mbufs_line
 ${FULCRUM_DPDK_EXTRA:-}
 ports:
   - name: bench
-    device: net_pcap0
+    device: $device
     address: 10.99.0.2/24
     neighbors:
       - address: 10.99.0.11
@@ -290,7 +311,8 @@ ports:
         mac: "02:00:00:99:00:13"
 
 workers:
-  cores: [1]
+  cores: [$core]
+  idle: $idle
 
 flow_table:
   capacity: 2097152
@@ -318,18 +340,23 @@ services:
         weight: 1
     health_check:
       kind: none
-EOF
+YAML
 }
+
+# fulcrum's exit counters as JSON ({} when there are none).
+fulcrum_counters() { python3 "$BENCH_DIR/fulcrum_counters.py" "$1"; }
 
 run_fulcrum() {
   local scenario="$1" pcap="$2" forwarding="${3:-ipip}"
-  local system="fulcrum-$forwarding" bin cfg prefix logf pid json
+  local system="fulcrum-$forwarding" bin cfg prefix logf pid json packets counters
   if [ "$FULCRUM_BENCH" = off ]; then return 0; fi
   bin=$(fulcrum_bin)
   cfg="$WORK_DIR/fulcrum-$scenario-$forwarding.yaml"
   prefix="flcbench-fl-$$"
   logf="$WORK_DIR/$scenario.$system.log"
-  write_fulcrum_config "$cfg" "$pcap" "$forwarding" "$prefix"
+  packets=$(pcap_packets "$pcap")
+  write_fulcrum_config "$cfg" "\"--vdev=net_pcap0,rx_pcap=$pcap,infinite_rx=1\"" net_pcap0 "$forwarding" \
+    "$prefix" "$(( packets + 32768 ))" poll 1
   if [ ! -x "$bin" ]; then
     echo "no executable $bin" >"$logf"
     fulcrum_not_ready "$scenario" "$system"; return 0
@@ -337,14 +364,16 @@ run_fulcrum() {
   "$bin" run -c "$cfg" </dev/null >"$logf" 2>&1 &
   pid=$!
   CHILD_PIDS+=("$pid")
-  if json=$(measure "$prefix" "$pid" 2>>"$logf"); then
-    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"ok\",\"stats\":$json}"
-    log "$scenario $system: $(rate_line "$json")"
+  if json=$(measure "$prefix" "$pid" '^fulcrum-w0$' 2>>"$logf"); then
     stop_process "$pid"
+    counters=$(fulcrum_counters "$logf")
+    record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"ok\",\"packets_in_file\":$packets,\"stats\":$json,\"fulcrum\":$counters}"
+    log "$scenario $system: $(rate_line "$json"); $(python3 "$BENCH_DIR/fulcrum_counters.py" --line "$logf")"
   elif ! kill -0 "$pid" 2>/dev/null; then
     # `fulcrum run` exited before any packet was counted: the binary is not ready.
     stop_process "$pid"
     fulcrum_not_ready "$scenario" "$system"
+    tail -3 "$logf" >&2 || true
   else
     stop_process "$pid"
     record "{\"scenario\":\"$scenario\",\"system\":\"$system\",\"status\":\"failed: see $(basename "$logf")\"}"
@@ -363,6 +392,109 @@ fulcrum_not_ready() {
   fi
 }
 # ==================================================================== end of fulcrum hook
+
+# ---------------------------------------------------------------- memif: generator <-> forwarder
+# run_memif SYSTEM   (testpmd-io | testpmd-macswap | fulcrum-ipip | fulcrum-dsr | fulcrum-nat)
+#
+# bench/gen (flcgen, on fulcrum-dpdk) is the memif *server* on lcore 0 (CPU 0); the
+# forwarder is the memif *client* with its forwarding thread on CPU 1 (testpmd: EAL
+# lcore 1 with --port-topology=loop, so port 0 forwards back to port 0; fulcrum: worker
+# core 1, its TX to the backends' MACs goes out the same port). flcgen finds the highest
+# lossless rate (loss <= MEMIF_MAX_LOSS in a trial) and measures latency at 50% and 90% of it.
+memif_gen_bin() {
+  if [ -n "${FLCGEN_BIN:-}" ]; then echo "$FLCGEN_BIN"; return; fi
+  local d
+  for d in "${CARGO_TARGET_DIR:-}" "$REPO_DIR/target"; do
+    if [ -n "$d" ] && [ -x "$d/release/flcgen" ]; then echo "$d/release/flcgen"; return; fi
+  done
+  echo "$REPO_DIR/target/release/flcgen"
+}
+
+run_memif() {
+  local system="$1" gen sock gprefix fprefix glog flog gpid fpid json counters cfg bin
+  gen=$(memif_gen_bin)
+  if [ ! -x "$gen" ]; then
+    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"status\":\"failed: no flcgen binary (cargo build --release -p fulcrum-bench-gen)\"}"
+    log "memif $system: no $gen"; return 0
+  fi
+  sock="/run/flcbench-memif-$$.sock"; rm -f "$sock"
+  gprefix="flcbench-gen-$$"; fprefix="flcbench-fm-$$"
+  glog="$WORK_DIR/memif.$system.gen.log"; flog="$WORK_DIR/memif.$system.log"
+  "${MEMIF_RUN[@]}" "$gen" --eal "-l 0 --file-prefix=$gprefix --huge-unlink --no-pci --vdev=net_memif0,role=server,socket=$sock,id=0" \
+    --flows "$MEMIF_FLOWS" --len 96 --trial-secs "$MEMIF_TRIAL" --lat-secs "$MEMIF_LAT" \
+    --max-steps "$MEMIF_STEPS" --max-loss "$MEMIF_MAX_LOSS" >"$WORK_DIR/memif.$system.json" 2>"$glog" &
+  gpid=$!; CHILD_PIDS+=("$gpid")
+  for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+  case "$system" in
+    testpmd-*)
+      "${MEMIF_RUN[@]}" dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix="$fprefix" --huge-unlink --no-pci \
+        --vdev="net_memif0,role=client,socket=$sock,id=0" -- \
+        --forward-mode="${system#testpmd-}" --port-topology=loop --nb-cores=1 --no-mlockall \
+        --total-num-mbufs=32768 --stats-period 100000 </dev/null >"$flog" 2>&1 &
+      fpid=$! ;;
+    fulcrum-*)
+      bin=$(fulcrum_bin)
+      cfg="$WORK_DIR/fulcrum-memif-${system#fulcrum-}.yaml"
+      write_fulcrum_config "$cfg" "\"--vdev=net_memif0,role=client,socket=$sock,id=0\"" net_memif0 \
+        "${system#fulcrum-}" "$fprefix" "" poll 1
+      "${MEMIF_RUN[@]}" "$bin" run -c "$cfg" </dev/null >"$flog" 2>&1 &
+      fpid=$! ;;
+  esac
+  CHILD_PIDS+=("$fpid")
+  wait "$gpid" 2>/dev/null || true
+  local keep=() i
+  for i in "${CHILD_PIDS[@]}"; do [ "$i" = "$gpid" ] || keep+=("$i"); done
+  CHILD_PIDS=("${keep[@]+"${keep[@]}"}")
+  stop_process "$fpid"
+  rm -f "$sock"
+  json=$(cat "$WORK_DIR/memif.$system.json" 2>/dev/null || true)
+  counters='{}'
+  case "$system" in fulcrum-*) counters=$(fulcrum_counters "$flog") ;; esac
+  if [ -n "$json" ]; then
+    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"status\":\"ok\",\"gen\":$json,\"fulcrum\":$counters}"
+    log "memif $system: $(grep -E 'flcgen: [0-9]+% of' "$glog" | tr '\n' ';')"
+  else
+    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"status\":\"failed: see $(basename "$glog")\"}"
+    log "memif $system: FAILED (log: $glog)"; tail -3 "$glog" >&2 || true
+  fi
+}
+
+# ---------------------------------------------------------------- idle CPU
+# run_idle IDLE (poll | adaptive): fulcrum on a net_ring port nobody sends to; the process's
+# utime+stime (/proc/PID/stat) over IDLE_SECONDS after a 2 s settle, as % of one CPU.
+run_idle() {
+  local idle="$1" bin cfg prefix logf pid cpu
+  bin=$(fulcrum_bin)
+  [ -x "$bin" ] || { record "{\"scenario\":\"idle\",\"system\":\"fulcrum-idle-$idle\",\"status\":\"not measured (binary not ready)\"}"; return 0; }
+  cfg="$WORK_DIR/fulcrum-idle-$idle.yaml"; prefix="flcbench-fi-$$"; logf="$WORK_DIR/idle.fulcrum-$idle.log"
+  write_fulcrum_config "$cfg" '"--vdev=net_ring0"' net_ring0 ipip "$prefix" "" "$idle" 1
+  "$bin" run -c "$cfg" </dev/null >"$logf" 2>&1 &
+  pid=$!; CHILD_PIDS+=("$pid")
+  for _ in $(seq 1 100); do grep -q 'workers running' "$logf" 2>/dev/null && break; sleep 0.1; done
+  sleep 2
+  if cpu=$(python3 - "$pid" "$IDLE_SECONDS" <<'PY'
+import json, os, sys, time
+pid, secs = int(sys.argv[1]), float(sys.argv[2])
+hz = os.sysconf("SC_CLK_TCK")
+def ticks():
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])  # utime, stime
+u0, s0 = ticks(); t0 = time.monotonic()
+time.sleep(secs)
+u1, s1 = ticks(); t1 = time.monotonic()
+wall = t1 - t0
+print(json.dumps({"seconds": round(wall, 3), "utime_s": (u1 - u0) / hz, "stime_s": (s1 - s0) / hz,
+                  "cpu_percent": round(100.0 * ((u1 - u0) + (s1 - s0)) / hz / wall, 2)}))
+PY
+  ); then
+    record "{\"scenario\":\"idle\",\"system\":\"fulcrum-idle-$idle\",\"status\":\"ok\",\"idle\":$cpu}"
+    log "idle $idle: $cpu"
+  else
+    record "{\"scenario\":\"idle\",\"system\":\"fulcrum-idle-$idle\",\"status\":\"failed: see $(basename "$logf")\"}"
+  fi
+  stop_process "$pid"
+}
 
 # Transmit variants of the net_pcap vdev, measured once (full mode) on est-10k-64 / io.
 # No dummy interface type on this kernel, so tx_iface goes to one end of a veth pair.
@@ -411,6 +543,16 @@ main() {
     done
   done
   if [ "$QUICK" = 0 ] && [ -z "$ONLY" ]; then run_tx_variants; fi
+  if [ -z "$ONLY" ] || echo memif | grep -Eq -- "$ONLY"; then
+    local memif_systems=(testpmd-io testpmd-macswap)
+    if [ "$FULCRUM_BENCH" != off ] && [ -x "$(fulcrum_bin)" ]; then
+      if [ "$QUICK" = 1 ]; then memif_systems+=(fulcrum-ipip); else memif_systems+=(fulcrum-ipip fulcrum-dsr fulcrum-nat); fi
+    fi
+    for mode in "${memif_systems[@]}"; do run_memif "$mode"; done
+  fi
+  if [ "$FULCRUM_BENCH" != off ] && { [ -z "$ONLY" ] || echo idle | grep -Eq -- "$ONLY"; }; then
+    run_idle poll; run_idle adaptive
+  fi
 
   python3 "$BENCH_DIR/report.py" machine-end >"$WORK_DIR/meta-end.json"
   local check=()

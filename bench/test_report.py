@@ -79,6 +79,39 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(self.run_report([ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6),
                                           ok("s1", "fulcrum-dsr", 0.0, 0.0)])[0], 1)
 
+    def test_forwarding_rule(self):
+        c = {"engine_rx_packets": 1000, "engine_forwarded": 1000, "port_opackets": 1000, "drops": 0, "drop_counters": {}}
+        self.assertEqual(report.forwarding_row("est-10k-64", "fulcrum-ipip", c)["verdict"], "ok")
+        short = dict(c, engine_forwarded=990, port_opackets=990)
+        self.assertNotEqual(report.forwarding_row("est-10k-64", "fulcrum-ipip", short)["verdict"], "ok")
+        lost_on_tx = dict(c, port_opackets=999)
+        self.assertNotEqual(report.forwarding_row("est-10k-64", "fulcrum-ipip", lost_on_tx)["verdict"], "ok")
+        mal = dict(c, engine_forwarded=900, port_opackets=900, drops=100, drop_counters={"drop_runt": 100})
+        self.assertEqual(report.forwarding_row("malformed10-64", "fulcrum-ipip", mal)["verdict"], "ok")
+        self.assertNotEqual(report.forwarding_row("malformed10-64", "fulcrum-ipip", c)["verdict"], "ok")
+        self.assertNotEqual(report.forwarding_row("est-10k-64", "fulcrum-ipip", {})["verdict"], "ok")
+
+    def test_check_fails_when_fulcrum_counters_disagree(self):
+        good = {"engine_rx_packets": 10, "engine_forwarded": 10, "port_opackets": 10, "drops": 0, "drop_counters": {}}
+        base = [ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6)]
+        self.assertEqual(self.run_report(base + [dict(ok("s1", "fulcrum-ipip", 5e6), fulcrum=good)])[0], 0)
+        bad = dict(good, engine_forwarded=5, port_opackets=5)
+        self.assertEqual(self.run_report(base + [dict(ok("s1", "fulcrum-ipip", 5e6), fulcrum=bad)])[0], 1)
+
+    def test_memif_check(self):
+        gen = {"max_loss": 0.001, "lossless_pps": 1e6, "search": [],
+               "latency": [{"fraction": 0.5, "p50_ns": 1000, "p99_ns": 5000, "p999_ns": 9000, "samples": 10,
+                            "trial": {"loss": 0.0}}],
+               "totals": {"received": 1000}}
+        base = [ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6)]
+        fl = {"engine_rx_packets": 1000, "engine_forwarded": 1000, "worker_tx_packets": 1000}
+        good = {"scenario": "memif", "system": "fulcrum-ipip", "status": "ok", "gen": gen, "fulcrum": fl}
+        self.assertEqual(self.run_report(base + [good])[0], 0)
+        lost = dict(good, fulcrum=dict(fl, engine_forwarded=500))
+        self.assertEqual(self.run_report(base + [lost])[0], 1)
+        empty = dict(good, gen=dict(gen, latency=[dict(gen["latency"][0], samples=0)]))
+        self.assertEqual(self.run_report(base + [empty])[0], 1)
+
     def test_nice_max(self):
         import plot
         self.assertEqual(plot.nice_max(37), 50)

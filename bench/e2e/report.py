@@ -2,7 +2,8 @@
 """Writes e2e.md and two SVG bar charts from the rows bench/e2e/run.sh measured.
 
 Rows (tab-separated): key, group, label, client, req/s, p50 us, p99 us, errors, backend split,
-CPU ("busy%/softirq%" of core 0, then of core 1).
+CPU ("busy%/softirq%" of core 0, then of core 1), the load balancer process's CPU (% of a
+core, "-" for none), round, quiet (1/0).
 Each table compares fulcrum with the best baseline (highest req/s) of the same table.
 No third-party packages.
 """
@@ -44,8 +45,9 @@ def read_rows(path):
                 "rps": float(rps or 0), "p50": int(p50 or 0), "p99": int(p99 or 0),
                 "errors": int(errors or 0), "split": split,
                 "cpu": parts[9] if len(parts) > 9 else "",
-                "round": parts[10] if len(parts) > 10 else "1",
-                "quiet": parts[11] == "1" if len(parts) > 11 else True,
+                "lbcpu": parts[10] if len(parts) > 10 else "-",
+                "round": parts[11] if len(parts) > 11 else "1",
+                "quiet": parts[12] == "1" if len(parts) > 12 else True,
             })
     return rounds
 
@@ -66,6 +68,16 @@ def median_rows(rounds):
 
 def fmt_us(us):
     return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us} µs"
+
+
+def lb_text(r):
+    """'LB process CPU | req/s per LB core' cells."""
+    try:
+        pct = int(r["lbcpu"])
+    except ValueError:
+        return "— | —"
+    per_core = f"{r['rps'] / (pct / 100):,.0f}" if pct > 0 else "—"
+    return f"{pct}% | {per_core}"
 
 
 def rounds_text(r):
@@ -102,8 +114,9 @@ def table_md(title, client, keys, baselines, rows):
                    "better; p99: lower is better).")
         out.append("")
     out.append("| system | req/s | p50 | p99 | req/s vs best baseline | p99 vs best baseline "
-               "| req/s of each round | requests per backend | errors | CPU busy (softirq) core 0 · core 1 |")
-    out.append("|---|---:|---:|---:|---:|---:|---|---|---:|---|")
+               "| req/s of each round | LB process CPU | req/s per LB core | requests per backend | errors "
+               "| CPU busy (softirq) core 0 · core 1 |")
+    out.append("|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---|")
     for r in present:
         name = r["label"]
         if r["key"] in baselines:
@@ -118,7 +131,8 @@ def table_md(title, client, keys, baselines, rows):
         else:
             ratio = p99r = "—"
         out.append(f"| {name} | {r['rps']:,.0f} | {fmt_us(r['p50'])} | {fmt_us(r['p99'])} | "
-                   f"{ratio} | {p99r} | {rounds_text(r)} | {r['split'].replace('/', ' / ')} | {r['errors']} | "
+                   f"{ratio} | {p99r} | {rounds_text(r)} | {lb_text(r)} | {r['split'].replace('/', ' / ')} "
+                   f"| {r['errors']} | "
                    f"{fmt_cpu(r['cpu'])} |")
     out.append("")
     return out
@@ -257,6 +271,11 @@ def main():
               f"{a.client_core} ip netns exec flb-cl …`.")
     md.append("- Requests per backend: the difference of each backend nginx's `stub_status` "
               "request count before and after the run.")
+    md.append("- LB process CPU: the load balancer process's user + system time over the run "
+              "(`/proc/PID/stat`, all threads; nginx: its one worker) as a share of one core, and "
+              "req/s divided by it. The kernel's softirq work for the LB's sockets is counted "
+              "only when it ran in the LB's own context; nftables has no process (it runs in the "
+              "softirq of whichever core sent the packet).")
     md.append("- CPU: each core's busy share (user + system + irq + softirq + steal) and its "
               "softirq share over the run, from `/proc/stat`; it includes whatever else ran on "
               "the VM at the time.")

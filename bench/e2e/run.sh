@@ -14,9 +14,11 @@
 #
 # usage: bench/e2e/run.sh [--quick] [--out DIR]
 # env:   FLC_PREFIX (namespace prefix, default flb), E2E_DURATION (s per figure, 10; quick 3),
-#        E2E_ROUNDS (rounds over all systems, 3; quick 1), E2E_CONNS (50),
+#        E2E_ROUNDS (rounds over all systems, 3; quick 1), E2E_CONNS (50), E2E_NICE (-10),
 #        E2E_QUIET_BUDGET (s the run may wait in all for other work on the machine to calm
-#        down before starting a system, 300; quick 0),
+#        down before starting a system, 300; quick 0), E2E_PROFILE (a figure's key, e.g.
+#        fulcrum-l7-h1: `perf record` the load balancer during it, the report goes to
+#        OUT/e2e-profile-KEY.txt),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR
 set -euo pipefail
 
@@ -48,6 +50,9 @@ H2_CONNS=10                       # h2load: connections x streams = $CONNS reque
 H2_STREAMS=$((CONNS / H2_CONNS))
 LB_CORE=1
 CLIENT_CORE=0
+# Every process of the benchmark (client, backends, load balancer) runs at this niceness,
+# so that other work on a shared VM gets little of the cores while a figure is taken.
+NICE="${E2E_NICE:--10}"
 EAL_MEM="${E2E_EAL_MEM:---no-huge -m 512}"
 VIP=10.99.0.100
 LB_ADDR=10.99.0.2
@@ -93,6 +98,7 @@ trap 'exit 130' INT TERM
 # Starts "$@" in the background with output to $1; its pid goes to LAST_PID and to the
 # list killed on exit (taskset and `ip netns exec` exec, so the pid is the program's).
 LAST_PID=""
+LB_PID=""          # the load balancer under test (for E2E_PROFILE)
 spawn() {
   local logf="$1"; shift
   "$@" >"$logf" 2>&1 &
@@ -167,7 +173,7 @@ http {
   }
 }
 EOF
-  spawn "$dir/nginx.out.log" taskset -c "$CLIENT_CORE" ip netns exec "$P-b$i" \
+  spawn "$dir/nginx.out.log" taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-b$i" \
     nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf"
 }
 
@@ -231,9 +237,38 @@ wait_vip() {
 }
 
 # --- 3. measurements -----------------------------------------------------------------------
-# row: KEY GROUP LABEL CLIENT RPS P50_US P99_US ERRORS SPLIT CPU
+# row: KEY GROUP LABEL CLIENT RPS P50_US P99_US ERRORS SPLIT CPU LB_CPU%
 # (plus the round, and whether the machine was quiet before the system started)
-record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$ROUND" "$QUIET" >>"$RESULTS"; }
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$ROUND" "$QUIET" >>"$RESULTS"; }
+
+# CPU time (clock ticks, all threads) used so far by the load balancer process, or "".
+lb_ticks() {
+  [ -n "$LB_PID" ] && [ -r "/proc/$LB_PID/stat" ] || { [ -z "$LB_PID" ] || log "lb_ticks: no /proc/$LB_PID/stat"; echo ""; return; }
+  sed 's/.*) //' "/proc/$LB_PID/stat" | awk '{print $12 + $13}'
+}
+
+# Percent of one core the load balancer used between two lb_ticks readings over $3 us.
+lb_percent() {
+  [ -n "$1" ] && [ -n "$2" ] || { echo "-"; return; }
+  awk -v a="$1" -v b="$2" -v us="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", 100 * (b - a) / hz / (us / 1e6)}'
+}
+
+# E2E_PROFILE: perf record of the load balancer (LB_PID) during one figure.
+PERF_PID=""
+profile_start() {
+  [ "${E2E_PROFILE:-}" = "$1" ] && [ -n "$LB_PID" ] || return 0
+  command -v perf >/dev/null || { log "E2E_PROFILE: no perf"; return 0; }
+  spawn "$WORK/$1.perf.log" perf record -F 499 -g -o "$WORK/$1.perf.data" -p "$LB_PID"
+  PERF_PID="$LAST_PID"
+}
+profile_stop() {
+  [ -n "$PERF_PID" ] || return 0
+  stop_pid "$PERF_PID" INT
+  PERF_PID=""
+  perf report -i "$WORK/$1.perf.data" --no-children --percent-limit 0.7 --stdio -g none \
+    >"$OUT/e2e-profile-$1.txt" 2>/dev/null || true
+  log "profile of $1: $OUT/e2e-profile-$1.txt"
+}
 
 # Waits (within what is left of QUIET_BUDGET) until both cores were at least 80% idle over
 # one second: other work on a shared VM skews every figure. Sets QUIET.
@@ -288,11 +323,16 @@ run_wrk() {
   out="$WORK/$key.wrk.log"
   log "$label: wrk -t1 -c$CONNS -d${DURATION}s $url"
   local cpu0 cpu1
+  profile_start "$key"
+  local lb0 lb1 t0 t1
+  lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   cpu0="$(cpu_snapshot)"
-  timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" ip netns exec "$P-cl" \
+  timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-cl" \
     wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s -s "$HERE/report.lua" "$url" >"$out" 2>&1 \
     || die "$label: wrk failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
+  lb1="$(lb_ticks)"; t1="$(date +%s%N)"
+  profile_stop "$key"
   after="$(backend_counts)"
   line="$(grep '^E2E ' "$out")" || die "$label: no wrk report: $(cat "$out")"
   local req dur p50 p99 errs
@@ -305,8 +345,10 @@ run_wrk() {
   rps="$(awk -v r="$req" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}')"
   split="$(backend_split "$before" "$after")"
   cpu="$(cpu_usage "$cpu0" "$cpu1")"
-  log "$label: $rps req/s, p50 ${p50} us, p99 ${p99} us, errors $errs, backends $split, cpu busy/softirq % $cpu"
-  record "$key" "$group" "$label" "wrk" "$rps" "$p50" "$p99" "$errs" "$split" "$cpu"
+  local lbcpu
+  lbcpu="$(lb_percent "$lb0" "$lb1" $(((t1 - t0) / 1000)))"
+  log "$label: $rps req/s, p50 ${p50} us, p99 ${p99} us, errors $errs, backends $split, cpu busy/softirq % $cpu, LB cpu $lbcpu%"
+  record "$key" "$group" "$label" "wrk" "$rps" "$p50" "$p99" "$errs" "$split" "$cpu" "$lbcpu"
 }
 
 run_h2load() {
@@ -317,11 +359,16 @@ run_h2load() {
   reqlog="$WORK/$key.h2load.requests"
   log "$label: h2load -t1 -c$H2_CONNS -m$H2_STREAMS -D$DURATION $url"
   local cpu0 cpu1
+  profile_start "$key"
+  local lb0 lb1 t0 t1
+  lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   cpu0="$(cpu_snapshot)"
-  timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" ip netns exec "$P-cl" \
+  timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-cl" \
     h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" --log-file="$reqlog" "$url" >"$out" 2>&1 \
     || die "$label: h2load failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
+  lb1="$(lb_ticks)"; t1="$(date +%s%N)"
+  profile_stop "$key"
   after="$(backend_counts)"
   local rps failed errored timeouts stats
   rps="$(sed -nE 's/^finished in [^,]+, ([0-9.]+) req\/s.*/\1/p' "$out" | awk '{printf "%.0f", $1}')"
@@ -350,8 +397,10 @@ PY
   local split cpu
   split="$(backend_split "$before" "$after")"
   cpu="$(cpu_usage "$cpu0" "$cpu1")"
-  log "$label: $rps req/s, p50 ${p50} us, p99 ${p99} us, errors $errs, backends $split, cpu busy/softirq % $cpu"
-  record "$key" "$group" "$label" "h2load" "$rps" "$p50" "$p99" "$errs" "$split" "$cpu"
+  local lbcpu
+  lbcpu="$(lb_percent "$lb0" "$lb1" $(((t1 - t0) / 1000)))"
+  log "$label: $rps req/s, p50 ${p50} us, p99 ${p99} us, errors $errs, backends $split, cpu busy/softirq % $cpu, LB cpu $lbcpu%"
+  record "$key" "$group" "$label" "h2load" "$rps" "$p50" "$p99" "$errs" "$split" "$cpu" "$lbcpu"
   rm -f "$reqlog"
 }
 
@@ -389,8 +438,9 @@ services:
       - address: ${BACKENDS[2]}
 EOF
   flush_neighbours
-  spawn "$dir/fulcrum.log" taskset -c "$LB_CORE" ip netns exec "$P-lb" "$FULCRUM" run -c "$dir/fulcrum.yaml"
+  spawn "$dir/fulcrum.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$FULCRUM" run -c "$dir/fulcrum.yaml"
   local pid="$LAST_PID"
+  LB_PID="$pid"
   local up=0
   for _ in $(seq 1 300); do
     grep -q "workers running" "$dir/fulcrum.log" 2>/dev/null && { up=1; break; }
@@ -423,6 +473,7 @@ table ip fulcrum_e2e {
 EOF
   ns "$P-lb" nft list ruleset >"$WORK/nft-ruleset.txt"
   wait_vip 80 || die "nftables: VIP not answering"
+  LB_PID=""
   run_wrk nft l4 "nftables DNAT (numgen + masquerade)" "http://$VIP/index.html"
   ns "$P-lb" nft delete table ip fulcrum_e2e
 }
@@ -430,7 +481,7 @@ EOF
 # Starts HAProxy (foreground, one thread) on the config file $WORK/$1.haproxy.cfg.
 haproxy_run() {
   local key="$1"
-  spawn "$WORK/$key.haproxy.log" taskset -c "$LB_CORE" ip netns exec "$P-lb" haproxy -db -f "$WORK/$key.haproxy.cfg"
+  spawn "$WORK/$key.haproxy.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" haproxy -db -f "$WORK/$key.haproxy.cfg"
 }
 
 haproxy_global() {
@@ -460,6 +511,7 @@ EOF
   } >"$WORK/haproxy-tcp.haproxy.cfg"
   haproxy_run haproxy-tcp
   local pid="$LAST_PID"
+  LB_PID="$pid"
   wait_vip 80 || die "haproxy tcp: VIP not answering: $(cat "$WORK/haproxy-tcp.haproxy.log")"
   run_wrk haproxy-tcp l4 "HAProxy $(haproxy_version) TCP mode" "http://$VIP/index.html"
   stop_pid "$pid"
@@ -486,6 +538,7 @@ EOF
   } >"$WORK/haproxy-http.haproxy.cfg"
   haproxy_run haproxy-http
   local pid="$LAST_PID"
+  LB_PID="$pid"
   wait_vip 80 || die "haproxy http: VIP not answering: $(cat "$WORK/haproxy-http.haproxy.log")"
   run_wrk haproxy-http-h1 l7 "HAProxy $(haproxy_version) HTTP mode" "http://$VIP/index.html"
   run_h2load haproxy-http-h2 l7 "HAProxy $(haproxy_version) HTTP mode" "http://$VIP:81/index.html"
@@ -522,10 +575,11 @@ http {
   server { listen $VIP:81 http2 backlog=4096; $loc }
 }
 EOF
-  spawn "$dir/nginx.out.log" taskset -c "$LB_CORE" ip netns exec "$P-lb" \
+  spawn "$dir/nginx.out.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" \
     nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf"
   local pid="$LAST_PID"
   wait_vip 80 || die "nginx proxy: VIP not answering: $(cat "$dir/error.log")"
+  LB_PID="$(pgrep -P "$pid" | head -1)"   # the worker process
   run_wrk nginx-h1 l7 "nginx $(nginx_version) reverse proxy" "http://$VIP/index.html"
   run_h2load nginx-h2 l7 "nginx $(nginx_version) reverse proxy" "http://$VIP:81/index.html"
   stop_pid "$pid" QUIT
@@ -558,8 +612,9 @@ l7:
 services:
 EOF
     l7_service web 80; l7_service web-h2c 81; } >"$dir/l7.yaml"
-  spawn "$dir/l7.log" taskset -c "$LB_CORE" ip netns exec "$P-lb" "$L7BIN" "$dir/l7.yaml"
+  spawn "$dir/l7.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$L7BIN" "$dir/l7.yaml"
   local pid="$LAST_PID"
+  LB_PID="$pid"
   wait_vip 80 || die "fulcrum l7: VIP not answering: $(cat "$dir/l7.log")"
   run_wrk fulcrum-l7-h1 l7 "fulcrum L7 pool" "http://$VIP/index.html"
   run_h2load fulcrum-l7-h2 l7 "fulcrum L7 pool" "http://$VIP:81/index.html"
@@ -578,6 +633,7 @@ one_round() {
 
   # Reference: the client straight to one backend (no load balancer).
   wait_quiet
+  LB_PID=""
   run_wrk direct ref "no load balancer (client to one backend)" "http://${BACKENDS[0]}/index.html"
 
   # L4. fulcrum first, while lb0 has no kernel addresses.

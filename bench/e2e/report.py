@@ -193,6 +193,7 @@ def main():
     ap.add_argument("--nft-ruleset")
     ap.add_argument("--load", default="")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--autogroup", default="")
     a = ap.parse_args()
 
     rounds = read_rows(a.results)
@@ -233,6 +234,12 @@ def main():
               "table shows a system's median round (its p50 and p99 are that round's), with "
               "every round's req/s beside it.")
     md.append("")
+    if a.autogroup:
+        md.append(f"Every process of the run (client, backends, load balancer) ran at niceness "
+                  f"-10 in a session of its own whose scheduler autogroup had niceness "
+                  f"`{a.autogroup.split()[-1]}` (`{a.autogroup}`), so that other sessions' work "
+                  "on the VM took little of the cores while figures were taken.")
+        md.append("")
     md.append(f"Before starting each system the run waited (within a budget) for both cores to "
               f"be at least 80% idle; {busy} of {figures} figures were still taken while other "
               "work kept a core busy (marked \"busy\"): this VM is shared with other builds "

@@ -235,8 +235,8 @@ def main():
               "every round's req/s beside it.")
     md.append("")
     if a.autogroup:
-        md.append(f"Every process of the run (client, backends, load balancer) ran at niceness "
-                  f"-10 in a session of its own whose scheduler autogroup had niceness "
+        md.append(f"Every process of the run (client, backends, load balancer) ran at the same niceness "
+                  f"in a session of its own whose scheduler autogroup had niceness "
                   f"`{a.autogroup.split()[-1]}` (`{a.autogroup}`), so that other sessions' work "
                   "on the VM took little of the cores while figures were taken.")
         md.append("")

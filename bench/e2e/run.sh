@@ -44,9 +44,10 @@ if [ -z "${E2E_OWN_SESSION:-}" ] && command -v setsid >/dev/null; then
   E2E_OWN_SESSION=1 setsid -w "$0" "$@" &
   inner=$!
   trap 'kill -TERM "$inner" 2>/dev/null' INT TERM
-  wait "$inner"; rc=$?
+  rc=0
+  wait "$inner" || rc=$?
   # a signal interrupts the first wait: wait for the inner run's cleanup
-  while kill -0 "$inner" 2>/dev/null; do wait "$inner"; rc=$?; done
+  while kill -0 "$inner" 2>/dev/null; do rc=0; wait "$inner" || rc=$?; done
   exit "$rc"
 fi
 [ -w "/proc/$$/autogroup" ] && echo "${E2E_NICE:--10}" >"/proc/$$/autogroup" 2>/dev/null || true

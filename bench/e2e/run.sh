@@ -24,6 +24,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+ARGS=("$@")
 QUICK=0
 OUT=""
 while [ $# -gt 0 ]; do
@@ -41,7 +42,7 @@ done
 # benchmark, every process of this run would get a fraction of its core. The run goes into
 # a session of its own, whose autogroup gets niceness $E2E_NICE (default -10).
 if [ -z "${E2E_OWN_SESSION:-}" ] && command -v setsid >/dev/null; then
-  E2E_OWN_SESSION=1 setsid -w "$0" "$@" &
+  E2E_OWN_SESSION=1 setsid -w "$0" "${ARGS[@]}" &
   inner=$!
   trap 'kill -TERM "$inner" 2>/dev/null' INT TERM
   rc=0

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every fulcrum test on a fresh Debian 12 machine: installs what is missing,
-# reserves hugepages, builds, then runs the unit, property, DPDK-device and
-# network-namespace integration tests, the config checks and the fuzz smoke run.
+# reserves hugepages, builds, then runs the unit, property, DPDK-device, pcap
+# conformance and network-namespace integration tests, the library without DPDK,
+# and the quick mode of both benchmark harnesses (which check that figures are
+# produced and that fulcrum forwarded what it was sent; they assert no timing).
 #
-# usage: sudo scripts/test.sh
+# usage: sudo scripts/test.sh            (FULCRUM_SKIP_BENCH=1 leaves the benchmark smoke runs out)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
@@ -15,14 +17,22 @@ export FULCRUM_EAL_MEM
 echo "== build (release)"
 cargo build --release --workspace --all-targets
 
-echo "== unit, property and device tests"
+echo "== unit, property, DPDK device, pcap conformance and namespace tests"
 # Integration tests that build namespace topologies share names, so they run one at a time.
 cargo test --release --workspace -- --test-threads=1
 
 echo "== library without DPDK (what the fuzzers build)"
 cargo test --release --no-default-features --lib
 
+if [ "${FULCRUM_SKIP_BENCH:-0}" != 1 ]; then
+  echo "== benchmark harness, quick mode (per-core, memif, idle)"
+  python3 -m unittest discover -s bench -p 'test_*.py'
+  bash bench/run.sh --quick
+  echo "== end-to-end benchmark harness, quick mode"
+  bash bench/e2e/run.sh --quick
+fi
+
 echo "== leftovers"
-left=$(ip netns list | grep -E '^flc' || true)
+left=$(ip netns list | grep -E '^(flc|flb)' || true)
 if [ -n "$left" ]; then echo "namespaces left behind: $left" >&2; exit 1; fi
 echo "all tests passed"

@@ -28,6 +28,27 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// A live view of per-service and per-backend rates from the admin API.
+    Top {
+        /// The admin listener (`admin.listen`).
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        admin: String,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(long)]
+        iterations: Option<u32>,
+        /// Bearer token (`admin.token`).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Run the L7 pool on its own, on the host's sockets (each service's `listen`).
+    L7 {
+        /// The L7 YAML file (see the README's L7 section).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Print a service's Maglev lookup table, one backend address per line.
     Maglev {
         /// The YAML configuration file.
@@ -45,6 +66,28 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Maglev { config, service } => maglev(&config, &service),
+        Command::Top {
+            admin,
+            interval,
+            iterations,
+            token,
+        } => {
+            let every = std::time::Duration::from_secs_f64(interval.max(0.1));
+            match fulcrum::admin::run_top(&admin, every, iterations, token) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fulcrum top: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::L7 { config } => match fulcrum::l7::run_standalone(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fulcrum l7: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -307,7 +307,10 @@ fn metrics_parse_and_count_what_was_sent_and_dumpcap_captures() {
     assert_eq!(sum("fulcrum_engine_new_flows_total"), N as f64);
     // SYN, ACK, request, FIN and ACK of each connection, at least four of them distinct
     let rx = sum("fulcrum_port_rx_packets_total");
-    assert!(rx >= (N * 4) as f64, "{rx} packets received for {N} connections");
+    assert!(
+        rx >= (N * 4) as f64,
+        "{rx} packets received for {N} connections"
+    );
     assert!(
         text.contains("fulcrum_loop_seconds{worker=\"0\",quantile=\"0.99\"}"),
         "{text}"

@@ -315,6 +315,27 @@ fn metrics_parse_and_count_what_was_sent_and_dumpcap_captures() {
         text.contains("fulcrum_loop_seconds{worker=\"0\",quantile=\"0.99\"}"),
         "{text}"
     );
+    // every metric the Grafana dashboard plots is exported
+    let dashboard = std::fs::read_to_string(root().join("configs/grafana-dashboard.json")).unwrap();
+    let mut names: Vec<&str> = dashboard
+        .match_indices("fulcrum_")
+        .map(|(i, _)| {
+            let rest = &dashboard[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        assert!(
+            text.contains(&format!("\n{n}")),
+            "the dashboard plots {n}, which /metrics lacks"
+        );
+    }
 
     // dpdk-dumpcap attaches to the running fulcrum as a secondary process
     let pcap = std::env::temp_dir().join("fulcrum-test-dumpcap.pcapng");

@@ -67,6 +67,8 @@ counters! {
     midstream_flows,
     /// Flows moved off a backend that left (drain over) or failed (`on_unhealthy: reset`).
     flows_repicked,
+    /// Bare SYNs on a closed flow's 5-tuple, balanced as new connections.
+    flows_reused,
     /// Full-NAT translations created.
     nat_sessions,
     /// Full-NAT replies translated back to the client.

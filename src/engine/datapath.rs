@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use crate::buffer::PacketBuf;
 use crate::flow::{
-    tcp_flags, FlowKey, FlowKeyT, FlowTable, FlowTableError, FlowTimeouts, IpAddr16,
+    tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTimeouts, IpAddr16,
 };
 use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
 
@@ -402,19 +402,28 @@ impl Engine {
         client_mac: Mac,
         now: u32,
     ) -> Result<(&'s Backend, u16), DropReason> {
+        // A bare SYN on a flow that already closed (FIN or RST seen) is a new connection
+        // reusing the 5-tuple (as IPVS's conn_reuse_mode): it is balanced afresh, so it
+        // never lands on a backend that has since failed, drained or left.
+        let fresh_syn = meta.proto == IpProtocol::TCP.0
+            && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         if let Some(e) = self.flows.lookup_entry_hashed(hash, key, now) {
-            e.observe_tcp(meta.tcp_flags);
-            let v = *e.value();
-            if let Some(b) = snap.backend(v & 0xffff) {
-                let keep = match b.state {
-                    BackendState::Active => b.healthy || !service.reset_on_unhealthy,
-                    BackendState::Draining { until } => now < until,
-                };
-                if keep {
-                    return Ok((b, (v >> 16) as u16));
+            if fresh_syn && e.state() == FlowState::Closing {
+                self.counters.flows_reused += 1;
+            } else {
+                e.observe_tcp(meta.tcp_flags);
+                let v = *e.value();
+                if let Some(b) = snap.backend(v & 0xffff) {
+                    let keep = match b.state {
+                        BackendState::Active => b.healthy || !service.reset_on_unhealthy,
+                        BackendState::Draining { until } => now < until,
+                    };
+                    if keep {
+                        return Ok((b, (v >> 16) as u16));
+                    }
                 }
+                self.counters.flows_repicked += 1;
             }
-            self.counters.flows_repicked += 1;
         }
         // A new flow. The Maglev hash leaves out the local service id, so every fulcrum
         // with the same configuration picks the same backend for the same 5-tuple.

@@ -60,7 +60,8 @@ fn drop_cases() -> Vec<(DropReason, u16, Vec<u8>, &'static str)> {
     add(DropReason::BadVlan, 0, f, "3 VLAN tags");
     let mut f = tcp4();
     f.truncate(15);
-    add(DropReason::BadIpv4, 0, f, "IPv4 header cut");
+    // a frame that ends inside the header its EtherType announces is a runt
+    add(DropReason::Runt, 0, f, "IPv4 header cut");
     let mut f = Spec::tcp("2001:db8::7", 1, "fd01::1", 80).build();
     f[18..20].copy_from_slice(&1000u16.to_be_bytes());
     add(

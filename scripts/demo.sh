@@ -53,6 +53,9 @@ for k in $(printf '%s\n' "${!SEEN[@]}" | sort); do
 done
 echo "  failed     $FAIL"
 
+echo "== the admin API's view (GET /api/services)"
+ip netns exec flc-lb curl -s -m 3 http://127.0.0.1:9100/api/services | python3 -m json.tool || true
+
 echo "== fulcrum counters"
 kill -INT "$FPID"; wait "$FPID" || true; FPID=
 cat "$LOG"

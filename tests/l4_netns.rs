@@ -254,7 +254,7 @@ fn removing_a_backend_keeps_other_connections() {
         "remove",
         &topo_config("remove", "10.99.0.2/24", &[1], &three),
     );
-    // find a client port whose connection lands on backend1, then keep it open
+    // a long connection, on whichever backend Maglev gives it
     let mut child = in_ns(&format!("{PREFIX}-cl"), &["python3"])
         .arg(root().join("tests/netns/longconn.py"))
         .args([VIP4, "80", "4", "0.05"])
@@ -265,8 +265,8 @@ fn removing_a_backend_keeps_other_connections() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    // remove every backend but... we do not know the long connection's backend yet, so
-    // remove none of them: drop backend3 only if the connection is elsewhere, checked below
+    // remove backend3: if the connection is on it, it drains (drain_timeout 30s) and keeps
+    // working; if not, it is untouched
     let log = f.reload(&topo_config(
         "remove",
         "10.99.0.2/24",

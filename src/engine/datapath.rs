@@ -443,15 +443,18 @@ impl Engine {
         } else {
             0
         };
-        let _ = self.flows.insert(*key, flow_value(id, nat_port), now);
-        if meta.proto == IpProtocol::TCP.0 {
-            if let Some(e) = self.flows.lookup_entry_hashed(hash, key, now) {
-                e.observe_tcp(meta.tcp_flags);
-            }
+        // one insert, already in the state this packet's flags put the flow in
+        let state = if meta.proto == IpProtocol::TCP.0 {
             if meta.tcp_flags & tcp_flags::SYN == 0 {
                 self.counters.midstream_flows += 1;
             }
-        }
+            FlowState::SynSeen.after_tcp_flags(meta.tcp_flags)
+        } else {
+            FlowState::Established
+        };
+        let _ = self
+            .flows
+            .insert_with_state(*key, flow_value(id, nat_port), state, now);
         self.counters.new_flows += 1;
         if let Some(c) = self.backends.get_mut(id as usize) {
             c.new_flows += 1;

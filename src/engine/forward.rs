@@ -111,9 +111,9 @@ pub fn encapsulate<B: PacketBuf>(
         IpProtocol::IPIP
     };
     let outer_len = overhead + meta.ip_len;
-    let (proto, payload_off) = match encap {
-        Encap::Ipip => (inner_proto, 0),
-        Encap::Gue(_) => (IpProtocol::UDP, UDP_HEADER_LEN),
+    let proto = match encap {
+        Encap::Ipip => inner_proto,
+        Encap::Gue(_) => IpProtocol::UDP,
     };
     let Some(out) = data.get_mut(l3..l3 + outer_len) else {
         return EncapOutcome::Drop(DropReason::Runt);
@@ -158,7 +158,6 @@ pub fn encapsulate<B: PacketBuf>(
             UdpPacket::new_unchecked(&mut rest[..]).fill_checksum(&pseudo);
         }
     }
-    let _ = payload_off;
     let ethertype = if outer_v6 { 0x86dd } else { 0x0800 };
     set_inner_ethertype(data, l3, ethertype);
     set_macs(data, backend_mac, port.mac);

@@ -225,13 +225,10 @@ impl Control {
             .cfg
             .service(service)
             .ok_or_else(|| AdminError::NotFound(format!("no service {service:?}")))?;
+        // the admin server has percent-decoded the path segment
         let addr: IpAddr = backend
-            .split(':')
-            .next()
-            .filter(|_| !backend.contains("::") && backend.matches(':').count() <= 1)
-            .and_then(|a| a.parse().ok())
-            .or_else(|| backend.parse().ok())
-            .ok_or_else(|| AdminError::BadRequest(format!("{backend:?} is not an address")))?;
+            .parse()
+            .map_err(|_| AdminError::BadRequest(format!("{backend:?} is not an address")))?;
         let b = svc
             .backends
             .iter()

@@ -38,7 +38,6 @@ struct LoopCounters {
     handoff_full: u64,
     to_control: u64,
     to_kernel: u64,
-    to_kernel_dropped: u64,
     from_kernel: u64,
     injected: u64,
     idle_polls: u64,
@@ -241,10 +240,7 @@ impl Worker {
                     c.to_kernel += 1;
                     push_tx(&mut self.tx, tx_batches, k, m, c);
                 }
-                None => {
-                    c.to_kernel_dropped += 1;
-                    self.engine.count_drop(DropReason::NoKernelInterface);
-                }
+                None => self.engine.count_drop(DropReason::NoKernelInterface),
             },
             Verdict::Drop(_) => {}
         }

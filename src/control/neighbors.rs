@@ -75,6 +75,11 @@ impl NeighborTable {
         }
     }
 
+    /// Whether every wanted neighbour has a MAC.
+    pub fn all_resolved(&self) -> bool {
+        self.entries.values().all(|e| e.mac.is_some())
+    }
+
     /// The MAC of `ip`, if resolved.
     pub fn get(&self, ip: IpAddr) -> Option<Mac> {
         self.entries.get(&ip).and_then(|e| e.mac)

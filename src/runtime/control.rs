@@ -124,17 +124,7 @@ impl Control {
             }
             self.serve_commands();
             let now = self.shared.now_ms();
-            let mut dirty = false;
-            while let Some(f) = self.shared.to_control.pop() {
-                if let Some((ip, mac)) = frames::parse_neighbor_answer(&f.bytes) {
-                    dirty |= self.neigh.learn(ip, mac, now);
-                }
-            }
-            let (due, forgot) = self.neigh.due(now);
-            dirty |= forgot;
-            for ip in due {
-                self.solicit(ip);
-            }
+            let mut dirty = self.neighbor_tick(now);
             if self.reg.departed().any(|(_, d)| d.until_ms <= now) {
                 dirty = true;
             }
@@ -153,6 +143,39 @@ impl Control {
             h.stop();
         }
         Ok(())
+    }
+
+    /// Reads neighbour answers and sends the requests that are due; returns whether a
+    /// MAC changed (a new snapshot is due).
+    fn neighbor_tick(&mut self, now: u32) -> bool {
+        let mut dirty = false;
+        while let Some(f) = self.shared.to_control.pop() {
+            if let Some((ip, mac)) = frames::parse_neighbor_answer(&f.bytes) {
+                dirty |= self.neigh.learn(ip, mac, now);
+            }
+        }
+        let (due, forgot) = self.neigh.due(now);
+        for ip in due {
+            self.solicit(ip);
+        }
+        dirty | forgot
+    }
+
+    /// At start-up: resolves the next hops before fulcrum says it is running, for at most
+    /// `max`, so the first connections are not dropped for want of a MAC.
+    pub fn resolve_neighbors(&mut self, max: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < max {
+            let now = self.shared.now_ms();
+            if self.neighbor_tick(now) {
+                self.publish(now);
+            }
+            if self.neigh.all_resolved() {
+                return;
+            }
+            std::thread::sleep(TICK);
+        }
+        println!("fulcrum: some next hops are still unresolved; their traffic waits for ARP / ND");
     }
 
     /// Applies health transitions; returns whether any happened.

@@ -306,6 +306,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         reloads: (0, 0),
     };
     ctl.start_health();
+    ctl.resolve_neighbors(std::time::Duration::from_secs(3));
     let handler = Arc::new(admin::RuntimeAdmin {
         view,
         shared: Arc::clone(&shared),

@@ -375,5 +375,152 @@ fn metrics_parse_and_count_what_was_sent_and_dumpcap_captures() {
     // received and transmitted packets are both captured
     assert!(captured.lines().count() >= 20, "{captured}");
     assert!(captured.contains("10.99.0.100.80"), "{captured}");
+
+    // DPDK's telemetry socket answers dpdk-telemetry.py with the port's counters
+    let mut tel = Command::new("dpdk-telemetry.py")
+        .args(["-f", "flc-metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        tel.stdin.as_mut().unwrap(),
+        b"/ethdev/list\n/ethdev/stats,0\n",
+    )
+    .unwrap();
+    drop(tel.stdin.take());
+    let out = tel.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l.trim_start_matches("--> ").trim()).ok())
+        .collect();
+    let stats = answers
+        .iter()
+        .find_map(|v| v.get("/ethdev/stats"))
+        .unwrap_or_else(|| panic!("no /ethdev/stats answer: {text}"));
+    let ipackets = stats["ipackets"].as_u64().unwrap_or(0);
+    let opackets = stats["opackets"].as_u64().unwrap_or(0);
+    // at least the 30 requests just sent: a SYN, a request and an ACK or FIN each
+    assert!(ipackets >= 90 && opackets >= 90, "{text}");
+    assert!(
+        answers.iter().any(|v| v["/ethdev/list"]
+            .as_array()
+            .is_some_and(|ports| ports.contains(&serde_json::json!(0)))),
+        "{text}"
+    );
     f.stop();
+}
+
+/// A `nat` service with passive checks only (no active health check), tuned short.
+fn passive_config(name: &str) -> String {
+    topo_config(
+        name,
+        "10.99.0.2/24",
+        &[1],
+        &format!(
+            "  - name: web\n    vip: {VIP4}\n    port: 80\n    forwarding: nat\n\
+             \x20   outlier_detection:\n      consecutive_failures: 3\n      connect_timeout: 300ms\n      base_ejection_time: 3s\n\
+             \x20   backends:\n      - address: 10.99.0.11\n      - address: 10.99.0.12\n      - address: 10.99.0.13\n"
+        ),
+    )
+}
+
+/// The value of the first `/metrics` sample whose line starts with `prefix`.
+fn metric(m: &str, prefix: &str) -> Option<f64> {
+    m.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn metric_sum(m: &str, name: &str) -> f64 {
+    m.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn nat_connection_failures_eject_a_backend_passively() {
+    let t = Topology::up("nat", 1);
+    let f = Fulcrum::start("passive", &passive_config("passive"));
+    let s = requests(VIP4, 90, &["--timeout", "1"]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    assert_eq!(s.backends.len(), 3, "{}", s.raw);
+
+    // 1. Refused: backend2's server stops, its kernel answers SYNs with RST. A few
+    //    connections fail (the threshold, plus those begun before the control thread's
+    //    next look), then the backend is ejected and none fails.
+    topo("stop-backend", 2);
+    let s = requests(VIP4, 60, &["--timeout", "1"]);
+    assert!(
+        (3..=30).contains(&s.failed),
+        "refused connections before the ejection: {}",
+        s.raw
+    );
+    eprintln!("refused before the ejection: {} of 60", s.failed);
+    wait_ms(200);
+    let s = requests(VIP4, 150, &["--timeout", "1"]);
+    assert_eq!(s.failed, 0, "connections failed after the ejection: {}", s.raw);
+    assert!(!s.backends.contains_key("backend2"), "{}", s.raw);
+    let m = admin(&f, "GET", "/metrics", None);
+    let b2 = "service=\"web\",backend=\"10.99.0.12\"";
+    assert_eq!(metric(&m, &format!("fulcrum_backend_ejected{{{b2}}}")), Some(1.0), "{m}");
+    assert_eq!(metric(&m, &format!("fulcrum_backend_healthy{{{b2}}}")), Some(0.0), "{m}");
+    let failed = metric(&m, &format!("fulcrum_backend_connects_total{{{b2},result=\"failed\"}}"));
+    assert!(failed.is_some_and(|n| n >= 3.0), "{m}");
+    let ok1 = metric(
+        &m,
+        "fulcrum_backend_connects_total{service=\"web\",backend=\"10.99.0.11\",result=\"ok\"}",
+    );
+    assert!(ok1.is_some_and(|n| n >= 30.0), "{m}");
+    // every live flow is counted against exactly one backend
+    let active = metric_sum(&m, "fulcrum_backend_active_flows");
+    let entries = metric_sum(&m, "fulcrum_flow_table_entries");
+    assert!(active > 0.0 && active == entries, "active {active} vs entries {entries}\n{m}");
+    let api = admin(&f, "GET", "/api/services", None);
+    let v: serde_json::Value = serde_json::from_str(&api).expect("services JSON");
+    let b = &v["services"][0]["backends"];
+    let total: u64 = (0..3).map(|i| b[i]["active_flows"].as_u64().unwrap()).sum();
+    assert_eq!(total as f64, entries, "{api}");
+    assert_eq!(b[1]["ejected"], true, "{api}");
+
+    // 2. Readmitted when the ejection (3 s) ends; with its server back it serves again.
+    topo("start-backend", 2);
+    wait_ms(3300);
+    let s = requests(VIP4, 150, &["--timeout", "1"]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    assert!(
+        s.backends.get("backend2").copied().unwrap_or(0) > 20,
+        "backend2 takes traffic again: {}",
+        s.raw
+    );
+
+    // 3. Timed out: backend3's replies to the LB vanish (a blackhole route in its
+    //    namespace), so its SYN-ACKs never come: no answer within connect_timeout.
+    sh(&mut in_ns(
+        &t.ns("b3"),
+        &["ip", "route", "add", "blackhole", "10.99.0.2/32"],
+    ));
+    let s = requests(VIP4, 40, &["--timeout", "1"]);
+    assert!(
+        (3..=20).contains(&s.failed),
+        "unanswered connections before the ejection: {}",
+        s.raw
+    );
+    eprintln!("unanswered before the ejection: {} of 40", s.failed);
+    wait_ms(500);
+    let s = requests(VIP4, 100, &["--timeout", "1"]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    assert!(!s.backends.contains_key("backend3"), "{}", s.raw);
+
+    let log = f.stop();
+    assert!(log.contains("backend 10.99.0.12 of web ejected"), "{log}");
+    assert!(log.contains("backend 10.99.0.12 of web readmitted"), "{log}");
+    assert!(log.contains("backend 10.99.0.13 of web ejected"), "{log}");
+    assert!(counter(&log, "engine_connects_refused") >= 3, "{log}");
+    assert!(counter(&log, "engine_connects_timed_out") >= 3, "{log}");
 }

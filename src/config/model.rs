@@ -44,6 +44,14 @@ pub mod defaults {
     pub const UNHEALTHY_THRESHOLD: u8 = 3;
     /// `services[].panic_threshold`, percent of backends healthy.
     pub const PANIC_THRESHOLD: u8 = 50;
+    /// `services[].outlier_detection.consecutive_failures` (`nat` services).
+    pub const OUTLIER_CONSECUTIVE_FAILURES: u16 = 5;
+    /// `services[].outlier_detection.connect_timeout`: no SYN-ACK within it is a failure.
+    pub const OUTLIER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+    /// `services[].outlier_detection.base_ejection_time`.
+    pub const OUTLIER_BASE_EJECTION: Duration = Duration::from_secs(30);
+    /// `services[].outlier_detection.max_ejection_time`.
+    pub const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(300);
     /// `services[].drain_timeout`.
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// `services[].gue_port`, destination UDP port of GUE packets (the Linux `fou` default
@@ -72,6 +80,10 @@ pub mod limits {
     pub const WEIGHT: std::ops::RangeInclusive<u16> = 0..=u16::MAX;
     /// `healthy_threshold` / `unhealthy_threshold` range, consecutive probes.
     pub const THRESHOLD: std::ops::RangeInclusive<u8> = 1..=100;
+    /// `outlier_detection.consecutive_failures` range (0 turns passive checks off).
+    pub const OUTLIER_FAILURES: std::ops::RangeInclusive<u16> = 0..=10_000;
+    /// `outlier_detection.connect_timeout` upper bound (the engine clock counts ms in u32).
+    pub const OUTLIER_CONNECT_TIMEOUT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
     /// `panic_threshold` range, percent.
     pub const PANIC_THRESHOLD: std::ops::RangeInclusive<u8> = 0..=100;
     /// Names (ports, services) are at most this long and use `[A-Za-z0-9_.-]`, so they can
@@ -308,6 +320,8 @@ pub struct ServiceConfig {
     pub drain_timeout: Duration,
     /// Established flows of a backend that turns unhealthy.
     pub on_unhealthy: OnUnhealthy,
+    /// Passive health from the connections fulcrum sees (`nat` only; off for others).
+    pub outlier_detection: OutlierDetectionConfig,
     /// GUE destination UDP port (meaningful for `gue` only).
     pub gue_port: u16,
     /// The L7 sections, for `l7` services.
@@ -333,6 +347,38 @@ pub struct BackendConfig {
     pub weight: u16,
     /// `nat` only: the backend's port (defaults to the service port).
     pub port: Option<u16>,
+}
+
+/// `services[].outlier_detection`: passive health checks of a `nat` service, whose
+/// replies pass through fulcrum. A RST answering a SYN, no SYN-ACK within
+/// `connect_timeout`, or an ICMP unreachable is a connection failure; a SYN-ACK is a
+/// success. `consecutive_failures` in a row eject the backend for `base_ejection_time`,
+/// doubled on each repeated ejection up to `max_ejection_time`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutlierDetectionConfig {
+    /// Failures in a row that eject a backend; 0 = passive checks off.
+    pub consecutive_failures: u16,
+    /// A SYN not answered within this is a failure.
+    pub connect_timeout: Duration,
+    /// First ejection's length.
+    pub base_ejection_time: Duration,
+    /// Longest ejection.
+    pub max_ejection_time: Duration,
+}
+
+impl OutlierDetectionConfig {
+    /// Passive checks off (services whose replies fulcrum does not see).
+    pub const OFF: OutlierDetectionConfig = OutlierDetectionConfig {
+        consecutive_failures: 0,
+        connect_timeout: defaults::OUTLIER_CONNECT_TIMEOUT,
+        base_ejection_time: defaults::OUTLIER_BASE_EJECTION,
+        max_ejection_time: defaults::OUTLIER_MAX_EJECTION,
+    };
+
+    /// Whether passive checks run.
+    pub fn enabled(&self) -> bool {
+        self.consecutive_failures > 0
+    }
 }
 
 /// `services[].health_check`.

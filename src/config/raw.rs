@@ -125,6 +125,8 @@ pub struct RawService {
     #[serde(default)]
     pub on_unhealthy: Option<S<OnUnhealthy>>,
     #[serde(default)]
+    pub outlier_detection: Option<S<RawOutlierDetection>>,
+    #[serde(default)]
     pub gue_port: Option<S<i64>>,
     /// L7 only; shape set by the L7 issue.
     #[serde(default)]
@@ -142,6 +144,19 @@ pub struct RawBackend {
     pub weight: Option<S<i64>>,
     #[serde(default)]
     pub port: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlierDetection {
+    #[serde(default)]
+    pub consecutive_failures: Option<S<i64>>,
+    #[serde(default)]
+    pub connect_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub base_ejection_time: Option<S<String>>,
+    #[serde(default)]
+    pub max_ejection_time: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

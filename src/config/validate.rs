@@ -15,11 +15,11 @@ use super::duration::{format_duration, parse_duration};
 use super::host::Host;
 use super::model::{
     defaults, limits, AdminConfig, BackendConfig, Config, DpdkConfig, FlowTableConfig, Forwarding,
-    HealthCheckConfig, HealthCheckKind, IdlePolicy, L7Config, Mode, Neighbor, OnUnhealthy,
+    HealthCheckConfig, HealthCheckKind, IdlePolicy, L7Config, Mode, Neighbor, OnUnhealthy, OutlierDetectionConfig,
     PortConfig, Protocol, ServiceConfig, WorkersConfig,
 };
 use super::raw::{
-    RawAdmin, RawBackend, RawConfig, RawFlowTable, RawHealthCheck, RawPort, RawService, RawWorkers,
+    RawAdmin, RawBackend, RawConfig, RawFlowTable, RawHealthCheck, RawOutlierDetection, RawPort, RawService, RawWorkers,
     S,
 };
 use super::value::Value;
@@ -616,6 +616,7 @@ impl Validator<'_> {
             .on_unhealthy
             .as_ref()
             .map_or(OnUnhealthy::Keep, |o| o.value);
+        let outlier_detection = self.outlier_detection(s, forwarding);
         let gue_port = match &s.gue_port {
             None => defaults::GUE_PORT,
             Some(raw) => {
@@ -640,6 +641,7 @@ impl Validator<'_> {
             panic_threshold,
             drain_timeout,
             on_unhealthy,
+            outlier_detection,
             gue_port,
             l7,
         })
@@ -862,6 +864,89 @@ impl Validator<'_> {
             );
         }
         size
+    }
+
+    /// Passive checks: on by default for `nat` (fulcrum sees the replies), refused for
+    /// the other modes (the replies bypass fulcrum).
+    fn outlier_detection(
+        &mut self,
+        s: &RawService,
+        forwarding: Option<Forwarding>,
+    ) -> OutlierDetectionConfig {
+        let nat = forwarding == Some(Forwarding::Nat);
+        let Some(raw) = &s.outlier_detection else {
+            return if nat {
+                OutlierDetectionConfig {
+                    consecutive_failures: defaults::OUTLIER_CONSECUTIVE_FAILURES,
+                    ..OutlierDetectionConfig::OFF
+                }
+            } else {
+                OutlierDetectionConfig::OFF
+            };
+        };
+        if !nat {
+            self.report.error(
+                &raw.referenced,
+                "`outlier_detection` needs `forwarding: nat`: with dsr, ipip and gue the replies bypass fulcrum",
+            );
+            return OutlierDetectionConfig::OFF;
+        }
+        let o: &RawOutlierDetection = &raw.value;
+        let consecutive_failures = self.int_or(
+            o.consecutive_failures.as_ref(),
+            "consecutive_failures",
+            limits::OUTLIER_FAILURES,
+            defaults::OUTLIER_CONSECUTIVE_FAILURES,
+        );
+        let connect_timeout = self.duration_or(
+            o.connect_timeout.as_ref(),
+            "connect_timeout",
+            defaults::OUTLIER_CONNECT_TIMEOUT,
+            false,
+        );
+        if connect_timeout > limits::OUTLIER_CONNECT_TIMEOUT_MAX {
+            if let Some(t) = &o.connect_timeout {
+                self.report.error(
+                    &t.referenced,
+                    format!(
+                        "connect_timeout must be at most {}",
+                        format_duration(limits::OUTLIER_CONNECT_TIMEOUT_MAX)
+                    ),
+                );
+            }
+        }
+        let base_ejection_time = self.duration_or(
+            o.base_ejection_time.as_ref(),
+            "base_ejection_time",
+            defaults::OUTLIER_BASE_EJECTION,
+            false,
+        );
+        let max_ejection_time = self.duration_or(
+            o.max_ejection_time.as_ref(),
+            "max_ejection_time",
+            defaults::OUTLIER_MAX_EJECTION.max(base_ejection_time),
+            false,
+        );
+        if max_ejection_time < base_ejection_time {
+            let at = o
+                .max_ejection_time
+                .as_ref()
+                .map_or(&raw.referenced, |t| &t.referenced);
+            self.report.error(
+                at,
+                format!(
+                    "max_ejection_time {} is less than base_ejection_time {}",
+                    format_duration(max_ejection_time),
+                    format_duration(base_ejection_time)
+                ),
+            );
+        }
+        OutlierDetectionConfig {
+            consecutive_failures,
+            connect_timeout: connect_timeout.min(limits::OUTLIER_CONNECT_TIMEOUT_MAX),
+            base_ejection_time,
+            max_ejection_time,
+        }
     }
 
     fn health_check(

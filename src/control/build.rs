@@ -27,8 +27,10 @@ pub const NAT_PORT_END: u32 = 32768;
 /// Run-time changes on top of the file: health and operator weights.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    /// Backends that health checks (active or passive) say are down.
+    /// Backends that active health checks say are down.
     pub unhealthy: HashSet<BackendId>,
+    /// Backends ejected by passive checks (outlier detection), for their back-off period.
+    pub ejected: HashSet<BackendId>,
     /// Weights set through the admin API (0 = drain), by backend.
     pub weights: HashMap<BackendKey, u16>,
     /// Backends drained through the admin API (weight 0), with the engine-clock
@@ -218,7 +220,7 @@ pub fn build_snapshot(
             .collect();
         let healthy: Vec<bool> = ids
             .iter()
-            .map(|id| !overrides.unhealthy.contains(id))
+            .map(|id| !overrides.unhealthy.contains(id) && !overrides.ejected.contains(id))
             .collect();
         let n_healthy = healthy.iter().filter(|h| **h).count();
         let panic = !s.backends.is_empty()
@@ -298,6 +300,11 @@ pub fn build_snapshot(
             members: ids,
             panic,
             reset_on_unhealthy: s.on_unhealthy == config::OnUnhealthy::Reset,
+            connect_timeout_ms: if s.outlier_detection.enabled() {
+                s.outlier_detection.connect_timeout.as_millis().clamp(1, u32::MAX as u128) as u32
+            } else {
+                0
+            },
         });
     }
 

@@ -14,6 +14,13 @@ pub struct BackendCounters {
     pub bytes: u64,
     /// Flows pinned to it.
     pub new_flows: u64,
+    /// Flows pinned to it in this worker's table now (a gauge).
+    pub active_flows: u64,
+    /// Connection attempts it answered (`nat`: SYN-ACK seen).
+    pub connects_ok: u64,
+    /// Connection attempts that failed (`nat`: RST to the SYN, ICMP unreachable, no
+    /// answer within `connect_timeout`).
+    pub connects_failed: u64,
 }
 
 macro_rules! counters {
@@ -85,6 +92,16 @@ counters! {
     icmp_errors_forwarded,
     /// Fragments of VIP traffic (balanced on the 3-tuple).
     fragments,
+    /// Full-NAT connection attempts answered by their backend (passive health).
+    connects_ok,
+    /// Full-NAT connection attempts refused with a RST (passive health).
+    connects_refused,
+    /// Full-NAT connection attempts answered by an ICMP unreachable (passive health).
+    connects_unreachable,
+    /// Full-NAT connection attempts not answered within `connect_timeout`.
+    connects_timed_out,
+    /// Handshakes no longer watched because the watch ring was full (SYN flood).
+    handshake_watch_overflows,
 }
 
 impl DropReason {

@@ -16,11 +16,13 @@ use std::net::IpAddr;
 use crate::buffer::PacketBuf;
 use crate::flow::{
     tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTimeouts, IpAddr16,
+    InsertOutcome,
 };
 use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
 
 use super::counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 use super::forward::{dsr, encapsulate, nat_rewrite, Encap, EncapOutcome};
+use super::outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 use super::parse::{parse, Meta, L3};
 use super::reply::{
     arp_reply, icmpv4_echo_reply, icmpv6_echo_reply, neighbor_advert, ICMPV6_NA, ICMPV6_NS,
@@ -104,6 +106,10 @@ pub struct NatValue {
     pub in_port: u16,
     /// The MAC the client's packets came from (the client or its router).
     pub client_mac: Mac,
+    /// The backend's id.
+    pub backend: u16,
+    /// The flow began with a SYN whose answer is still awaited (passive health).
+    pub awaiting_answer: bool,
 }
 
 /// A forward flow's value: backend id in the low 16 bits, full-NAT port in the high 16.
@@ -122,6 +128,7 @@ pub struct Engine {
     ident: u16,
     counters: Counters,
     backends: Box<[BackendCounters]>,
+    watch: HandshakeWatch,
 }
 
 impl Engine {
@@ -137,6 +144,7 @@ impl Engine {
             ident: 0,
             counters: Counters::default(),
             backends: vec![BackendCounters::default(); BACKEND_COUNTER_SLOTS].into_boxed_slice(),
+            watch: HandshakeWatch::new(cfg.flow_capacity.min(HANDSHAKE_WATCH_CAPACITY)),
         })
     }
 
@@ -164,10 +172,46 @@ impl Engine {
         v
     }
 
-    /// Reclaims up to `budget` expired flows of each table.
+    /// Reclaims up to `budget` expired flows of each table, and judges up to `budget`
+    /// full-NAT handshakes whose `connect_timeout` has passed.
     pub fn housekeeping(&mut self, _snap: &Snapshot, now: u32, budget: usize) {
-        self.flows.expire_some(now, budget, |_, _| {});
+        let backends = &mut self.backends;
+        self.flows.expire_some(now, budget, |_, v| {
+            flow_ended(backends, *v);
+        });
         self.nat.expire_some(now, budget, |_, _| {});
+        for _ in 0..budget {
+            let Some(key) = self.watch.pop_due(now) else {
+                break;
+            };
+            let Some(e) = self.nat.peek_mut(&key, now) else {
+                continue; // the translation is gone: its flow ended or was replaced
+            };
+            let v = e.value_mut();
+            if v.awaiting_answer {
+                v.awaiting_answer = false;
+                let backend = v.backend;
+                self.connect_outcome(backend, ConnectOutcome::TimedOut);
+            }
+        }
+        self.counters.handshake_watch_overflows = self.watch.overflows();
+    }
+
+    /// Counts how a connection attempt to `backend` ended.
+    fn connect_outcome(&mut self, backend: u16, outcome: ConnectOutcome) {
+        match outcome {
+            ConnectOutcome::Answered => self.counters.connects_ok += 1,
+            ConnectOutcome::Refused => self.counters.connects_refused += 1,
+            ConnectOutcome::Unreachable => self.counters.connects_unreachable += 1,
+            ConnectOutcome::TimedOut => self.counters.connects_timed_out += 1,
+        }
+        if let Some(c) = self.backends.get_mut(backend as usize) {
+            if outcome.is_success() {
+                c.connects_ok += 1;
+            } else {
+                c.connects_failed += 1;
+            }
+        }
     }
 
     /// Counts a drop the worker made after the verdict (a full queue, no kernel interface).
@@ -180,11 +224,11 @@ impl Engine {
         &self.counters
     }
 
-    /// Calls `f(id, packets, bytes, new_flows)` for every backend that saw traffic.
-    pub fn visit_backends(&self, f: &mut dyn FnMut(u32, u64, u64, u64)) {
+    /// Calls `f(id, counters)` for every backend that saw traffic.
+    pub fn visit_backends(&self, f: &mut dyn FnMut(u32, &BackendCounters)) {
         for (id, c) in self.backends.iter().enumerate() {
             if c.packets != 0 || c.new_flows != 0 {
-                f(id as u32, c.packets, c.bytes, c.new_flows);
+                f(id as u32, c);
             }
         }
     }
@@ -439,7 +483,27 @@ impl Engine {
         let b = snap.backend(id).ok_or(DropReason::NoBackend)?;
         let nat_port = if fwd == Forwarding::Nat {
             let bport = b.port.unwrap_or(meta.dport);
-            self.alloc_nat_port(snap, b, bport, meta, service.id, in_port, client_mac, now)?
+            // A SYN opens a handshake whose outcome passive health wants (answered,
+            // refused, unreachable or timed out); a UDP flow's first datagram is
+            // answered or unreachable (silence is normal for UDP).
+            let syn = meta.proto == IpProtocol::TCP.0
+                && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+            let watched = service.connect_timeout_ms > 0;
+            let awaiting = watched && (syn || meta.proto == IpProtocol::UDP.0);
+            let port = self.alloc_nat_port(
+                snap, b, bport, meta, service.id, in_port, client_mac, awaiting, now,
+            )?;
+            if watched && syn {
+                let nk = NatKey {
+                    backend: b.addr.into(),
+                    backend_port: bport,
+                    lb_port: port,
+                    proto: meta.proto,
+                };
+                self.watch
+                    .push(nk, now.wrapping_add(service.connect_timeout_ms));
+            }
+            port
         } else {
             0
         };
@@ -452,9 +516,20 @@ impl Engine {
         } else {
             FlowState::Established
         };
-        let _ = self
+        match self
             .flows
-            .insert_with_state(*key, flow_value(id, nat_port), state, now);
+            .insert_with_state(*key, flow_value(id, nat_port), state, now)
+        {
+            InsertOutcome::Inserted => {}
+            InsertOutcome::Replaced { old } => flow_ended(&mut self.backends, old),
+            InsertOutcome::Evicted { value, .. }
+            | InsertOutcome::ExpiredReclaimed { value, .. } => {
+                flow_ended(&mut self.backends, value)
+            }
+        }
+        if let Some(c) = self.backends.get_mut(id as usize) {
+            c.active_flows += 1;
+        }
         self.counters.new_flows += 1;
         if let Some(c) = self.backends.get_mut(id as usize) {
             c.new_flows += 1;
@@ -472,6 +547,7 @@ impl Engine {
         service: u16,
         in_port: u16,
         client_mac: Mac,
+        awaiting_answer: bool,
         now: u32,
     ) -> Result<u16, DropReason> {
         // after a failed search, fail fast for a while instead of probing the table
@@ -502,6 +578,8 @@ impl Engine {
                     service,
                     in_port,
                     client_mac,
+                    backend: b.id as u16,
+                    awaiting_answer,
                 };
                 let _ = self.nat.insert(nk, v, now);
                 self.counters.nat_sessions += 1;
@@ -594,6 +672,10 @@ impl Engine {
         now: u32,
     ) -> Verdict {
         let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;
+        let icmp = meta.proto == IpProtocol::ICMP.0 || meta.proto == IpProtocol::ICMPV6.0;
+        if icmp && meta.has_l4 && !meta.fragment {
+            return self.icmp_to_lb(snap, pkt, meta, now);
+        }
         if !(l4 && meta.has_l4 && !meta.fragment) {
             return Verdict::ToKernel;
         }
@@ -615,6 +697,24 @@ impl Engine {
         };
         e.observe_tcp(meta.tcp_flags);
         let v = *e.value();
+        if v.awaiting_answer {
+            // the first packet back decides the handshake: SYN-ACK or RST
+            let outcome = if meta.proto != IpProtocol::TCP.0 {
+                Some(ConnectOutcome::Answered)
+            } else if meta.tcp_flags & tcp_flags::RST != 0 {
+                Some(ConnectOutcome::Refused)
+            } else if meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK)
+                == tcp_flags::SYN | tcp_flags::ACK
+            {
+                Some(ConnectOutcome::Answered)
+            } else {
+                None
+            };
+            if let Some(o) = outcome {
+                e.value_mut().awaiting_answer = false;
+                self.connect_outcome(v.backend, o);
+            }
+        }
         if meta.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
@@ -647,6 +747,81 @@ impl Engine {
         );
         self.counters.nat_replies += 1;
         Verdict::Forward { port: out }
+    }
+
+    /// ICMP to the LB's own address. A destination-unreachable quoting a full-NAT
+    /// translation's SYN is a failed connection attempt of its backend (passive health);
+    /// the message then goes, like every other ICMP to the LB, to the kernel.
+    fn icmp_to_lb<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        meta: &Meta,
+        now: u32,
+    ) -> Verdict {
+        let Some(body) = pkt.data().get(meta.l4..meta.l3 + meta.ip_len) else {
+            return Verdict::Drop(DropReason::BadIcmp);
+        };
+        // (backend, backend port, LB port, proto) of the quoted LB -> backend packet
+        let quoted: Option<(IpAddr16, IpAddr16, u16, u16, u8)> = if meta.is_v6() {
+            match Icmpv6Packet::new_checked(body) {
+                Ok(icmp) if icmp.msg_type() == ICMPV6_DEST_UNREACH => {
+                    icmp.quoted().ok().and_then(|(ip, l4)| {
+                        let p = ports(l4)?;
+                        Some((
+                            ip.src_addr().into(),
+                            ip.dst_addr().into(),
+                            p.1,
+                            p.0,
+                            ip.extensions().ok()?.upper_protocol.0,
+                        ))
+                    })
+                }
+                _ => None,
+            }
+        } else {
+            match Icmpv4Packet::new_checked(body) {
+                Ok(icmp) if icmp.msg_type() == ICMP_DEST_UNREACH => {
+                    icmp.quoted().ok().and_then(|(ip, l4)| {
+                        let p = ports(l4)?;
+                        Some((
+                            ip.src_addr().into(),
+                            ip.dst_addr().into(),
+                            p.1,
+                            p.0,
+                            ip.protocol().0,
+                        ))
+                    })
+                }
+                _ => None,
+            }
+        };
+        let Some((lb, backend, backend_port, lb_port, proto)) = quoted else {
+            return Verdict::ToKernel;
+        };
+        if lb != meta.dst {
+            return Verdict::ToKernel;
+        }
+        match snap.nat_ports.owner(lb_port) {
+            Some(owner) if owner != self.worker => return Verdict::HandOff { worker: owner },
+            Some(_) => {}
+            None => return Verdict::ToKernel,
+        }
+        let nk = NatKey {
+            backend,
+            backend_port,
+            lb_port,
+            proto,
+        };
+        if let Some(e) = self.nat.peek_mut(&nk, now) {
+            let v = e.value_mut();
+            if v.awaiting_answer {
+                v.awaiting_answer = false;
+                let b = v.backend;
+                self.connect_outcome(b, ConnectOutcome::Unreachable);
+            }
+        }
+        Verdict::ToKernel
     }
 
     /// ICMP to a VIP: echo is answered; an error quoting a flow goes to its backend.
@@ -763,6 +938,14 @@ impl Engine {
         };
         self.counters.icmp_errors_forwarded += 1;
         self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, 0)
+    }
+}
+
+/// A forward flow holding `value` ended (expired, evicted or replaced).
+#[inline]
+fn flow_ended(backends: &mut [BackendCounters], value: u32) {
+    if let Some(c) = backends.get_mut((value & 0xffff) as usize) {
+        c.active_flows = c.active_flows.saturating_sub(1);
     }
 }
 

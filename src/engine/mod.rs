@@ -7,6 +7,7 @@
 mod counters;
 mod datapath;
 mod forward;
+mod outcome;
 #[doc(hidden)]
 pub mod fuzzing;
 mod parse;
@@ -18,6 +19,7 @@ mod verdict;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 pub use datapath::{Engine, EngineConfig, NatKey, NatValue, NAT_PORT_TRIES};
+pub use outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 pub use forward::{Encap, GUE_SPORT_BASE, GUE_SPORT_MASK};
 pub use parse::{parse, Meta, L3};
 pub use snapshot::{

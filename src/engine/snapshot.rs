@@ -124,6 +124,9 @@ pub struct Service {
     pub panic: bool,
     /// Flows to a backend that turned unhealthy are reset rather than kept.
     pub reset_on_unhealthy: bool,
+    /// Passive health (`nat` only): a SYN not answered within this many milliseconds is a
+    /// connection failure of its backend. 0: connection outcomes are not watched.
+    pub connect_timeout_ms: u32,
 }
 
 /// The key of the VIP index: (VIP, protocol, port); port 0 is "every port".

@@ -11,6 +11,7 @@ mod corpus;
 mod drops;
 mod modes;
 mod nat;
+mod outcomes;
 mod props;
 mod replies;
 

@@ -267,8 +267,8 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
 
     /// Looks a flow up: refreshes its last-seen time, makes it the most
     /// recently used (unless it was already seen at this `now`: LRU order is
-    /// kept at the granularity of the time unit) and returns its value. An expired flow is reclaimed and
-    /// reported absent.
+    /// kept at the granularity of the time unit) and returns its value. An expired flow is
+    /// reported absent (and reclaimed by the next insert or `expire_some`).
     #[inline]
     pub fn lookup(&mut self, key: &K, now: u32) -> Option<&mut V> {
         self.lookup_hashed(key.flow_hash(), key, now)
@@ -296,8 +296,9 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
             return None;
         }
         if self.is_expired(index, now) {
-            self.unlink(index, bucket);
-            self.stats.expired_reclaimed += 1;
+            // Left in place: the insert that usually follows reclaims it and reports
+            // its value (ExpiredReclaimed), as expire_some does, so whatever the flow
+            // held (a backend's active-flow count) is released exactly once.
             return None;
         }
         // Within one tick of `now` the entry is already in the tick's group
@@ -384,6 +385,18 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         self.len += 1;
         self.stats.inserts += 1;
         outcome
+    }
+
+    /// The live entry of `key` without refreshing it (last-seen time and LRU order
+    /// stay as they are); None if absent or expired. For looking at a flow from
+    /// outside its packets (connection outcomes, audits).
+    pub fn peek_mut(&mut self, key: &K, now: u32) -> Option<&mut FlowEntry<K, V>> {
+        let bucket = self.bucket_of(key.flow_hash());
+        let (index, _) = self.find(bucket, key);
+        if index == NIL || self.is_expired(index, now) {
+            return None;
+        }
+        self.entries.get_mut(index as usize)
     }
 
     /// Removes a flow, returning its value (also if it had expired but was

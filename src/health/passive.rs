@@ -28,6 +28,8 @@ impl Default for PassiveHealthConfig {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Outlier {
+    /// This backend's tuning, when it differs from the tracker's (set by `configure`).
+    config: Option<PassiveHealthConfig>,
     consecutive_failures: u32,
     /// Ejections so far, less those forgiven; sets the next ejection's length.
     ejections: u32,
@@ -71,8 +73,8 @@ impl PassiveHealth {
     /// Records a failed connection to backend `id` at `now`; returns the end of the
     /// ejection if this failure ejected it.
     pub fn record_failure(&mut self, id: u32, now: Instant) -> Option<Instant> {
-        let config = self.config;
         let o = self.backends.entry(id).or_default();
+        let config = o.config.unwrap_or(self.config);
         if Self::is_ejected(o, now) {
             return None;
         }
@@ -116,6 +118,12 @@ impl PassiveHealth {
         self.backends
             .get(&id)
             .is_some_and(|o| Self::is_ejected(o, now))
+    }
+
+    /// Sets backend `id`'s own tuning (each service has its own); its streak and
+    /// ejection history are kept.
+    pub fn configure(&mut self, id: u32, config: PassiveHealthConfig) {
+        self.backends.entry(id).or_default().config = Some(config);
     }
 
     /// Forgets backends not in `ids` (after a reload removed them).

@@ -14,6 +14,7 @@ use std::time::Duration;
 use fulcrum_dpdk::PortStats;
 use serde_json::{json, Value};
 
+use crate::engine::BackendCounters;
 use crate::admin::{
     AdminError, AdminHandler, BackendStats, PromWriter, ServiceStats, StatsSnapshot, WorkerStats,
 };
@@ -40,6 +41,10 @@ pub struct BackendView {
     pub transitions: u64,
     /// Why the last check ended as it did.
     pub reason: String,
+    /// Ejected by passive health checks now.
+    pub ejected: bool,
+    /// Ejections by passive health checks so far.
+    pub ejections: u64,
 }
 
 /// A service as the admin API shows it.
@@ -157,15 +162,18 @@ impl RuntimeAdmin {
     }
 }
 
-/// Per backend id: (packets, bytes, new flows) summed over workers.
-fn backend_totals(published: &[Published]) -> BTreeMap<u32, (u64, u64, u64)> {
-    let mut m: BTreeMap<u32, (u64, u64, u64)> = BTreeMap::new();
+/// Per backend id: its counters summed over workers.
+pub fn backend_totals(published: &[Published]) -> BTreeMap<u32, BackendCounters> {
+    let mut m: BTreeMap<u32, BackendCounters> = BTreeMap::new();
     for p in published {
-        for (id, pk, by, nf) in &p.backends {
+        for (id, c) in &p.backends {
             let e = m.entry(*id).or_default();
-            e.0 += pk;
-            e.1 += by;
-            e.2 += nf;
+            e.packets += c.packets;
+            e.bytes += c.bytes;
+            e.new_flows += c.new_flows;
+            e.active_flows += c.active_flows;
+            e.connects_ok += c.connects_ok;
+            e.connects_failed += c.connects_failed;
         }
     }
     m
@@ -221,24 +229,54 @@ impl AdminHandler for RuntimeAdmin {
                     ("service", s.name.as_str()),
                     ("backend", b.address.as_str()),
                 ];
-                let (pk, by, nf) = totals.get(&b.id).copied().unwrap_or_default();
+                let c = totals.get(&b.id).copied().unwrap_or_default();
                 w.counter(
                     "fulcrum_backend_packets_total",
                     "Packets sent to the backend.",
                     &l,
-                    pk,
+                    c.packets,
                 );
                 w.counter(
                     "fulcrum_backend_bytes_total",
                     "Bytes sent to the backend.",
                     &l,
-                    by,
+                    c.bytes,
                 );
                 w.counter(
                     "fulcrum_backend_new_flows_total",
                     "Flows pinned to the backend.",
                     &l,
-                    nf,
+                    c.new_flows,
+                );
+                w.gauge(
+                    "fulcrum_backend_active_flows",
+                    "Flows pinned to the backend in the workers' flow tables now.",
+                    &l,
+                    c.active_flows as f64,
+                );
+                for (result, n) in [("ok", c.connects_ok), ("failed", c.connects_failed)] {
+                    w.counter(
+                        "fulcrum_backend_connects_total",
+                        "Full-NAT connection attempts by outcome (passive health): ok = SYN-ACK; failed = RST, ICMP unreachable or no answer within connect_timeout.",
+                        &[
+                            ("service", s.name.as_str()),
+                            ("backend", b.address.as_str()),
+                            ("result", result),
+                        ],
+                        n,
+                    );
+                }
+                w.gauge(
+                    "fulcrum_backend_ejected",
+                    "1 while passive health checks (outlier detection) eject the backend.",
+                    &l,
+                    if b.ejected { 1.0 } else { 0.0 },
+                );
+                w.counter(
+                    "fulcrum_backend_ejections_total",
+                    "Ejections by passive health checks.",
+                    &l,
+                    b.ejections,
                 );
                 w.gauge(
                     "fulcrum_backend_healthy",
@@ -386,10 +424,13 @@ impl AdminHandler for RuntimeAdmin {
                     "name": s.name, "vip": s.vip, "port": s.port, "protocol": s.protocol,
                     "forwarding": s.forwarding, "panic": s.panic,
                     "backends": s.backends.iter().map(|b| {
-                        let (pk, by, nf) = totals.get(&b.id).copied().unwrap_or_default();
+                        let c = totals.get(&b.id).copied().unwrap_or_default();
                         json!({"address": b.address, "weight": b.weight, "healthy": b.healthy,
                                "draining": b.draining, "health_transitions": b.transitions,
-                               "health_reason": b.reason, "packets": pk, "bytes": by, "new_flows": nf})
+                               "health_reason": b.reason, "ejected": b.ejected,
+                               "ejections": b.ejections, "packets": c.packets, "bytes": c.bytes,
+                               "new_flows": c.new_flows, "active_flows": c.active_flows,
+                               "connects_ok": c.connects_ok, "connects_failed": c.connects_failed})
                     }).collect::<Vec<_>>(),
                 })
             })
@@ -415,16 +456,16 @@ impl AdminHandler for RuntimeAdmin {
                         .backends
                         .iter()
                         .map(|b| {
-                            let (pk, by, nf) = totals.get(&b.id).copied().unwrap_or_default();
+                            let c = totals.get(&b.id).copied().unwrap_or_default();
                             BackendStats {
                                 address: b.address.clone(),
                                 weight: b.weight,
                                 healthy: b.healthy,
                                 draining: b.draining,
-                                packets: pk,
-                                bytes: by,
-                                new_flows: nf,
-                                active_flows: 0,
+                                packets: c.packets,
+                                bytes: c.bytes,
+                                new_flows: c.new_flows,
+                                active_flows: c.active_flows,
                             }
                         })
                         .collect(),

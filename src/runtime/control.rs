@@ -16,15 +16,18 @@ use crate::config::{self, Config, Mode, Protocol};
 use crate::control::{
     backend_key, build_snapshot, frames, route, IdRegistry, NeighborTable, Overrides,
 };
-use crate::engine::{BackendState, Mac};
+use crate::engine::{BackendCounters, BackendState, Mac};
 use crate::health::{HealthChecker, HealthStatus, HealthTarget};
 
 use super::admin::{BackendView, Command, ServiceView, View};
+use super::passive::{PassiveEvent, PassiveTracker};
 use super::shared::{Frame, Shared};
 use super::RunError;
 
 /// How often the control loop wakes.
 const TICK: Duration = Duration::from_millis(10);
+/// How often the workers' connection outcomes are looked at (passive health).
+const PASSIVE_EVERY: Duration = Duration::from_millis(20);
 /// How often port statistics are refreshed for the admin API.
 const PORT_STATS_EVERY: Duration = Duration::from_secs(1);
 
@@ -62,6 +65,10 @@ pub struct Control {
     pub health: Option<HealthChecker>,
     /// Reloads applied / refused.
     pub reloads: (u64, u64),
+    /// Passive health (outlier detection) from the workers' connection outcomes.
+    pub passive: PassiveTracker,
+    /// When the workers' outcomes were last looked at.
+    pub passive_last: Instant,
 }
 
 impl Control {
@@ -83,6 +90,63 @@ impl Control {
             Ok(h) => self.health = Some(h),
             Err(e) => eprintln!("fulcrum: cannot start health checks: {e}"),
         }
+    }
+
+    /// Takes the services' `outlier_detection` settings (start and reload).
+    pub fn configure_passive(&mut self) {
+        self.passive.configure(&self.cfg, &mut self.reg);
+    }
+
+    /// Sums the workers' connection outcomes and ejects or readmits backends; returns
+    /// whether a new snapshot is due.
+    fn passive_tick(&mut self) -> bool {
+        if self.passive_last.elapsed() < PASSIVE_EVERY {
+            return false;
+        }
+        self.passive_last = Instant::now();
+        let published: Vec<_> = self
+            .shared
+            .workers
+            .iter()
+            .map(|w| match w.published.lock() {
+                Ok(p) => p.backends.clone(),
+                Err(e) => e.into_inner().backends.clone(),
+            })
+            .collect();
+        let mut totals = std::collections::BTreeMap::new();
+        for backends in &published {
+            for (id, c) in backends {
+                let e: &mut BackendCounters = totals.entry(*id).or_default();
+                e.connects_ok += c.connects_ok;
+                e.connects_failed += c.connects_failed;
+            }
+        }
+        let events = self.passive.observe(&totals, Instant::now());
+        let mut changed = false;
+        for ev in events {
+            match ev {
+                PassiveEvent::Ejected {
+                    id,
+                    failures,
+                    for_ms,
+                } => {
+                    changed |= self.overrides.ejected.insert(id);
+                    println!(
+                        "fulcrum: backend {} ejected for {} ms: {failures} connection attempts in a row failed",
+                        self.backend_name(id),
+                        for_ms
+                    );
+                }
+                PassiveEvent::Readmitted { id } => {
+                    changed |= self.overrides.ejected.remove(&id);
+                    println!(
+                        "fulcrum: backend {} readmitted: its ejection ended",
+                        self.backend_name(id)
+                    );
+                }
+            }
+        }
+        changed
     }
 
     fn health_targets(&mut self) -> Vec<HealthTarget> {
@@ -129,6 +193,7 @@ impl Control {
                 dirty = true;
             }
             dirty |= self.health_events();
+            dirty |= self.passive_tick();
             if dirty {
                 self.publish(now);
             }
@@ -364,6 +429,7 @@ impl Control {
                     .collect();
                 self.overrides.weights.retain(|k, _| keys.contains(k));
                 self.overrides.drains.retain(|k, _| keys.contains(k));
+                self.configure_passive();
                 let now = self.shared.now_ms();
                 if self.publish(now) {
                     self.reloads.0 += 1;
@@ -428,7 +494,10 @@ impl Control {
                                 .get(&key)
                                 .copied()
                                 .unwrap_or(b.weight),
-                            healthy: !self.overrides.unhealthy.contains(&id),
+                            healthy: !self.overrides.unhealthy.contains(&id)
+                                && !self.overrides.ejected.contains(&id),
+                            ejected: self.passive.is_ejected(id),
+                            ejections: self.passive.ejections(id),
                             draining,
                             transitions: st.map(|s| s.transitions).unwrap_or(0),
                             reason: st.map(|s| s.last_reason.clone()).unwrap_or_default(),
@@ -493,7 +562,8 @@ impl Control {
                     None => sums.push((name, v)),
                 }
             }
-            for (id, pk, by, nf) in p.backends {
+            for (id, c) in p.backends {
+                let (pk, by, nf) = (c.packets, c.bytes, c.new_flows);
                 let e = backends.entry(id).or_default();
                 e.0 += pk;
                 e.1 += by;

@@ -11,6 +11,7 @@ mod admin;
 mod control;
 mod kernel;
 mod mbuf;
+mod passive;
 mod shared;
 mod worker;
 
@@ -304,8 +305,11 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         commands: Some(cmd_rx),
         health: None,
         reloads: (0, 0),
+        passive: Default::default(),
+        passive_last: std::time::Instant::now(),
     };
     ctl.start_health();
+    ctl.configure_passive();
     ctl.resolve_neighbors(std::time::Duration::from_secs(3));
     let handler = Arc::new(admin::RuntimeAdmin {
         view,

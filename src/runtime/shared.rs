@@ -14,7 +14,7 @@ use crossbeam_queue::ArrayQueue;
 use fulcrum_dpdk::Mbuf;
 use hdrhistogram::Histogram;
 
-use crate::engine::Snapshot;
+use crate::engine::{BackendCounters, Snapshot};
 
 /// Capacity of each worker's hand-off queue (full-NAT replies owned by it).
 pub const HANDOFF_QUEUE: usize = 4096;
@@ -37,8 +37,8 @@ pub struct Frame {
 pub struct Published {
     /// Engine and worker counters.
     pub counters: Vec<(&'static str, u64)>,
-    /// Per-backend (id, packets, bytes, new flows).
-    pub backends: Vec<(u32, u64, u64, u64)>,
+    /// Per-backend counters, by backend id.
+    pub backends: Vec<(u32, BackendCounters)>,
     /// Live flows in the worker's table.
     pub flows: u64,
     /// The flow table's capacity.

@@ -284,9 +284,7 @@ fn fill_published(p: &mut Published, engine: &Engine, c: &LoopCounters) {
         .counters()
         .visit(&mut |name, v| p.counters.push((name, v)));
     p.backends.clear();
-    engine.visit_backends(&mut |id, packets, bytes, flows| {
-        p.backends.push((id, packets, bytes, flows))
-    });
+    engine.visit_backends(&mut |id, c| p.backends.push((id, *c)));
     p.flows = engine.flow_count() as u64;
     p.flow_capacity = engine.flow_capacity() as u64;
     p.flow_evictions = engine.flow_stats().evictions;

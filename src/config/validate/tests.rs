@@ -227,7 +227,7 @@ fn unknown_key() {
         [
             "13:5: unknown field `colour`, expected one of name, vip, port, protocol, mode, \
           forwarding, maglev_table_size, backends, health_check, panic_threshold, \
-          drain_timeout, on_unhealthy, gue_port, routes, clusters"
+          drain_timeout, on_unhealthy, outlier_detection, gue_port, routes, clusters"
         ]
     );
     assert_eq!(

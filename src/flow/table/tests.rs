@@ -123,12 +123,21 @@ fn nothing_is_allocated_after_new() {
 }
 
 #[test]
-fn lookup_reclaims_expired_entry() {
+fn lookup_reports_expired_entry_absent_and_insert_reclaims_it() {
     let mut t = FlowTable::new(4, T, 4).unwrap();
     let _ = t.insert(fk(1, IPPROTO_UDP), 1u32, 0);
     assert!(t.lookup(&fk(1, IPPROTO_UDP), 30).is_some()); // age == timeout: live
     assert!(t.lookup(&fk(1, IPPROTO_UDP), 61).is_none()); // age 31 > 30
-    assert_eq!(t.len(), 0);
+    // still held, so its value is handed back exactly once, by the insert that follows
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        t.insert(fk(1, IPPROTO_UDP), 2u32, 61),
+        InsertOutcome::ExpiredReclaimed {
+            key: fk(1, IPPROTO_UDP),
+            value: 1
+        }
+    );
+    assert_eq!(t.len(), 1);
     assert_eq!(t.stats().expired_reclaimed, 1);
 }
 
@@ -314,7 +323,7 @@ impl Model {
     fn lookup(&mut self, k: TestKey, now: u32) -> Option<usize> {
         let p = self.pos(k)?;
         if Self::expired(&self.order[p], now) {
-            self.order.remove(p);
+            // reported absent, left for the next insert or expiry to reclaim
             return None;
         }
         if self.order[p].last_seen == now {

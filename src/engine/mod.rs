@@ -15,6 +15,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 mod verdict;
+mod vip_index;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 pub use datapath::{Engine, EngineConfig, NatKey, NatValue, NAT_PORT_TRIES};
@@ -25,3 +26,4 @@ pub use snapshot::{
     ServiceMode, Snapshot, VipKey, PROTO_TCP, PROTO_UDP,
 };
 pub use verdict::{DropReason, Verdict};
+pub use vip_index::VipIndex;

@@ -546,7 +546,14 @@ impl RxQueue {
     /// Receives up to the batch's free room; returns how many mbufs arrived.
     #[inline]
     pub fn rx_burst(&mut self, batch: &mut MbufBatch) -> usize {
-        let room = BURST - batch.len();
+        self.rx_burst_up_to(batch, BURST)
+    }
+
+    /// Receives up to `max` mbufs (and at most the batch's free room); returns how many
+    /// arrived.
+    #[inline]
+    pub fn rx_burst_up_to(&mut self, batch: &mut MbufBatch, max: usize) -> usize {
+        let room = (BURST - batch.len()).min(max);
         if room == 0 {
             return 0;
         }

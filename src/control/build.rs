@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use crate::config::{self, Config};
 use crate::engine::{
     Backend, BackendId, BackendState, Forwarding, Mac, NatPorts, PortInfo, Service, ServiceMode,
-    Snapshot, VipKey, PROTO_TCP, PROTO_UDP,
+    Snapshot, VipIndex, VipKey, PROTO_TCP, PROTO_UDP,
 };
 use crate::maglev::{MaglevBackend, MaglevError, MaglevTable};
 
@@ -329,6 +329,7 @@ pub fn build_snapshot(
         ports,
         services,
         backends,
+        vip_index: VipIndex::build(vips.iter()),
         vips,
         vip_addrs,
         nat_ports: NatPorts {

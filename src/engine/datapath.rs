@@ -28,7 +28,7 @@ use super::reply::{
     arp_reply, icmpv4_echo_reply, icmpv6_echo_reply, neighbor_advert, ICMPV6_NA, ICMPV6_NS,
 };
 use super::snapshot::{
-    Backend, BackendState, Forwarding, Mac, PortInfo, Service, ServiceMode, Snapshot,
+    Backend, BackendState, Forwarding, Mac, PortInfo, Service, ServiceId, ServiceMode, Snapshot,
 };
 use super::{DropReason, Verdict};
 
@@ -39,6 +39,9 @@ pub const NAT_PORT_TRIES: usize = 64;
 pub const NAT_EXHAUSTED_BACKOFF_MS: u32 = 100;
 /// Backends tracked for NAT port exhaustion (by id modulo this).
 const NAT_EXHAUSTED_SLOTS: usize = 1024;
+/// Packets [`Engine::process_burst`] classifies (and prefetches the flows of) before it
+/// finishes them; longer bursts are taken in chunks of this many.
+pub const MAX_BURST: usize = 64;
 
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -118,6 +121,23 @@ fn flow_value(backend: u32, nat_port: u16) -> u32 {
     (backend & 0xffff) | (nat_port as u32) << 16
 }
 
+/// What the first pass over a burst learned of one packet.
+#[derive(Debug, Clone, Copy)]
+enum Classified {
+    /// Dropped before parsing finished.
+    Dropped(DropReason),
+    /// Parsed; takes the general path (ARP, ICMP, fragments, the LB's own address, ...).
+    General(Meta),
+    /// TCP or UDP to a VIP port served by the L4 engine: the flow's hash is known and its
+    /// flow-table bucket is being prefetched.
+    Flow {
+        meta: Meta,
+        service: ServiceId,
+        fwd: Forwarding,
+        hash: u64,
+    },
+}
+
 /// One worker's engine.
 pub struct Engine {
     worker: u16,
@@ -129,6 +149,8 @@ pub struct Engine {
     counters: Counters,
     backends: Box<[BackendCounters]>,
     watch: HandshakeWatch,
+    /// The current burst's first-pass results (capacity [`MAX_BURST`], never grows).
+    scratch: Vec<Classified>,
 }
 
 impl Engine {
@@ -145,6 +167,7 @@ impl Engine {
             counters: Counters::default(),
             backends: vec![BackendCounters::default(); BACKEND_COUNTER_SLOTS].into_boxed_slice(),
             watch: HandshakeWatch::new(cfg.flow_capacity.min(HANDSHAKE_WATCH_CAPACITY)),
+            scratch: Vec::with_capacity(MAX_BURST),
         })
     }
 
@@ -158,9 +181,87 @@ impl Engine {
         pkt: &mut B,
         now: u32,
     ) -> Verdict {
+        let c = classify(snap, in_port, pkt.data());
+        self.finish(snap, in_port, pkt, &c, now)
+    }
+
+    /// [`process`](Self::process) for a burst of packets received on `in_port`:
+    /// `verdicts[i]` is the verdict for `pkts[i]` (up to the shorter of the two), the same
+    /// as processing them one by one in order. It runs in passes over up to
+    /// [`MAX_BURST`] packets: parse and classify all (computing flow hashes and
+    /// prefetching their flow-table buckets), prefetch the buckets' first entries, then
+    /// those entries' LRU neighbours (a hit relinks them), then finish each packet, so
+    /// the table's cache misses of a whole burst overlap instead of stalling one packet
+    /// after the other. Nothing but prefetches happens before the last pass, so the
+    /// verdicts are those of [`process`](Self::process) packet by packet.
+    pub fn process_burst<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkts: &mut [B],
+        verdicts: &mut [Verdict],
+        now: u32,
+    ) {
+        let n = pkts.len().min(verdicts.len());
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (pkts, verdicts) = (&mut pkts[..n], &mut verdicts[..n]);
+        for (pkts, verdicts) in pkts
+            .chunks_mut(MAX_BURST)
+            .zip(verdicts.chunks_mut(MAX_BURST))
+        {
+            scratch.clear();
+            for p in pkts.iter() {
+                let c = classify(snap, in_port, p.data());
+                if let Classified::Flow { hash, .. } = c {
+                    self.flows.prefetch_bucket(hash);
+                }
+                scratch.push(c);
+            }
+            for c in scratch.iter() {
+                if let Classified::Flow { hash, .. } = c {
+                    self.flows.prefetch_entry(*hash);
+                }
+            }
+            for c in scratch.iter() {
+                if let Classified::Flow { hash, .. } = c {
+                    self.flows.prefetch_lru_neighbours(*hash, now);
+                }
+            }
+            for ((p, v), c) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(scratch.iter()) {
+                *v = self.finish(snap, in_port, p, c, now);
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// The second half of [`process`](Self::process): the verdict for a classified
+    /// packet, counted.
+    #[inline]
+    fn finish<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkt: &mut B,
+        c: &Classified,
+        now: u32,
+    ) -> Verdict {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += pkt.len() as u64;
-        let v = self.decide(snap, in_port, pkt, now);
+        let v = match c {
+            Classified::Dropped(r) => Verdict::Drop(*r),
+            Classified::General(meta) => self.decide(snap, in_port, pkt, meta, now),
+            Classified::Flow {
+                meta,
+                service,
+                fwd,
+                hash,
+            } => match snap.service(*service) {
+                Some(service) => {
+                    self.to_service(snap, in_port, pkt, meta, service, *fwd, *hash, now)
+                }
+                None => Verdict::Drop(DropReason::NoService),
+            },
+        };
         match v {
             Verdict::Forward { .. } => self.counters.forwarded += 1,
             Verdict::Reply => self.counters.replies += 1,
@@ -253,24 +354,21 @@ impl Engine {
         self.flows.stats()
     }
 
-    #[inline]
+    /// The general path for a parsed packet.
     fn decide<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
         in_port: u16,
         pkt: &mut B,
+        meta: &Meta,
         now: u32,
     ) -> Verdict {
         let Some(port) = snap.ports.get(in_port as usize) else {
             return Verdict::Drop(DropReason::NotForUs);
         };
-        let meta = match parse(pkt.data(), port.mtu) {
-            Ok(m) => m,
-            Err(r) => return Verdict::Drop(r),
-        };
         match meta.kind {
-            L3::Arp => self.arp(snap, port, pkt, &meta),
-            L3::V4 | L3::V6 => self.ip(snap, in_port, port, pkt, &meta, now),
+            L3::Arp => self.arp(snap, port, pkt, meta),
+            L3::V4 | L3::V6 => self.ip(snap, in_port, port, pkt, meta, now),
         }
     }
 
@@ -320,7 +418,7 @@ impl Engine {
                 return self.neighbor_discovery(snap, port, pkt, meta, kind);
             }
         }
-        if snap.is_vip(dst) {
+        if snap.vip_index.is_vip(&meta.dst, meta.is_v6()) {
             return self.to_vip(snap, in_port, pkt, meta, now);
         }
         let own = match dst {
@@ -406,23 +504,27 @@ impl Engine {
         if fwd == Forwarding::Nat && meta.fragment {
             return Verdict::Drop(DropReason::FragmentNat);
         }
-        // Fragments are balanced on (source, destination, protocol), as the Maglev paper
-        // does: every fragment of a datagram reaches the same backend.
-        let (sport, dport) = if meta.fragment {
-            (0, 0)
-        } else {
-            (meta.sport, meta.dport)
-        };
-        let key = FlowKey {
-            src: meta.src,
-            dst: meta.dst,
-            src_port: sport,
-            dst_port: dport,
-            proto: meta.proto,
-            service: service.id,
-        };
+        let hash = flow_key(meta, service.id).hash();
+        self.to_service(snap, in_port, pkt, meta, service, fwd, hash, now)
+    }
+
+    /// A TCP or UDP packet (or fragment) for an L4 service: its flow's backend, then the
+    /// rewrite. `hash` is the hash of [`flow_key`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn to_service<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkt: &mut B,
+        meta: &Meta,
+        service: &Service,
+        fwd: Forwarding,
+        hash: u64,
+        now: u32,
+    ) -> Verdict {
+        let key = flow_key(meta, service.id);
         let client_mac = src_mac(pkt.data());
-        let hash = key.hash();
         let (backend, nat_port) = match self.pin(
             snap, service, fwd, &key, hash, meta, in_port, client_mac, now,
         ) {
@@ -431,7 +533,63 @@ impl Engine {
         };
         self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, nat_port)
     }
+}
 
+/// The flow key of a TCP or UDP packet (or fragment) for `service`.
+#[inline]
+fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
+    // Fragments are balanced on (source, destination, protocol), as the Maglev paper
+    // does: every fragment of a datagram reaches the same backend.
+    let (sport, dport) = if meta.fragment {
+        (0, 0)
+    } else {
+        (meta.sport, meta.dport)
+    };
+    FlowKey {
+        src: meta.src,
+        dst: meta.dst,
+        src_port: sport,
+        dst_port: dport,
+        proto: meta.proto,
+        service,
+    }
+}
+
+/// The first pass over a packet: parse it and, for the common case (TCP or UDP to a VIP
+/// port of an L4 service, not a fragment, TTL left), find its service and flow hash.
+/// Reads only the packet and the snapshot.
+#[inline]
+fn classify(snap: &Snapshot, in_port: u16, data: &[u8]) -> Classified {
+    let Some(port) = snap.ports.get(in_port as usize) else {
+        return Classified::Dropped(DropReason::NotForUs);
+    };
+    let meta = match parse(data, port.mtu) {
+        Ok(m) => m,
+        Err(r) => return Classified::Dropped(r),
+    };
+    let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;
+    if meta.kind == L3::Arp || !l4 || meta.fragment || meta.ttl <= 1 {
+        return Classified::General(meta);
+    }
+    let Some(service) = snap
+        .vip_index
+        .service_exact(&meta.dst, meta.is_v6(), meta.proto, meta.dport)
+        .and_then(|id| snap.service(id))
+    else {
+        return Classified::General(meta);
+    };
+    let ServiceMode::L4(fwd) = service.mode else {
+        return Classified::General(meta);
+    };
+    Classified::Flow {
+        meta,
+        service: service.id,
+        fwd,
+        hash: flow_key(&meta, service.id).hash(),
+    }
+}
+
+impl Engine {
     /// The flow's backend: the pinned one while it may keep the flow, else a new Maglev pick.
     #[allow(clippy::too_many_arguments)]
     fn pin<'s>(

@@ -6,7 +6,7 @@
 //! - [`nat_rewrite`]: full NAT's address and port rewrite, checksums updated
 //!   incrementally (RFC 1624).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::buffer::PacketBuf;
 use crate::flow::IpAddr16;
@@ -14,9 +14,12 @@ use crate::wire::checksum;
 use crate::wire::{EthernetAddress, EthernetFrame, IpProtocol, Ipv6Packet, UdpPacket};
 
 use super::parse::{Meta, IPV4_HEADER_LEN, IPV6_HEADER_LEN, L3, UDP_HEADER_LEN};
-use super::reply::{emit_ipv4, set_inner_ethertype, too_big, DEFAULT_TTL};
+use super::reply::{set_inner_ethertype, too_big, DEFAULT_TTL};
 use super::snapshot::{Mac, PortInfo};
 use super::DropReason;
+
+/// An untagged Ethernet header.
+const ETHERNET_HEADER_LEN: usize = 14;
 
 /// First UDP source port of GUE packets; the rest of the range comes from the flow hash
 /// so ECMP paths towards the backends spread flows.
@@ -104,7 +107,11 @@ pub fn encapsulate<B: PacketBuf>(
         return EncapOutcome::Drop(DropReason::NoHeadroom);
     }
     let data = pkt.data_mut();
-    data.copy_within(overhead..overhead + l3, 0);
+    // The new L2 header: MACs and the last ethertype are written below; only VLAN tags
+    // (between the MACs and the ethertype) move with the frame start.
+    if l3 > ETHERNET_HEADER_LEN {
+        data.copy_within(overhead + 12..overhead + l3, 12);
+    }
     let inner_proto = if meta.kind == L3::V6 {
         IpProtocol::IPV6
     } else {
@@ -121,18 +128,18 @@ pub fn encapsulate<B: PacketBuf>(
     let (iph, rest) = out.split_at_mut(ip_hdr);
     match (backend, port.ipv4, port.ipv6) {
         (IpAddr::V4(dst), Some((src, _)), _) => {
-            emit_ipv4(
-                iph,
+            let Some(h) = iph.first_chunk_mut::<IPV4_HEADER_LEN>() else {
+                return EncapOutcome::Drop(DropReason::Runt);
+            };
+            *h = outer_ipv4_header(
                 src,
                 dst,
                 proto,
                 meta.tos,
                 outer_len as u16,
                 meta.dont_frag,
+                ident,
             );
-            iph[4..6].copy_from_slice(&ident.to_be_bytes());
-            let c = checksum::update16(u16::from_be_bytes([iph[10], iph[11]]), 0, ident);
-            iph[10..12].copy_from_slice(&c.to_be_bytes());
         }
         (IpAddr::V6(dst), _, Some((src, _))) => {
             let mut ip = Ipv6Packet::new_unchecked(iph);
@@ -162,6 +169,45 @@ pub fn encapsulate<B: PacketBuf>(
     set_inner_ethertype(data, l3, ethertype);
     set_macs(data, backend_mac, port.mac);
     EncapOutcome::Done
+}
+
+/// An outer IPv4 header without options, TTL [`DEFAULT_TTL`], checksum filled: what
+/// [`emit_ipv4`](super::reply::emit_ipv4) writes plus the identification, summed from
+/// the field values instead of re-read from the buffer.
+#[inline]
+fn outer_ipv4_header(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpProtocol,
+    tos: u8,
+    total_len: u16,
+    dont_frag: bool,
+    ident: u16,
+) -> [u8; IPV4_HEADER_LEN] {
+    let flags: u16 = if dont_frag { 0x4000 } else { 0 };
+    let (s, d) = (src.to_bits(), dst.to_bits());
+    let ver_tos = u16::from_be_bytes([0x45, tos]);
+    let ttl_proto = u16::from_be_bytes([DEFAULT_TTL, proto.0]);
+    let sum = u64::from(ver_tos)
+        + u64::from(total_len)
+        + u64::from(ident)
+        + u64::from(flags)
+        + u64::from(ttl_proto)
+        + u64::from(s >> 16)
+        + u64::from(s & 0xffff)
+        + u64::from(d >> 16)
+        + u64::from(d & 0xffff);
+    let csum = checksum::finish(checksum::fold(sum));
+    let mut h = [0u8; IPV4_HEADER_LEN];
+    h[0..2].copy_from_slice(&ver_tos.to_be_bytes());
+    h[2..4].copy_from_slice(&total_len.to_be_bytes());
+    h[4..6].copy_from_slice(&ident.to_be_bytes());
+    h[6..8].copy_from_slice(&flags.to_be_bytes());
+    h[8..10].copy_from_slice(&ttl_proto.to_be_bytes());
+    h[10..12].copy_from_slice(&csum.to_be_bytes());
+    h[12..16].copy_from_slice(&s.to_be_bytes());
+    h[16..20].copy_from_slice(&d.to_be_bytes());
+    h
 }
 
 /// Full NAT rewrite of the packet's addresses and ports; TTL / hop limit decremented.

@@ -16,6 +16,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 mod verdict;
+mod vip_index;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 pub use datapath::{Engine, EngineConfig, NatKey, NatValue, NAT_PORT_TRIES};
@@ -27,3 +28,4 @@ pub use snapshot::{
     ServiceMode, Snapshot, VipKey, PROTO_TCP, PROTO_UDP,
 };
 pub use verdict::{DropReason, Verdict};
+pub use vip_index::VipIndex;

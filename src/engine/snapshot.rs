@@ -15,6 +15,8 @@ use std::net::IpAddr;
 
 use crate::maglev::MaglevTable;
 
+use super::vip_index::VipIndex;
+
 /// A backend's id, stable across snapshots. An index into [`Snapshot::backends`].
 pub type BackendId = u32;
 /// A service's id, stable across snapshots. An index into [`Snapshot::services`].
@@ -181,6 +183,8 @@ pub struct Snapshot {
     pub vips: HashMap<VipKey, ServiceId, BuildHasherDefault<FastHasher>>,
     /// Every VIP address, for ARP / ND answers and ICMP echo.
     pub vip_addrs: Vec<IpAddr>,
+    /// `vips` and `vip_addrs` as the data path reads them (built from `vips`).
+    pub vip_index: VipIndex,
     /// Full-NAT source port ranges.
     pub nat_ports: NatPorts,
 }
@@ -190,20 +194,15 @@ impl Snapshot {
     #[inline]
     pub fn service_for(&self, dst: IpAddr, proto: u8, dport: u16) -> Option<&Service> {
         let id = self
-            .vips
-            .get(&VipKey {
-                vip: dst,
-                proto,
-                port: dport,
-            })
-            .or_else(|| {
-                self.vips.get(&VipKey {
-                    vip: dst,
-                    proto,
-                    port: 0,
-                })
-            })?;
-        self.services.get(*id as usize)?.as_ref()
+            .vip_index
+            .service(&dst.into(), dst.is_ipv6(), proto, dport)?;
+        self.service(id)
+    }
+
+    /// The service with `id`, if it exists.
+    #[inline]
+    pub fn service(&self, id: ServiceId) -> Option<&Service> {
+        self.services.get(id as usize)?.as_ref()
     }
 
     /// The backend with `id`, if it still exists.
@@ -214,7 +213,7 @@ impl Snapshot {
 
     /// Whether `addr` is a VIP of some service.
     pub fn is_vip(&self, addr: IpAddr) -> bool {
-        self.vip_addrs.contains(&addr)
+        self.vip_index.is_vip_ip(addr)
     }
 }
 

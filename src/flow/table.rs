@@ -74,8 +74,11 @@ pub enum FlowTableError {
 
 /// One flow: key, value, TCP state, last-seen time and the table's links.
 ///
-/// With [`FlowKey`](super::FlowKey) and a `u32` value this is 64 bytes.
+/// With [`FlowKey`](super::FlowKey) and a `u32` value this is 64 bytes, aligned to a
+/// cache line so that a lookup touches one line per entry (unaligned, most entries
+/// straddle two). Larger entries (the NAT reverse table's) round up to 128 bytes.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
 pub struct FlowEntry<K, V> {
     key: K,
     value: V,
@@ -210,9 +213,16 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
             });
         }
         let buckets = capacity.next_power_of_two();
+        // Huge pages before the first touch: lookups land on random buckets and entries,
+        // and with 4 KiB pages nearly every one of them also misses the TLB.
+        let mut entries = Vec::with_capacity(capacity);
+        fulcrum_hint::advise_huge_pages(entries.spare_capacity_mut());
+        let mut heads = Vec::with_capacity(buckets);
+        fulcrum_hint::advise_huge_pages(heads.spare_capacity_mut());
+        heads.resize(buckets, NIL);
         Ok(FlowTable {
-            entries: Vec::with_capacity(capacity),
-            heads: vec![NIL; buckets].into_boxed_slice(),
+            entries,
+            heads: heads.into_boxed_slice(),
             bucket_mask: buckets as u64 - 1,
             capacity,
             seed,
@@ -263,6 +273,44 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     pub fn bucket_head(&self, bucket: usize) -> Option<&FlowEntry<K, V>> {
         let head = *self.heads.get(bucket)?;
         self.entries.get(head as usize)
+    }
+
+    /// Starts loading the bucket head of `hash` into the cache (step 1 of a burst's
+    /// prefetch; the lookup itself comes later).
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        if let Some(head) = self.heads.get(self.bucket_of(hash)) {
+            fulcrum_hint::prefetch(head);
+        }
+    }
+
+    /// Starts loading the first entry of the bucket of `hash` (step 2, once step 1 had
+    /// time to bring the head in; it reads the head).
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) {
+        let head = self.heads.get(self.bucket_of(hash)).copied().unwrap_or(NIL);
+        if let Some(e) = self.entries.get(head as usize) {
+            fulcrum_hint::prefetch(e);
+        }
+    }
+
+    /// Starts loading the LRU neighbours of the first entry of the bucket of `hash` if a
+    /// lookup at `now` would relink it (step 3, once step 2 brought the entry in): with
+    /// many flows they are as cold as the entry itself.
+    #[inline]
+    pub fn prefetch_lru_neighbours(&self, hash: u64, now: u32) {
+        let head = self.heads.get(self.bucket_of(hash)).copied().unwrap_or(NIL);
+        let Some(e) = self.entries.get(head as usize) else {
+            return;
+        };
+        if e.last_seen != now && self.lru_head != head {
+            if let Some(p) = self.entries.get(e.lru_prev as usize) {
+                fulcrum_hint::prefetch(p);
+            }
+            if let Some(n) = self.entries.get(e.lru_next as usize) {
+                fulcrum_hint::prefetch(n);
+            }
+        }
     }
 
     /// Looks a flow up: refreshes its last-seen time, makes it the most

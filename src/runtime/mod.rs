@@ -267,6 +267,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             })
             .map_err(|e| RunError::Other(format!("flow table of worker {w}: {e:?}")))?,
             idle: cfg.workers.idle,
+            burst: cfg.workers.burst,
             shared: Arc::clone(&shared),
             kernel_of: kernel_of.clone(),
         };

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fulcrum_dpdk::{Mbuf, MbufBatch, Mempool, RxQueue, TxQueue};
+use fulcrum_dpdk::{Mbuf, MbufBatch, Mempool, RxQueue, TxQueue, BURST};
 use hdrhistogram::Histogram;
 
 use crate::config::IdlePolicy;
@@ -60,6 +60,9 @@ pub struct Worker {
     pub engine: Engine,
     /// What it does when idle.
     pub idle: IdlePolicy,
+    /// Packets it takes from one port per loop (`workers.burst`), read in `rx_burst`s of
+    /// at most [`BURST`] (the batch size).
+    pub burst: u16,
     /// Shared state.
     pub shared: Arc<Shared>,
     /// For each port index, the index (in `rx` / `tx`) of its kernel interface, if any.
@@ -92,6 +95,7 @@ impl Worker {
             }
         }
         let mut rx_batch = MbufBatch::new();
+        let mut verdicts = [Verdict::Drop(DropReason::NotForUs); BURST];
         let mut tx_batches: Vec<MbufBatch> = (0..queues).map(|_| MbufBatch::new()).collect();
         let mut c = LoopCounters::default();
         // preallocated: recording never allocates
@@ -119,17 +123,32 @@ impl Worker {
                 }
             }
             for port in 0..ports {
-                let n = self.rx[port].rx_burst(&mut rx_batch);
-                if n == 0 {
-                    continue;
-                }
-                got += n;
-                c.rx_packets += n as u64;
-                for m in rx_batch.as_slice() {
-                    m.prefetch_data();
-                }
-                for m in rx_batch.drain() {
-                    self.dispatch(&snap, port as u16, m, now, &mut tx_batches, &mut c);
+                let mut budget = usize::from(self.burst.max(1));
+                while budget > 0 {
+                    let n = self.rx[port].rx_burst_up_to(&mut rx_batch, budget);
+                    if n == 0 {
+                        break;
+                    }
+                    budget -= n;
+                    got += n;
+                    c.rx_packets += n as u64;
+                    for m in rx_batch.as_slice() {
+                        m.prefetch_data();
+                    }
+                    let verdicts = &mut verdicts[..n];
+                    self.engine.process_burst(
+                        &snap,
+                        port as u16,
+                        rx_batch.as_mut_slice(),
+                        verdicts,
+                        now,
+                    );
+                    for (m, v) in rx_batch.drain().zip(verdicts.iter()) {
+                        self.carry_out(port as u16, m, *v, &mut tx_batches, &mut c);
+                    }
+                    if n < BURST {
+                        break; // the queue is drained
+                    }
                 }
             }
             // full-NAT replies other workers received for our ports
@@ -203,7 +222,21 @@ impl Worker {
         tx_batches: &mut [MbufBatch],
         c: &mut LoopCounters,
     ) {
-        match self.engine.process(snap, port, &mut m, now) {
+        let v = self.engine.process(snap, port, &mut m, now);
+        self.carry_out(port, m, v, tx_batches, c);
+    }
+
+    /// Carries out the engine's verdict for `m`, received on `port`.
+    #[inline]
+    fn carry_out(
+        &mut self,
+        port: u16,
+        m: Mbuf,
+        v: Verdict,
+        tx_batches: &mut [MbufBatch],
+        c: &mut LoopCounters,
+    ) {
+        match v {
             Verdict::Forward { port: out } => {
                 if (out as usize) < tx_batches.len() {
                     push_tx(&mut self.tx, tx_batches, out as usize, m, c);

@@ -258,6 +258,11 @@ fn engine_benches(c: &mut Criterion) {
                     black_box(e.process(&snap, 0, p, now))
                 })
             });
+            // one reply outside the bench too, so a filtered run (`--bench NAME`) that
+            // skipped it still checks the reverse path
+            let (backend, lb_port) = back[0];
+            let v = e.process(&snap, 0, reply.load(backend, 8080, lb_port), now);
+            assert_eq!(v, Verdict::Forward { port: 0 });
             assert!(e.counters().nat_replies > replies_before);
             assert_eq!(e.counters().drops.iter().sum::<u64>(), 0, "nothing dropped");
         }

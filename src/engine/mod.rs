@@ -2,7 +2,8 @@
 //!
 //! [`Engine::process`] is the whole data path for one packet; it runs on any
 //! [`PacketBuf`](crate::buffer::PacketBuf), a DPDK mbuf in the workers, a heap buffer in
-//! tests, benchmarks and fuzzing.
+//! tests, benchmarks and fuzzing. [`Engine::process_burst`] is the same for a burst, in
+//! passes that overlap the flow table's cache misses; the workers use it.
 
 mod counters;
 mod datapath;
@@ -19,7 +20,7 @@ mod verdict;
 mod vip_index;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
-pub use datapath::{Engine, EngineConfig, NatKey, NatValue, NAT_PORT_TRIES};
+pub use datapath::{Engine, EngineConfig, NatKey, NatValue, MAX_BURST, NAT_PORT_TRIES};
 pub use outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 pub use forward::{Encap, GUE_SPORT_BASE, GUE_SPORT_MASK};
 pub use parse::{parse, Meta, L3};

@@ -7,9 +7,9 @@
 mod counters;
 mod datapath;
 mod forward;
+mod outcome;
 #[doc(hidden)]
 pub mod fuzzing;
-mod outcome;
 mod parse;
 mod reply;
 mod snapshot;
@@ -19,8 +19,8 @@ mod verdict;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 pub use datapath::{Engine, EngineConfig, NatKey, NatValue, NAT_PORT_TRIES};
-pub use forward::{Encap, GUE_SPORT_BASE, GUE_SPORT_MASK};
 pub use outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
+pub use forward::{Encap, GUE_SPORT_BASE, GUE_SPORT_MASK};
 pub use parse::{parse, Meta, L3};
 pub use snapshot::{
     Backend, BackendId, BackendState, Forwarding, Mac, NatPorts, PortInfo, Service, ServiceId,

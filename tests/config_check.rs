@@ -26,7 +26,12 @@ const BAD: &[(&str, &str)] = &[
     ("gateway-off-subnet", "8:14: gateway 10.98.0.1 is not on the port's subnet 10.99.0.2/24"),
     ("health-timeout", "21:16: health check timeout 1s must be less than its interval 1s"),
     ("ipip-6in4", "20:18: backend 10.99.0.12 is IPv4 but the vip fd99::100 is IPv6: ipip cannot carry IPv6 in IPv4 (4in4, 6in6 and 4in6 are supported)"),
-    ("l7-forwarding", "22:17: `forwarding` is only for l4 services; an l7 service uses `routes` and `clusters`"),
+    ("l7-bad-duration", "25:14: bad duration \"5 parsecs\" (use 250ms, 1s, 2m)"),
+    ("l7-forwarding", "16:17: `forwarding` is only for l4 services; an l7 service uses `routes` and `clusters`"),
+    ("l7-header-limit", "24:3: l7.limits.max_header_bytes must be at least 8192, found 1024"),
+    ("l7-no-kernel-interface", "11:5: l7 service `api` needs a port of its family with `kernel_interface` (the L7 pool listens there)"),
+    ("l7-unknown-cluster", "17:9: route leads to cluster `apii`, which the service does not define (clusters: api)"),
+    ("l7-unknown-lb", "21:13: unknown variant `fastest`, expected one of round_robin, least_request, random, ring_hash, maglev"),
     ("missing-field", "17:9: missing field `address`"),
     ("missing-vdev", "6:13: device `net_af_packet1` is neither a PCI address (such as 0000:3b:00.0) nor created by a `--vdev=net_af_packet1,...` in dpdk.eal_args"),
     ("nat-port-zero", "18:15: port must be between 1 and 65535, found 0"),
@@ -38,7 +43,7 @@ const BAD: &[(&str, &str)] = &[
     ("syntax", "4:6: illegal placement of ':' indicator"),
     ("table-not-prime", "14:24: maglev_table_size 65536 is not prime (the next prime is 65537)"),
     ("unknown-forwarding", "14:17: unknown variant `tunnel`, expected one of dsr, ipip, gue, nat"),
-    ("unknown-key", "14:5: unknown field `fowarding`, expected one of name, vip, port, protocol, mode, forwarding, maglev_table_size, backends, health_check, panic_threshold, drain_timeout, on_unhealthy, outlier_detection, gue_port, routes, clusters"),
+    ("unknown-key", "14:5: unknown field `fowarding`, expected one of name, vip, port, protocol, mode, forwarding, maglev_table_size, backends, health_check, panic_threshold, drain_timeout, on_unhealthy, outlier_detection, gue_port, tls, routes, clusters"),
     ("unreachable-backend", "17:18: backend fd99::12 is IPv6 but no port has an IPv6 address to reach it"),
     ("weight-range", "18:17: weight must be between 0 and 65535, found 100000"),
     ("wrong-type", "13:11: expected an integer"),
@@ -83,6 +88,7 @@ fn good_files_pass_on_this_host() {
         ("gue", "1 port, 1 worker, 1 service (3 backends)"),
         ("nat", "1 port, 1 worker, 1 service (3 backends)"),
         ("ipv6", "1 port, 1 worker, 1 service (3 backends)"),
+        ("l7", "1 port, 1 worker, 1 service (0 backends)"),
     ] {
         let path = format!("configs/{name}.yaml");
         match check_file(&path) {

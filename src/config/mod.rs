@@ -92,8 +92,8 @@ pub use duration::{format_duration, parse_duration, DurationError};
 pub use host::{parse_cpu_list, Host};
 pub use model::{
     defaults, limits, AdminConfig, BackendConfig, Config, DpdkConfig, FlowTableConfig, Forwarding,
-    HealthCheckConfig, HealthCheckKind, IdlePolicy, L7Config, Mode, Neighbor, OnUnhealthy, OutlierDetectionConfig,
-    PortConfig, Protocol, ServiceConfig, WorkersConfig,
+    HealthCheckConfig, HealthCheckKind, IdlePolicy, L7Config, Mode, Neighbor, OnUnhealthy,
+    OutlierDetectionConfig, PortConfig, Protocol, ServiceConfig, WorkersConfig,
 };
 pub use value::Value;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::value::Value;
+use crate::l7::config::{ClusterSpec, L7Settings, RouteSpec, TlsSpec};
 
 /// Defaults and limits, with units. Documented in the README's configuration reference.
 pub mod defaults {
@@ -83,7 +83,8 @@ pub mod limits {
     /// `outlier_detection.consecutive_failures` range (0 turns passive checks off).
     pub const OUTLIER_FAILURES: std::ops::RangeInclusive<u16> = 0..=10_000;
     /// `outlier_detection.connect_timeout` upper bound (the engine clock counts ms in u32).
-    pub const OUTLIER_CONNECT_TIMEOUT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+    pub const OUTLIER_CONNECT_TIMEOUT_MAX: std::time::Duration =
+        std::time::Duration::from_secs(600);
     /// `panic_threshold` range, percent.
     pub const PANIC_THRESHOLD: std::ops::RangeInclusive<u8> = 0..=100;
     /// Names (ports, services) are at most this long and use `[A-Za-z0-9_.-]`, so they can
@@ -106,6 +107,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The `services` section, in file order.
     pub services: Vec<ServiceConfig>,
+    /// The `l7` section: the L7 pool's cores, limits, default timeouts, access log.
+    pub l7: L7Settings,
 }
 
 impl Config {
@@ -328,14 +331,15 @@ pub struct ServiceConfig {
     pub l7: Option<L7Config>,
 }
 
-/// The L7 part of an `l7` service, kept as written: its shape is set by the issue that
-/// builds the L7 pool.
+/// The L7 part of an `l7` service, in the L7 pool's own types (`crate::l7::config`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct L7Config {
-    /// `routes`, as written.
-    pub routes: Value,
-    /// `clusters`, as written.
-    pub clusters: Value,
+    /// TLS termination; `None`: plain HTTP/1.1 and h2c.
+    pub tls: Option<TlsSpec>,
+    /// Routes, first match wins.
+    pub routes: Vec<RouteSpec>,
+    /// Upstream clusters.
+    pub clusters: Vec<ClusterSpec>,
 }
 
 /// `services[].backends[]`.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::model::{Forwarding, HealthCheckKind, IdlePolicy, Mode, OnUnhealthy, Protocol};
-use super::value::Value;
+use crate::l7::config::{ClusterSpec, L7Settings, RouteSpec, TlsSpec};
 
 /// A value and where it is in the file.
 pub type S<T> = Spanned<T>;
@@ -29,6 +29,9 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub services: Option<S<Vec<S<RawService>>>>,
+    /// The L7 pool's settings (typed by the pool; serde reports their shape errors).
+    #[serde(default)]
+    pub l7: Option<S<L7Settings>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,12 +131,15 @@ pub struct RawService {
     pub outlier_detection: Option<S<RawOutlierDetection>>,
     #[serde(default)]
     pub gue_port: Option<S<i64>>,
-    /// L7 only; shape set by the L7 issue.
+    /// L7 only: TLS termination.
     #[serde(default)]
-    pub routes: Option<S<Value>>,
-    /// L7 only; shape set by the L7 issue.
+    pub tls: Option<S<TlsSpec>>,
+    /// L7 only: routes, first match wins.
     #[serde(default)]
-    pub clusters: Option<S<Value>>,
+    pub routes: Option<S<Vec<S<RouteSpec>>>>,
+    /// L7 only: upstream clusters.
+    #[serde(default)]
+    pub clusters: Option<S<Vec<S<ClusterSpec>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,20 +9,21 @@ use std::time::Duration;
 
 use serde_saphyr::Location;
 
+mod l7;
+
 use super::address::{family_name, is_pci_address, parse_cidr, parse_ip, parse_mac};
 use super::diagnostic::Report;
 use super::duration::{format_duration, parse_duration};
 use super::host::Host;
 use super::model::{
     defaults, limits, AdminConfig, BackendConfig, Config, DpdkConfig, FlowTableConfig, Forwarding,
-    HealthCheckConfig, HealthCheckKind, IdlePolicy, L7Config, Mode, Neighbor, OnUnhealthy, OutlierDetectionConfig,
-    PortConfig, Protocol, ServiceConfig, WorkersConfig,
+    HealthCheckConfig, HealthCheckKind, IdlePolicy, L7Config, Mode, Neighbor, OnUnhealthy,
+    OutlierDetectionConfig, PortConfig, Protocol, ServiceConfig, WorkersConfig,
 };
 use super::raw::{
-    RawAdmin, RawBackend, RawConfig, RawFlowTable, RawHealthCheck, RawOutlierDetection, RawPort, RawService, RawWorkers,
-    S,
+    RawAdmin, RawBackend, RawConfig, RawFlowTable, RawHealthCheck, RawOutlierDetection, RawPort,
+    RawService, RawWorkers, S,
 };
-use super::value::Value;
 
 /// Checks `raw` against the rules and `host`. The returned configuration is complete
 /// (defaults stand in for refused values) but meaningful only if `report` holds no error.
@@ -48,6 +49,7 @@ pub(crate) fn validate(raw: RawConfig, host: &Host, report: &mut Report) -> Conf
         Some(services) => v.services(&services.value, &ports),
         None => Vec::new(),
     };
+    let l7 = v.l7_settings(raw.l7.as_ref(), host, &workers.cores, &services);
     Config {
         dpdk,
         ports,
@@ -55,6 +57,7 @@ pub(crate) fn validate(raw: RawConfig, host: &Host, report: &mut Report) -> Conf
         flow_table,
         admin,
         services,
+        l7,
     }
 }
 
@@ -559,10 +562,15 @@ impl Validator<'_> {
 
         let (forwarding, backends, l7) = match mode {
             Mode::L4 => {
-                for (key, value) in [("routes", &s.routes), ("clusters", &s.clusters)] {
-                    if let Some(value) = value {
+                let l7_keys = [
+                    ("routes", s.routes.as_ref().map(|v| v.referenced)),
+                    ("clusters", s.clusters.as_ref().map(|v| v.referenced)),
+                    ("tls", s.tls.as_ref().map(|v| v.referenced)),
+                ];
+                for (key, at) in l7_keys {
+                    if let Some(at) = at {
                         self.report.error(
-                            &value.referenced,
+                            &at,
                             format!("`{key}` is only for l7 services (this one is l4)"),
                         );
                     }
@@ -585,7 +593,7 @@ impl Validator<'_> {
             }
             Mode::L7 => {
                 self.l7_refusals(s);
-                let l7 = self.l7(s, port, protocol, at);
+                let l7 = self.l7(s, port, protocol, ports, at);
                 (None, Vec::new(), l7)
             }
         };
@@ -667,6 +675,7 @@ impl Validator<'_> {
         s: &RawService,
         port: Option<u16>,
         protocol: Protocol,
+        ports: &[PortConfig],
         at: &Location,
     ) -> Option<L7Config> {
         if protocol != Protocol::Tcp {
@@ -679,20 +688,7 @@ impl Validator<'_> {
             self.report
                 .error(at, format!("l7 service `{}` needs a `port`", s.name.value));
         }
-        let mut section = |value: &Option<S<Value>>, key: &str| match value {
-            Some(v) => Some(v.value.clone()),
-            None => {
-                self.report
-                    .error(at, format!("l7 service `{}` needs `{key}`", s.name.value));
-                None
-            }
-        };
-        let routes = section(&s.routes, "routes");
-        let clusters = section(&s.clusters, "clusters");
-        Some(L7Config {
-            routes: routes?,
-            clusters: clusters?,
-        })
+        self.l7_sections(s, ports, at)
     }
 
     fn backends(

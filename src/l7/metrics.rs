@@ -121,6 +121,8 @@ pub struct ListenerStats {
     pub connections: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_failures: AtomicU64,
+    /// Client connections open now (the drain on shutdown waits for these).
+    pub open: AtomicU64,
 }
 
 /// All metrics of the pool.

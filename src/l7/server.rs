@@ -21,6 +21,9 @@ use super::metrics::L7Metrics;
 use super::proxy::{handle, ConnInfo, Shared};
 use super::state::{Clock, Snapshot};
 
+/// How long shutdown waits for client connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One socket the pool accepts on, and the service it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
@@ -56,11 +59,45 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Counts an open client connection until dropped.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.listener.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves a hyper connection until it ends; when `stop` fires, asks it to finish
+/// gracefully (HTTP/1.1: close after the response in progress; HTTP/2: GOAWAY, streams in
+/// flight complete). A macro: the connection types differ (TLS or not) and hyper's bounds
+/// on `graceful_shutdown` are long.
+macro_rules! drive {
+    ($conn:expr, $stop:expr) => {{
+        let mut stop = $stop;
+        let mut conn = std::pin::pin!($conn);
+        let stopping = *stop.borrow();
+        if stopping {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        } else {
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        }
+    }};
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     spec: Arc<ListenerSpec>,
     shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     shared
@@ -68,6 +105,8 @@ async fn serve_connection(
         .listener
         .connections
         .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.listener.open.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenConnection(shared.clone());
     let snapshot = shared.snapshot.load_full();
     let limits = snapshot.settings.limits.clone();
     let verdicts = Arc::new(Verdicts::default());
@@ -110,10 +149,10 @@ async fn serve_connection(
                 }
             };
         let io = TokioIo::new(Watched::new(tls, limits.max_header_bytes, verdicts));
-        let _ = http.serve_connection(io, service).await;
+        drive!(http.serve_connection(io, service), stop);
     } else {
         let io = TokioIo::new(Watched::new(stream, limits.max_header_bytes, verdicts));
-        let _ = http.serve_connection(io, service).await;
+        drive!(http.serve_connection(io, service), stop);
     }
 }
 
@@ -128,7 +167,7 @@ async fn accept_loop(
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(serve_connection(stream, peer, spec.clone(), shared.clone()));
+                    tokio::spawn(serve_connection(stream, peer, spec.clone(), shared.clone(), stop.clone()));
                 }
                 Err(_) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -251,12 +290,25 @@ impl L7Pool {
         &self.local_addrs
     }
 
-    /// Stops accepting and ends every connection (waiting at most a second).
+    /// Stops accepting, lets every connection finish the requests it has in progress
+    /// (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY), waits up to
+    /// `DRAIN_TIMEOUT` for them, then ends the rest.
     pub fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.shared.metrics.listener.open.load(Ordering::Relaxed) > 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.shared.metrics.listener.open.load(Ordering::Relaxed)
     }
 
     /// Blocks until SIGINT or SIGTERM; SIGHUP reloads from `path`.

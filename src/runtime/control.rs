@@ -69,6 +69,8 @@ pub struct Control {
     pub passive: PassiveTracker,
     /// When the workers' outcomes were last looked at.
     pub passive_last: Instant,
+    /// The L7 pool, when the file has `l7` services.
+    pub l7: Option<crate::l7::L7Pool>,
 }
 
 impl Control {
@@ -419,6 +421,14 @@ impl Control {
                     self.refresh_view();
                     return Err(vec![format!("{why} needs a restart")]);
                 }
+                if let Some(pool) = &self.l7 {
+                    if let Err(why) = super::l7::reload(pool, &new) {
+                        self.reloads.1 += 1;
+                        println!("fulcrum: reload refused: {why}; the running configuration stays");
+                        self.refresh_view();
+                        return Err(vec![why]);
+                    }
+                }
                 let old = std::mem::replace(&mut self.cfg, new);
                 // operator weights survive a reload only for backends still configured
                 let keys: Vec<_> = self
@@ -448,6 +458,10 @@ impl Control {
                     Ok(msg)
                 } else {
                     self.cfg = old;
+                    if let Some(pool) = &self.l7 {
+                        // back to the routes and clusters that match the running L4 side
+                        let _ = super::l7::reload(pool, &self.cfg);
+                    }
                     self.reloads.1 += 1;
                     println!("fulcrum: reload failed; the running configuration stays");
                     Err(vec!["the new configuration could not be applied".into()])
@@ -626,5 +640,5 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
     if old.admin != new.admin {
         return Some("a change of admin");
     }
-    None
+    super::l7::restart_needed(old, new)
 }

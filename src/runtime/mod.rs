@@ -10,6 +10,7 @@
 mod admin;
 mod control;
 mod kernel;
+mod l7;
 mod mbuf;
 mod passive;
 mod shared;
@@ -291,6 +292,10 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         }
     }
 
+    // the L7 pool after the kernel interfaces carry its VIPs, on its own threads
+    let l7_pool = l7::start(&cfg).map_err(RunError::Other)?;
+    let l7_metrics = l7_pool.as_ref().map(|p| p.metrics());
+
     let view = Arc::new(std::sync::Mutex::new(admin::View::default()));
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
     let mut ctl = control::Control {
@@ -308,6 +313,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         reloads: (0, 0),
         passive: Default::default(),
         passive_last: std::time::Instant::now(),
+        l7: l7_pool,
     };
     ctl.start_health();
     ctl.configure_passive();
@@ -316,7 +322,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         view,
         shared: Arc::clone(&shared),
         commands: std::sync::Mutex::new(cmd_tx),
-        l7: None,
+        l7: l7_metrics,
     });
     let admin_server = match crate::admin::AdminServer::start(
         ctl.cfg.admin.listen,
@@ -338,6 +344,11 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     let result = ctl.run_until_stopped(&ports);
     if let Some(s) = admin_server {
         s.stop();
+    }
+    // the pool stops accepting and finishes its requests while the workers still carry them
+    if let Some(pool) = ctl.l7.take() {
+        pool.shutdown();
+        println!("fulcrum: L7 pool stopped");
     }
 
     shared.stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,719 @@
+//! The L7 pool through `fulcrum run` on the namespace topology: the client's connections
+//! reach fulcrum's DPDK port, the workers hand the `l7` VIP to the kernel interface, the
+//! pool terminates TLS and HTTP there and opens its upstream connections back out through
+//! the data plane to the backend namespaces (tests/netns/l7_upstream.py servers).
+//!
+//! Needs root, DPDK and namespaces: run by scripts/test.sh with `--test-threads=1`.
+//! Namespace prefix `fl7`, so it runs beside the other suites.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PREFIX: &str = "fl7";
+const VIP: &str = "10.99.0.100";
+const CLIENT: &str = "10.99.0.10";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sh(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &format!("{PREFIX}-{ns}")])
+        .args(args);
+    c
+}
+
+fn eal_mem_args() -> Vec<String> {
+    std::env::var("FULCRUM_EAL_MEM")
+        .unwrap_or_else(|_| "--no-huge -m 1024".into())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The topology plus the upstream servers; torn down on drop.
+struct Topology {
+    upstreams: Vec<Child>,
+}
+
+impl Topology {
+    fn up() -> Topology {
+        let topo = |cmd: &str| {
+            let mut c = Command::new("bash");
+            c.arg(root().join("tests/netns/topo.sh"))
+                .arg(cmd)
+                .env("FLC_PREFIX", PREFIX);
+            c
+        };
+        let _ = topo("down").status();
+        sh(topo("up").arg("nat"));
+        let mut t = Topology {
+            upstreams: Vec::new(),
+        };
+        // (backend namespace, port, mode): see `config` for which cluster uses which
+        let servers: &[(u32, u16, &str)] = &[
+            (1, 8001, "ok"),
+            (2, 8001, "ok"),
+            (3, 8001, "ok"),
+            (2, 8002, "slow"),
+            (2, 8004, "garbage"),
+            (3, 8005, "hang"),
+            (1, 8006, "reset-once"),
+        ];
+        for &(b, port, mode) in servers {
+            let (mode, delay) = match mode {
+                "slow" => ("ok", "300"),
+                m => (m, "0"),
+            };
+            let child = in_ns(&format!("b{b}"), &["python3"])
+                .arg(root().join("tests/netns/l7_upstream.py"))
+                .args([&format!("backend{b}"), &port.to_string(), mode, delay])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start an upstream");
+            t.upstreams.push(child);
+        }
+        for &(b, port, _) in servers {
+            let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !in_ns(&format!("b{b}"), &["bash", "-c", &probe])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "upstream b{b}:{port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        t
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for c in &mut self.upstreams {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("bash")
+            .arg(root().join("tests/netns/topo.sh"))
+            .arg("down")
+            .env("FLC_PREFIX", PREFIX)
+            .status();
+    }
+}
+
+/// A self-signed certificate for `api.test` and `www.test`, made with openssl.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("web.crt"), dir.join("web.key"));
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=www.test"])
+        .args(["-addext", "subjectAltName=DNS:www.test,DNS:api.test"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null()));
+    (cert, key)
+}
+
+/// Routes of both services (TLS on 443, plain on 80); `canary` is v2's weight in percent.
+fn services(cert: &Path, key: &Path, canary: u32) -> String {
+    let routes = format!(
+        "\
+    routes:
+      - name: api
+        match: {{ host: api.test, path: {{ prefix: /api/ }} }}
+        cluster: api
+      - name: lr
+        match: {{ path: {{ prefix: /lr/ }} }}
+        cluster: lr
+      - name: rr
+        match: {{ path: {{ prefix: /rr/ }} }}
+        cluster: rr
+      - name: down
+        match: {{ path: {{ prefix: /down/ }} }}
+        cluster: down
+      - name: garbage
+        match: {{ path: {{ prefix: /garbage/ }} }}
+        cluster: garbage
+      - name: hang
+        match: {{ path: {{ prefix: /hang/ }} }}
+        cluster: hang
+        timeout: 500ms
+      - name: flaky
+        match: {{ path: {{ prefix: /flaky/ }} }}
+        cluster: flaky
+      - name: site
+        match: {{ host: www.test }}
+        weighted_clusters: [{{ cluster: v1, weight: {v1} }}, {{ cluster: v2, weight: {canary} }}]
+    clusters:
+      - {{ name: api, endpoints: [{{ address: \"10.99.0.11:8001\" }}] }}
+      - {{ name: v1, endpoints: [{{ address: \"10.99.0.12:8001\" }}] }}
+      - {{ name: v2, endpoints: [{{ address: \"10.99.0.13:8001\" }}] }}
+      - name: lr
+        lb: least_request
+        endpoints: [{{ address: \"10.99.0.11:8001\" }}, {{ address: \"10.99.0.12:8002\" }}, {{ address: \"10.99.0.13:8001\" }}]
+      - name: rr
+        endpoints: [{{ address: \"10.99.0.11:8001\" }}, {{ address: \"10.99.0.12:8001\" }}, {{ address: \"10.99.0.13:8001\" }}]
+      - {{ name: down, endpoints: [{{ address: \"10.99.0.11:9\" }}, {{ address: \"10.99.0.12:9\" }}] }}
+      - {{ name: garbage, endpoints: [{{ address: \"10.99.0.12:8004\" }}] }}
+      - {{ name: hang, endpoints: [{{ address: \"10.99.0.13:8005\" }}] }}
+      - {{ name: flaky, endpoints: [{{ address: \"10.99.0.11:8006\" }}] }}
+",
+        v1 = 100 - canary
+    );
+    format!(
+        "  - name: web
+    vip: {VIP}
+    port: 443
+    mode: l7
+    tls:
+      certificates: [{{ cert: {cert}, key: {key} }}]
+{routes}  - name: plain
+    vip: {VIP}
+    port: 80
+    mode: l7
+{routes}",
+        cert = cert.display(),
+        key = key.display()
+    )
+}
+
+fn config(name: &str, services: &str) -> String {
+    let mut eal = vec![
+        "--no-pci".to_owned(),
+        format!("--file-prefix=fl7-{name}"),
+        "--vdev=net_af_packet0,iface=lb0".to_owned(),
+        "--log-level=*:warning".to_owned(),
+    ];
+    eal.extend(eal_mem_args());
+    let eal = eal
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "dpdk:\n  eal_args: [{eal}]\nports:\n  - name: lan\n    device: net_af_packet0\n    address: 10.99.0.2/24\n    kernel_interface: fl7k0\n\
+         workers:\n  cores: [1]\nflow_table:\n  capacity: 65536\nadmin:\n  listen: 127.0.0.1:0\n\
+         l7:\n  cores: [0]\n  limits: {{ header_read_timeout: 2s, body_read_timeout: 2s }}\n  timeouts: {{ connect: 500ms, request: 5s }}\n\
+         services:\n{services}"
+    )
+}
+
+/// fulcrum in the LB namespace.
+struct Fulcrum {
+    child: Option<Child>,
+    config: PathBuf,
+    log: PathBuf,
+    file_prefix: String,
+}
+
+impl Fulcrum {
+    fn start(name: &str, dir: &Path, yaml: &str) -> Fulcrum {
+        let config = dir.join("fulcrum.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = dir.join("fulcrum.log");
+        let logf = std::fs::File::create(&log).unwrap();
+        let child = in_ns("lb", &[])
+            .arg(env!("CARGO_BIN_EXE_fulcrum"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .expect("start fulcrum");
+        let mut f = Fulcrum {
+            child: Some(child),
+            config,
+            log,
+            file_prefix: format!("fl7-{name}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f.log_text().contains("workers running") {
+            if let Some(st) = f.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("fulcrum exited ({st}) before starting:\n{}", f.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fulcrum did not start:\n{}",
+                f.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        f
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        sh(Command::new("kill").args([&format!("-{sig}"), &pid]));
+    }
+
+    /// Rewrites the file, sends SIGHUP and waits for the reload's verdict in the log.
+    fn reload(&self, yaml: &str) -> String {
+        let before = self.log_text().len();
+        std::fs::File::create(&self.config)
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        self.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let new = self.log_text()[before..].to_owned();
+            if new.contains("reload ok")
+                || new.contains("reload refused")
+                || new.contains("reload failed")
+            {
+                return new;
+            }
+            assert!(Instant::now() < deadline, "no reload logged:\n{new}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The admin API's /metrics, fetched from the LB namespace.
+    fn metrics(&self) -> String {
+        let log = self.log_text();
+        let addr = log
+            .lines()
+            .find_map(|l| l.split("admin API listening on http://").nth(1))
+            .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"))
+            .trim()
+            .to_owned();
+        let out =
+            sh(&mut in_ns("lb", &["curl", "-s", "-m", "5"]).arg(format!("http://{addr}/metrics")));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGINT; fulcrum must exit 0 within 15 s. Returns the log.
+    fn stop(mut self) -> String {
+        self.signal("INT");
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("fulcrum did not exit after SIGINT:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = self.log_text();
+        assert!(status.success(), "fulcrum exited with {status}:\n{text}");
+        text
+    }
+}
+
+impl Drop for Fulcrum {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&self.file_prefix)
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.file_prefix));
+    }
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fulcrum-l7-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// curl from the client namespace; `args` after the common ones. Returns stdout.
+fn curl(args: &[&str]) -> String {
+    let resolve = [
+        format!("api.test:443:{VIP}"),
+        format!("www.test:443:{VIP}"),
+        format!("api.test:80:{VIP}"),
+        format!("www.test:80:{VIP}"),
+    ];
+    let mut c = in_ns("cl", &["curl", "-s", "-k", "-m", "60"]);
+    for r in &resolve {
+        c.args(["--resolve", r]);
+    }
+    let out = c.args(args).output().expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A curl config file asking `url` `n` times, each response to /dev/null.
+fn url_file(dir: &Path, name: &str, url: &str, n: usize) -> String {
+    let path = dir.join(name);
+    let mut text = String::with_capacity(n * (url.len() + 40));
+    for _ in 0..n {
+        text.push_str(&format!("url = \"{url}\"\noutput = \"/dev/null\"\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Counts lines of curl's `-w` output.
+fn tally(out: &str) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for l in out.lines() {
+        *m.entry(l.trim().to_owned()).or_default() += 1;
+    }
+    m
+}
+
+/// One metric's value (the sum over lines that start with `prefix`).
+fn metric(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn tls_h1_h2_routing_canary_balancing_and_reload() {
+    let _t = Topology::up();
+    let dir = test_dir("route");
+    let (cert, key) = certificate(&dir);
+    let f = Fulcrum::start("route", &dir, &config("route", &services(&cert, &key, 10)));
+    assert!(
+        f.log_text().contains("L7 pool on cores [0] listening on"),
+        "{}",
+        f.log_text()
+    );
+
+    // 1. HTTP/1.1 and HTTP/2 over TLS, routed by host and path; XFF is the client
+    for version in ["--http1.1", "--http2"] {
+        let out = curl(&[version, "-w", " %{http_version}", "https://api.test/api/x"]);
+        assert_eq!(
+            out,
+            format!(
+                "backend1 path=/api/x xff={CLIENT} proto=https\n {}",
+                if version == "--http2" { "2" } else { "1.1" }
+            ),
+            "{version}"
+        );
+    }
+    // the same host on another path: no api route; www.test goes to the site split
+    let out = curl(&[
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "https://api.test/other",
+    ]);
+    assert_eq!(out, "404");
+    let out = curl(&["--http2", "https://www.test/home"]);
+    assert!(
+        out.starts_with("backend2 path=/home") || out.starts_with("backend3 path=/home"),
+        "{out}"
+    );
+    // plain HTTP on port 80, h2c by prior knowledge
+    let out = curl(&["--http2-prior-knowledge", "http://api.test/api/y"]);
+    assert_eq!(
+        out,
+        format!("backend1 path=/api/y xff={CLIENT} proto=http\n")
+    );
+
+    // 2. a 10% canary over 10,000 requests (HTTP/2, one connection, 50 streams at once)
+    let file = url_file(&dir, "canary.curl", "https://www.test/c", 10_000);
+    let started = Instant::now();
+    let out = curl(&[
+        "--http2",
+        "--parallel",
+        "--parallel-max",
+        "50",
+        "-w",
+        "%header{x-backend}\n",
+        "-K",
+        &file,
+    ]);
+    let t = tally(&out);
+    let (v1, v2) = (
+        t.get("backend2").copied().unwrap_or(0),
+        t.get("backend3").copied().unwrap_or(0),
+    );
+    assert_eq!(v1 + v2, 10_000, "{t:?}");
+    assert!(
+        (900..=1100).contains(&v2),
+        "canary share {v2} of 10000: {t:?}"
+    );
+    eprintln!("canary: {v2} of 10000 to v2 in {:?}", started.elapsed());
+
+    // 3a. least_request keeps new requests away from the slow backend (300 ms per request)
+    let file = url_file(&dir, "lr.curl", "https://www.test/lr/", 300);
+    let out = curl(&[
+        "--http2",
+        "--parallel",
+        "--parallel-max",
+        "30",
+        "-w",
+        "%header{x-backend}\n",
+        "-K",
+        &file,
+    ]);
+    let t = tally(&out);
+    assert_eq!(t.values().sum::<u64>(), 300, "{t:?}");
+    let slow = t.get("backend2").copied().unwrap_or(0);
+    assert!(
+        slow < 45,
+        "the slow backend took {slow} of 300 (round robin would give 100): {t:?}"
+    );
+
+    // 3b. one HTTP/2 connection's requests spread over every endpoint
+    let file = url_file(&dir, "rr.curl", "https://www.test/rr/", 30);
+    let out = curl(&[
+        "--http2",
+        "-w",
+        "%{num_connects} %header{x-backend}\n",
+        "-K",
+        &file,
+    ]);
+    let t = tally(&out);
+    let connects: u64 = out
+        .lines()
+        .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(connects, 1, "one connection: {out}");
+    let per_backend: BTreeMap<&str, u64> = ["backend1", "backend2", "backend3"]
+        .iter()
+        .map(|b| {
+            (
+                *b,
+                t.iter()
+                    .filter(|(k, _)| k.ends_with(b))
+                    .map(|(_, v)| *v)
+                    .sum(),
+            )
+        })
+        .collect();
+    assert_eq!(per_backend.values().sum::<u64>(), 30, "{t:?}");
+    assert!(
+        per_backend.values().all(|&n| n == 10),
+        "round robin per request: {per_backend:?}"
+    );
+
+    // the pool's metrics are in fulcrum's /metrics
+    let m = f.metrics();
+    assert!(
+        metric(
+            &m,
+            "fulcrum_l7_cluster_responses_total{service=\"web\",cluster=\"v2\",class=\"2xx\"}"
+        ) >= 900,
+        "{m}"
+    );
+
+    // SIGHUP: the canary goes to 50% without a restart
+    let log = f.reload(&config("route", &services(&cert, &key, 50)));
+    assert!(log.contains("reload ok"), "{log}");
+    let file = url_file(&dir, "half.curl", "https://www.test/c", 200);
+    let out = curl(&["--http2", "-w", "%header{x-backend}\n", "-K", &file]);
+    let t = tally(&out);
+    assert_eq!(t.get("backend3").copied(), Some(100), "{t:?}");
+
+    // a reload the pool refuses (a route to an unknown cluster) keeps everything running
+    let bad = services(&cert, &key, 50).replace("cluster: api\n", "cluster: nope\n");
+    let log = f.reload(&config("route", &bad));
+    assert!(log.contains("reload failed"), "{log}");
+    let out = curl(&["https://api.test/api/z"]);
+    assert!(out.starts_with("backend1 path=/api/z"), "{out}");
+
+    let log = f.stop();
+    assert!(log.contains("L7 pool stopped"), "{log}");
+}
+
+/// A raw exchange from the client: sends `parts` (waiting `gap` between them), then reads
+/// until the server closes or `wait` passes. Returns what came back.
+fn raw(parts: &[&str], gap_ms: u64, wait_ms: u64) -> String {
+    let script = r#"
+import socket, sys, time, json
+parts = json.loads(sys.argv[1]); gap = int(sys.argv[2]) / 1000; wait = int(sys.argv[3]) / 1000
+s = socket.create_connection((sys.argv[4], 80), timeout=5)
+try:
+    for p in parts:
+        s.sendall(p.encode())
+        time.sleep(gap)
+except OSError:
+    pass
+s.settimeout(wait)
+out = b""
+end = time.time() + wait
+while time.time() < end:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        break
+    except OSError:
+        out += b"<reset>"
+        break
+    if not b:
+        out += b"<closed>"
+        break
+    out += b
+sys.stdout.write(out.decode("latin-1"))
+"#;
+    let parts = format!(
+        "[{}]",
+        parts
+            .iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let out = sh(&mut in_ns(
+        "cl",
+        &[
+            "python3",
+            "-c",
+            script,
+            &parts,
+            &gap_ms.to_string(),
+            &wait_ms.to_string(),
+            VIP,
+        ],
+    ));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gateway_errors_retries_and_hostile_clients() {
+    let _t = Topology::up();
+    let dir = test_dir("errors");
+    let (cert, key) = certificate(&dir);
+    let f = Fulcrum::start(
+        "errors",
+        &dir,
+        &config("errors", &services(&cert, &key, 10)),
+    );
+
+    // 4. every endpoint down: 503; garbage: 502; hanging past the route timeout: 504
+    let code = |path: &str| {
+        curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("https://www.test{path}"),
+        ])
+    };
+    assert_eq!(code("/down/"), "503");
+    assert_eq!(code("/garbage/"), "502");
+    let started = Instant::now();
+    assert_eq!(code("/hang/"), "504");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // a backend that resets once: the GET succeeds by a retry
+    let out = curl(&["-w", " %{http_code}", "https://www.test/flaky/"]);
+    assert!(
+        out.starts_with("backend1 path=/flaky/") && out.ends_with(" 200"),
+        "{out}"
+    );
+    let m = f.metrics();
+    let c = |cluster: &str, what: &str| {
+        metric(
+            &m,
+            &format!("fulcrum_l7_cluster_{what}{{service=\"web\",cluster=\"{cluster}\""),
+        )
+    };
+    assert_eq!(metric(&m, "fulcrum_l7_cluster_gateway_errors_total{service=\"web\",cluster=\"down\",code=\"503\"}"), 1, "{m}");
+    assert_eq!(metric(&m, "fulcrum_l7_cluster_gateway_errors_total{service=\"web\",cluster=\"garbage\",code=\"502\"}"), 1, "{m}");
+    assert_eq!(metric(&m, "fulcrum_l7_cluster_gateway_errors_total{service=\"web\",cluster=\"hang\",code=\"504\"}"), 1, "{m}");
+    assert_eq!(c("flaky", "retries_total"), 1, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "fulcrum_l7_cluster_responses_total{service=\"web\",cluster=\"flaky\",class=\"2xx\"}"
+        ),
+        1,
+        "{m}"
+    );
+
+    // 5. smuggling: Content-Length with Transfer-Encoding, and two differing lengths
+    let cl_te = "POST /api/ HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: api.test\r\n\r\n";
+    let out = raw(&[cl_te], 0, 2000);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(!out.contains("smuggled"), "{out}");
+    let cl_cl = "POST /api/ HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd";
+    let out = raw(&[cl_cl], 0, 2000);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+
+    // slowloris: a head dribbled out one line a second is cut at header_read_timeout
+    // (2s) while another client is served
+    let slow = std::thread::spawn(|| {
+        let started = Instant::now();
+        let out = raw(
+            &[
+                "GET /api/ HTTP/1.1\r\n",
+                "Host: api.test\r\n",
+                "X-A: 1\r\n",
+                "X-B: 1\r\n",
+                "X-C: 1\r\n",
+                "X-D: 1\r\n",
+                "X-E: 1\r\n",
+                "\r\n",
+            ],
+            1000,
+            3000,
+        );
+        (out, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let out = curl(&["http://api.test/api/meanwhile"]);
+    assert!(out.starts_with("backend1 path=/api/meanwhile"), "{out}");
+    let (out, took) = slow.join().unwrap();
+    assert!(!out.contains("200 OK"), "the slow head was served: {out}");
+    assert!(
+        out.contains("<closed>") || out.contains("<reset>") || out.contains(" 408"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let out = curl(&["https://api.test/api/after"]);
+    assert!(out.starts_with("backend1 path=/api/after"), "{out}");
+    let m = f.metrics();
+    assert!(metric(&m, "fulcrum_l7_bad_requests_total") >= 2, "{m}");
+    f.stop();
+}

@@ -149,8 +149,7 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
 /// Routes of both services (TLS on 443, plain on 80); `canary` is v2's weight in percent.
 fn services(cert: &Path, key: &Path, canary: u32) -> String {
     let routes = format!(
-        "\
-    routes:
+        "    routes:
       - name: api
         match: {{ host: api.test, path: {{ prefix: /api/ }} }}
         cluster: api
@@ -714,6 +713,8 @@ fn gateway_errors_retries_and_hostile_clients() {
     let out = curl(&["https://api.test/api/after"]);
     assert!(out.starts_with("backend1 path=/api/after"), "{out}");
     let m = f.metrics();
-    assert!(metric(&m, "fulcrum_l7_bad_requests_total") >= 2, "{m}");
+    // CL+TE is refused by fulcrum's framing check (counted); differing duplicate
+    // Content-Length is already refused by hyper's parser, before the pool counts it
+    assert!(metric(&m, "fulcrum_l7_bad_requests_total") >= 1, "{m}");
     f.stop();
 }

@@ -12,6 +12,8 @@ FULCRUM_PACKAGES=(
   libclang-dev clang pkg-config build-essential
   # the namespace topologies, traffic and captures of the integration tests and the demo
   iproute2 iputils-ping curl ethtool procps python3 tcpdump
+  # the L7 namespace tests make a self-signed certificate
+  openssl
 )
 
 need_root() {

@@ -464,13 +464,28 @@ fn nat_connection_failures_eject_a_backend_passively() {
     eprintln!("refused before the ejection: {} of 60", s.failed);
     wait_ms(200);
     let s = requests(VIP4, 150, &["--timeout", "1"]);
-    assert_eq!(s.failed, 0, "connections failed after the ejection: {}", s.raw);
+    assert_eq!(
+        s.failed, 0,
+        "connections failed after the ejection: {}",
+        s.raw
+    );
     assert!(!s.backends.contains_key("backend2"), "{}", s.raw);
     let m = admin(&f, "GET", "/metrics", None);
     let b2 = "service=\"web\",backend=\"10.99.0.12\"";
-    assert_eq!(metric(&m, &format!("fulcrum_backend_ejected{{{b2}}}")), Some(1.0), "{m}");
-    assert_eq!(metric(&m, &format!("fulcrum_backend_healthy{{{b2}}}")), Some(0.0), "{m}");
-    let failed = metric(&m, &format!("fulcrum_backend_connects_total{{{b2},result=\"failed\"}}"));
+    assert_eq!(
+        metric(&m, &format!("fulcrum_backend_ejected{{{b2}}}")),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, &format!("fulcrum_backend_healthy{{{b2}}}")),
+        Some(0.0),
+        "{m}"
+    );
+    let failed = metric(
+        &m,
+        &format!("fulcrum_backend_connects_total{{{b2},result=\"failed\"}}"),
+    );
     assert!(failed.is_some_and(|n| n >= 3.0), "{m}");
     let ok1 = metric(
         &m,
@@ -480,7 +495,10 @@ fn nat_connection_failures_eject_a_backend_passively() {
     // every live flow is counted against exactly one backend
     let active = metric_sum(&m, "fulcrum_backend_active_flows");
     let entries = metric_sum(&m, "fulcrum_flow_table_entries");
-    assert!(active > 0.0 && active == entries, "active {active} vs entries {entries}\n{m}");
+    assert!(
+        active > 0.0 && active == entries,
+        "active {active} vs entries {entries}\n{m}"
+    );
     let api = admin(&f, "GET", "/api/services", None);
     let v: serde_json::Value = serde_json::from_str(&api).expect("services JSON");
     let b = &v["services"][0]["backends"];
@@ -519,7 +537,10 @@ fn nat_connection_failures_eject_a_backend_passively() {
 
     let log = f.stop();
     assert!(log.contains("backend 10.99.0.12 of web ejected"), "{log}");
-    assert!(log.contains("backend 10.99.0.12 of web readmitted"), "{log}");
+    assert!(
+        log.contains("backend 10.99.0.12 of web readmitted"),
+        "{log}"
+    );
     assert!(log.contains("backend 10.99.0.13 of web ejected"), "{log}");
     assert!(counter(&log, "engine_connects_refused") >= 3, "{log}");
     assert!(counter(&log, "engine_connects_timed_out") >= 3, "{log}");

@@ -301,7 +301,10 @@ pub fn build_snapshot(
             panic,
             reset_on_unhealthy: s.on_unhealthy == config::OnUnhealthy::Reset,
             connect_timeout_ms: if s.outlier_detection.enabled() {
-                s.outlier_detection.connect_timeout.as_millis().clamp(1, u32::MAX as u128) as u32
+                s.outlier_detection
+                    .connect_timeout
+                    .as_millis()
+                    .clamp(1, u32::MAX as u128) as u32
             } else {
                 0
             },

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 
 use crate::buffer::PacketBuf;
 use crate::flow::{
-    tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTimeouts, IpAddr16,
-    InsertOutcome,
+    tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTimeouts,
+    InsertOutcome, IpAddr16,
 };
 use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
 

@@ -8,9 +8,9 @@
 mod counters;
 mod datapath;
 mod forward;
-mod outcome;
 #[doc(hidden)]
 pub mod fuzzing;
+mod outcome;
 mod parse;
 mod reply;
 mod snapshot;
@@ -21,8 +21,8 @@ mod vip_index;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 pub use datapath::{Engine, EngineConfig, NatKey, NatValue, MAX_BURST, NAT_PORT_TRIES};
-pub use outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 pub use forward::{Encap, GUE_SPORT_BASE, GUE_SPORT_MASK};
+pub use outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 pub use parse::{parse, Meta, L3};
 pub use snapshot::{
     Backend, BackendId, BackendState, Forwarding, Mac, NatPorts, PortInfo, Service, ServiceId,

@@ -14,10 +14,10 @@ use std::time::Duration;
 use fulcrum_dpdk::PortStats;
 use serde_json::{json, Value};
 
-use crate::engine::BackendCounters;
 use crate::admin::{
     AdminError, AdminHandler, BackendStats, PromWriter, ServiceStats, StatsSnapshot, WorkerStats,
 };
+use crate::engine::BackendCounters;
 
 use super::shared::{Published, Shared};
 

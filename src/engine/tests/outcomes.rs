@@ -32,7 +32,11 @@ fn answer(backend: IpAddr, bport: u16, lb_port: u16, rst: bool) -> Vec<u8> {
     let t = PacketBuilder::ethernet2([0x02, 0xbb, 0, 0, 0, 1], PORT_MACS[0])
         .ipv4(b.octets(), [10, 0, 0, 2], 64)
         .tcp(bport, lb_port, 7000, 65535);
-    let t = if rst { t.rst().ack(1001) } else { t.syn().ack(1001) };
+    let t = if rst {
+        t.rst().ack(1001)
+    } else {
+        t.syn().ack(1001)
+    };
     let mut out = Vec::new();
     t.write(&mut out, &[]).unwrap();
     out
@@ -84,7 +88,11 @@ fn rst_to_a_syn_is_a_refusal() {
     let client = Spec::tcp("192.0.2.7", 40001, "10.1.0.5", 80);
     let (id, b, bport, lb_port) = open(&mut e, &client);
     let (v, _) = process(&mut e, 0, &answer(b, bport, lb_port, true));
-    assert_eq!(v, Verdict::Forward { port: 0 }, "the RST still reaches the client");
+    assert_eq!(
+        v,
+        Verdict::Forward { port: 0 },
+        "the RST still reaches the client"
+    );
     let c = backend_counters(&e)[&id];
     assert_eq!((c.connects_ok, c.connects_failed), (0, 1));
     assert_eq!(e.counters().connects_refused, 1);
@@ -130,7 +138,11 @@ fn icmp_unreachable_quoting_a_translation_is_a_failure() {
     process(&mut e, 0, &unreachable(ub, ubport, ulb, true));
     assert_eq!(e.counters().connects_unreachable, 2);
     // a quote of no translation is only passed on
-    let (v, _) = process(&mut e, 0, &unreachable(b, bport, lb_port.wrapping_add(1), false));
+    let (v, _) = process(
+        &mut e,
+        0,
+        &unreachable(b, bport, lb_port.wrapping_add(1), false),
+    );
     assert_eq!(v, Verdict::ToKernel);
     assert_eq!(e.counters().connects_unreachable, 2);
     // a truncated ICMP error is still only passed on, never a crash
@@ -143,14 +155,22 @@ fn icmp_unreachable_quoting_a_translation_is_a_failure() {
 fn active_flows_follow_inserts_and_expiry() {
     let mut e = engine(0);
     for sport in 43000..43030 {
-        let (v, _) = process(&mut e, 0, &Spec::tcp("192.0.2.8", sport, "10.1.0.2", 80).build());
+        let (v, _) = process(
+            &mut e,
+            0,
+            &Spec::tcp("192.0.2.8", sport, "10.1.0.2", 80).build(),
+        );
         assert!(matches!(v, Verdict::Forward { .. }));
     }
     let active: u64 = backend_counters(&e).values().map(|c| c.active_flows).sum();
     assert_eq!(active, 30);
     assert_eq!(active as usize, e.flow_count());
     // a packet of a known flow adds none
-    process(&mut e, 0, &Spec::tcp("192.0.2.8", 43000, "10.1.0.2", 80).ack().build());
+    process(
+        &mut e,
+        0,
+        &Spec::tcp("192.0.2.8", 43000, "10.1.0.2", 80).ack().build(),
+    );
     let active: u64 = backend_counters(&e).values().map(|c| c.active_flows).sum();
     assert_eq!(active, 30);
     // every flow expires (SYN-only flows: the transitory timeout)

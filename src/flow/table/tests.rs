@@ -128,7 +128,7 @@ fn lookup_reports_expired_entry_absent_and_insert_reclaims_it() {
     let _ = t.insert(fk(1, IPPROTO_UDP), 1u32, 0);
     assert!(t.lookup(&fk(1, IPPROTO_UDP), 30).is_some()); // age == timeout: live
     assert!(t.lookup(&fk(1, IPPROTO_UDP), 61).is_none()); // age 31 > 30
-    // still held, so its value is handed back exactly once, by the insert that follows
+                                                          // still held, so its value is handed back exactly once, by the insert that follows
     assert_eq!(t.len(), 1);
     assert_eq!(
         t.insert(fk(1, IPPROTO_UDP), 2u32, 61),

@@ -21,7 +21,7 @@ use crate::flow::{
 use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
 
 use super::counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
-use super::forward::{dsr, encapsulate, nat_rewrite, Encap, EncapOutcome};
+use super::forward::{dsr, encapsulate, encapsulate_ipip4, nat_rewrite, Encap, EncapOutcome};
 use super::outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 use super::parse::{parse, Meta, L3};
 use super::reply::{
@@ -42,6 +42,22 @@ const NAT_EXHAUSTED_SLOTS: usize = 1024;
 /// Packets [`Engine::process_burst`] classifies (and prefetches the flows of) before it
 /// finishes them; longer bursts are taken in chunks of this many.
 pub const MAX_BURST: usize = 64;
+
+/// The flow tables keep LRU order per 2^10 ms (about a second): a flow's entry moves
+/// to the front at most once a second however many packets it carries, which saves
+/// writing three random cache lines per packet. Eviction only needs "old", and the
+/// granule is held under 1/16 of the shortest idle timeout (see [`lru_granule_shift`]),
+/// so expiry is late by at most that much.
+const LRU_GRANULE_SHIFT: u32 = 10;
+
+/// [`LRU_GRANULE_SHIFT`], smaller when a timeout is short: 2^shift <= timeout / 16.
+fn lru_granule_shift(t: &FlowTimeouts) -> u32 {
+    let shortest = t.tcp_established.min(t.tcp_transitory).min(t.udp) / 16;
+    if shortest == 0 {
+        return 0;
+    }
+    LRU_GRANULE_SHIFT.min(31 - shortest.leading_zeros())
+}
 
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -135,6 +151,8 @@ enum Classified {
         service: ServiceId,
         fwd: Forwarding,
         hash: u64,
+        /// The flow table bucket of `hash`.
+        bucket: usize,
     },
 }
 
@@ -157,10 +175,12 @@ impl Engine {
     /// An engine with its tables allocated.
     pub fn new(cfg: EngineConfig) -> Result<Engine, FlowTableError> {
         let seed = RandomState::new().hash_one(cfg.worker);
+        let granule = lru_granule_shift(&cfg.timeouts);
         Ok(Engine {
             worker: cfg.worker,
-            flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed)?,
-            nat: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed.rotate_left(17))?,
+            flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed)?.with_lru_granule(granule),
+            nat: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed.rotate_left(17))?
+                .with_lru_granule(granule),
             nat_cursor: 0,
             nat_exhausted: vec![None; NAT_EXHAUSTED_SLOTS].into_boxed_slice(),
             ident: 0,
@@ -181,7 +201,7 @@ impl Engine {
         pkt: &mut B,
         now: u32,
     ) -> Verdict {
-        let c = classify(snap, in_port, pkt.data());
+        let c = classify(snap, &self.flows, in_port, pkt.data());
         self.finish(snap, in_port, pkt, &c, now)
     }
 
@@ -211,20 +231,20 @@ impl Engine {
         {
             scratch.clear();
             for p in pkts.iter() {
-                let c = classify(snap, in_port, p.data());
-                if let Classified::Flow { hash, .. } = c {
-                    self.flows.prefetch_bucket(hash);
+                let c = classify(snap, &self.flows, in_port, p.data());
+                if let Classified::Flow { bucket, .. } = c {
+                    self.flows.prefetch_bucket(bucket);
                 }
                 scratch.push(c);
             }
             for c in scratch.iter() {
-                if let Classified::Flow { hash, .. } = c {
-                    self.flows.prefetch_entry(*hash);
+                if let Classified::Flow { bucket, .. } = c {
+                    self.flows.prefetch_entry(*bucket);
                 }
             }
             for c in scratch.iter() {
-                if let Classified::Flow { hash, .. } = c {
-                    self.flows.prefetch_lru_neighbours(*hash, now);
+                if let Classified::Flow { bucket, .. } = c {
+                    self.flows.prefetch_lru_neighbours(*bucket, now);
                 }
             }
             for ((p, v), c) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(scratch.iter()) {
@@ -255,9 +275,10 @@ impl Engine {
                 service,
                 fwd,
                 hash,
+                bucket,
             } => match snap.service(*service) {
                 Some(service) => {
-                    self.to_service(snap, in_port, pkt, meta, service, *fwd, *hash, now)
+                    self.to_service(snap, in_port, pkt, meta, service, *fwd, *hash, *bucket, now)
                 }
                 None => Verdict::Drop(DropReason::NoService),
             },
@@ -505,13 +526,14 @@ impl Engine {
             return Verdict::Drop(DropReason::FragmentNat);
         }
         let hash = flow_key(meta, service.id).hash();
-        self.to_service(snap, in_port, pkt, meta, service, fwd, hash, now)
+        let bucket = self.flows.bucket_of(hash);
+        self.to_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
     }
 
     /// A TCP or UDP packet (or fragment) for an L4 service: its flow's backend, then the
-    /// rewrite. `hash` is the hash of [`flow_key`].
+    /// rewrite. `hash` is the hash of [`flow_key`], `bucket` its flow-table bucket.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn to_service<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
@@ -521,15 +543,19 @@ impl Engine {
         service: &Service,
         fwd: Forwarding,
         hash: u64,
+        bucket: usize,
         now: u32,
     ) -> Verdict {
         let key = flow_key(meta, service.id);
-        let client_mac = src_mac(pkt.data());
-        let (backend, nat_port) = match self.pin(
-            snap, service, fwd, &key, hash, meta, in_port, client_mac, now,
-        ) {
-            Ok(x) => x,
-            Err(r) => return Verdict::Drop(r),
+        let (backend, nat_port) = match self.pinned(snap, service, &key, bucket, meta, now) {
+            Some(found) => found,
+            None => {
+                let client_mac = src_mac(pkt.data());
+                match self.pin_new(snap, service, fwd, &key, meta, in_port, client_mac, now) {
+                    Ok(x) => x,
+                    Err(r) => return Verdict::Drop(r),
+                }
+            }
         };
         self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, nat_port)
     }
@@ -559,7 +585,12 @@ fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
 /// port of an L4 service, not a fragment, TTL left), find its service and flow hash.
 /// Reads only the packet and the snapshot.
 #[inline]
-fn classify(snap: &Snapshot, in_port: u16, data: &[u8]) -> Classified {
+fn classify(
+    snap: &Snapshot,
+    flows: &FlowTable<FlowKey, u32>,
+    in_port: u16,
+    data: &[u8],
+) -> Classified {
     let Some(port) = snap.ports.get(in_port as usize) else {
         return Classified::Dropped(DropReason::NotForUs);
     };
@@ -581,11 +612,13 @@ fn classify(snap: &Snapshot, in_port: u16, data: &[u8]) -> Classified {
     let ServiceMode::L4(fwd) = service.mode else {
         return Classified::General(meta);
     };
+    let hash = flow_key(&meta, service.id).hash();
     Classified::Flow {
         meta,
         service: service.id,
         fwd,
-        hash: flow_key(&meta, service.id).hash(),
+        hash,
+        bucket: flows.bucket_of(hash),
     }
 }
 
@@ -604,29 +637,66 @@ impl Engine {
         client_mac: Mac,
         now: u32,
     ) -> Result<(&'s Backend, u16), DropReason> {
+        let bucket = self.flows.bucket_of(hash);
+        match self.pinned(snap, service, key, bucket, meta, now) {
+            Some(found) => Ok(found),
+            None => self.pin_new(snap, service, fwd, key, meta, in_port, client_mac, now),
+        }
+    }
+
+    /// The backend a flow in the table is pinned to (and its NAT port), while that
+    /// backend may keep the flow; `None` when the packet must be balanced afresh. The
+    /// lookup advances the flow's TCP state. `bucket` is the key's flow-table bucket.
+    #[inline(always)]
+    fn pinned<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        service: &Service,
+        key: &FlowKey,
+        bucket: usize,
+        meta: &Meta,
+        now: u32,
+    ) -> Option<(&'s Backend, u16)> {
+        let e = self.flows.lookup_entry_in_bucket(bucket, key, now)?;
         // A bare SYN on a flow that already closed (FIN or RST seen) is a new connection
         // reusing the 5-tuple (as IPVS's conn_reuse_mode): it is balanced afresh, so it
         // never lands on a backend that has since failed, drained or left.
         let fresh_syn = meta.proto == IpProtocol::TCP.0
             && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        if let Some(e) = self.flows.lookup_entry_hashed(hash, key, now) {
-            if fresh_syn && e.state() == FlowState::Closing {
-                self.counters.flows_reused += 1;
-            } else {
-                e.observe_tcp(meta.tcp_flags);
-                let v = *e.value();
-                if let Some(b) = snap.backend(v & 0xffff) {
-                    let keep = match b.state {
-                        BackendState::Active => b.healthy || !service.reset_on_unhealthy,
-                        BackendState::Draining { until } => now < until,
-                    };
-                    if keep {
-                        return Ok((b, (v >> 16) as u16));
-                    }
-                }
-                self.counters.flows_repicked += 1;
+        if fresh_syn && e.state() == FlowState::Closing {
+            self.counters.flows_reused += 1;
+            return None;
+        }
+        e.observe_tcp(meta.tcp_flags);
+        let v = *e.value();
+        if let Some(b) = snap.backend(v & 0xffff) {
+            let keep = match b.state {
+                BackendState::Active => b.healthy || !service.reset_on_unhealthy,
+                BackendState::Draining { until } => now < until,
+            };
+            if keep {
+                return Some((b, (v >> 16) as u16));
             }
         }
+        self.counters.flows_repicked += 1;
+        None
+    }
+
+    /// A new flow (or one whose backend may no longer keep it): a Maglev pick, a NAT
+    /// port for `nat`, and the flow-table entry.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn pin_new<'s>(
+        &mut self,
+        snap: &'s Snapshot,
+        service: &Service,
+        fwd: Forwarding,
+        key: &FlowKey,
+        meta: &Meta,
+        in_port: u16,
+        client_mac: Mac,
+        now: u32,
+    ) -> Result<(&'s Backend, u16), DropReason> {
         // A new flow. The Maglev hash leaves out the local service id, so every fulcrum
         // with the same configuration picks the same backend for the same 5-tuple.
         let selection = FlowKey { service: 0, ..*key }.hash();
@@ -749,7 +819,10 @@ impl Engine {
         Err(DropReason::NatPortsExhausted)
     }
 
+    /// Counts the packet for backend `b` and rewrites it for the backend: the common
+    /// 4in4 `ipip` frame here, everything else in [`rewrite`](Self::rewrite).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn send_to_backend<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
@@ -771,6 +844,39 @@ impl Engine {
             c.packets += 1;
             c.bytes += pkt.len() as u64;
         }
+        if fwd == Forwarding::Ipip {
+            let ident = self.ident.wrapping_add(1);
+            if let Some(outcome) = encapsulate_ipip4(pkt, meta, out, b.addr, mac, ident) {
+                self.ident = ident;
+                return match outcome {
+                    EncapOutcome::Done => Verdict::Forward {
+                        port: b.egress_port,
+                    },
+                    EncapOutcome::ReplyTooBig => Verdict::Reply, // not produced by the fast path
+                    EncapOutcome::Drop(r) => Verdict::Drop(r),
+                };
+            }
+        }
+        self.rewrite(snap, in_port, pkt, meta, b, mac, out, fwd, hash, nat_port)
+    }
+
+    /// The rewrite of [`send_to_backend`](Self::send_to_backend) for every mode and
+    /// frame: `dsr`, `ipip` and `gue` of any family and tagging, `nat`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn rewrite<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        in_port: u16,
+        pkt: &mut B,
+        meta: &Meta,
+        b: &Backend,
+        mac: Mac,
+        out: &PortInfo,
+        fwd: Forwarding,
+        hash: u64,
+        nat_port: u16,
+    ) -> Verdict {
         let egress = Verdict::Forward {
             port: b.egress_port,
         };

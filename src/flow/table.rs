@@ -190,6 +190,9 @@ pub struct FlowTable<K, V> {
     lru_tail: u32,
     /// Next slot the expiry clock hand examines.
     hand: u32,
+    /// log2 of the LRU granule in ms: a hit relinks its entry only when its last-seen
+    /// time is in an earlier granule than `now` (see [`with_lru_granule`](Self::with_lru_granule)).
+    lru_shift: u32,
     stats: FlowStats,
 }
 
@@ -232,8 +235,27 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
             lru_head: NIL,
             lru_tail: NIL,
             hand: 0,
+            lru_shift: 0,
             stats: FlowStats::default(),
         })
+    }
+
+    /// Keeps the LRU order at a granule of `2^shift` ms instead of 1 ms: a hit relinks
+    /// its entry to the front only the first time the flow is seen in a granule. The
+    /// relink writes three entries (the flow's and its two LRU neighbours, random cache
+    /// lines at a million flows); at a granule of about a second a busy flow pays it
+    /// about once a second instead of once a packet. The list stays sorted by granule,
+    /// so the LRU tail (eviction, expiry) is exact to within one granule; lookups still
+    /// judge expiry on the exact last-seen time. `shift` is capped at 16 (65 s).
+    pub fn with_lru_granule(mut self, shift: u32) -> Self {
+        self.lru_shift = shift.min(16);
+        self
+    }
+
+    /// Whether a hit at `now` on an entry last seen at `last_seen` must relink it.
+    #[inline]
+    fn needs_relink(&self, last_seen: u32, now: u32) -> bool {
+        last_seen >> self.lru_shift != now >> self.lru_shift
     }
 
     /// Live (and not yet reclaimed expired) entries.
@@ -275,35 +297,35 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         self.entries.get(head as usize)
     }
 
-    /// Starts loading the bucket head of `hash` into the cache (step 1 of a burst's
-    /// prefetch; the lookup itself comes later).
+    /// Starts loading the head of `bucket` ([`bucket_of`](Self::bucket_of)) into the
+    /// cache (step 1 of a burst's prefetch; the lookup itself comes later).
     #[inline]
-    pub fn prefetch_bucket(&self, hash: u64) {
-        if let Some(head) = self.heads.get(self.bucket_of(hash)) {
+    pub fn prefetch_bucket(&self, bucket: usize) {
+        if let Some(head) = self.heads.get(bucket) {
             fulcrum_hint::prefetch(head);
         }
     }
 
-    /// Starts loading the first entry of the bucket of `hash` (step 2, once step 1 had
-    /// time to bring the head in; it reads the head).
+    /// Starts loading the first entry of `bucket` (step 2, once step 1 had time to bring
+    /// the head in; it reads the head).
     #[inline]
-    pub fn prefetch_entry(&self, hash: u64) {
-        let head = self.heads.get(self.bucket_of(hash)).copied().unwrap_or(NIL);
+    pub fn prefetch_entry(&self, bucket: usize) {
+        let head = self.heads.get(bucket).copied().unwrap_or(NIL);
         if let Some(e) = self.entries.get(head as usize) {
             fulcrum_hint::prefetch(e);
         }
     }
 
-    /// Starts loading the LRU neighbours of the first entry of the bucket of `hash` if a
-    /// lookup at `now` would relink it (step 3, once step 2 brought the entry in): with
-    /// many flows they are as cold as the entry itself.
+    /// Starts loading the LRU neighbours of the first entry of `bucket` if a lookup at
+    /// `now` would relink it (step 3, once step 2 brought the entry in): with many flows
+    /// they are as cold as the entry itself.
     #[inline]
-    pub fn prefetch_lru_neighbours(&self, hash: u64, now: u32) {
-        let head = self.heads.get(self.bucket_of(hash)).copied().unwrap_or(NIL);
+    pub fn prefetch_lru_neighbours(&self, bucket: usize, now: u32) {
+        let head = self.heads.get(bucket).copied().unwrap_or(NIL);
         let Some(e) = self.entries.get(head as usize) else {
             return;
         };
-        if e.last_seen != now && self.lru_head != head {
+        if self.needs_relink(e.last_seen, now) && self.lru_head != head {
             if let Some(p) = self.entries.get(e.lru_prev as usize) {
                 fulcrum_hint::prefetch(p);
             }
@@ -314,8 +336,8 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     }
 
     /// Looks a flow up: refreshes its last-seen time, makes it the most
-    /// recently used (unless it was already seen at this `now`: LRU order is
-    /// kept at the granularity of the time unit) and returns its value. An expired flow is
+    /// recently used (unless it was already seen in this LRU granule, 1 ms unless
+    /// [`with_lru_granule`](Self::with_lru_granule) says otherwise) and returns its value. An expired flow is
     /// reported absent (and reclaimed by the next insert or `expire_some`).
     #[inline]
     pub fn lookup(&mut self, key: &K, now: u32) -> Option<&mut V> {
@@ -332,13 +354,26 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
 
     /// [`lookup_hashed`](Self::lookup_hashed) returning the whole entry, to
     /// read or advance the TCP state ([`FlowEntry::observe_tcp`]).
+    #[inline]
     pub fn lookup_entry_hashed(
         &mut self,
         hash: u64,
         key: &K,
         now: u32,
     ) -> Option<&mut FlowEntry<K, V>> {
-        let bucket = self.bucket_of(hash);
+        self.lookup_entry_in_bucket(self.bucket_of(hash), key, now)
+    }
+
+    /// [`lookup_entry_hashed`](Self::lookup_entry_hashed) with the bucket already
+    /// computed ([`bucket_of`](Self::bucket_of) of the key's hash), as a burst's
+    /// prefetch pass has it.
+    #[inline]
+    pub fn lookup_entry_in_bucket(
+        &mut self,
+        bucket: usize,
+        key: &K,
+        now: u32,
+    ) -> Option<&mut FlowEntry<K, V>> {
         let (index, _) = self.find(bucket, key);
         if index == NIL {
             return None;
@@ -353,7 +388,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         // at the front of the LRU list: skip the relink (it touches two other
         // entries, i.e. up to two cache misses). The list stays sorted by
         // last-seen time, which is what eviction and expiry rely on.
-        if self.entries.get(index as usize)?.last_seen != now {
+        if self.needs_relink(self.entries.get(index as usize)?.last_seen, now) {
             self.lru_move_to_front(index);
         }
         let entry = self.entries.get_mut(index as usize)?;

@@ -103,6 +103,13 @@ impl Mbuf {
         if n > self.headroom() {
             return Err(MbufError::NoHeadroom);
         }
+        if let Some(m) = self.single_segment() {
+            // what rte_pktmbuf_prepend does to one segment, without the call
+            m.data_off -= n16;
+            m.data_len += n16;
+            m.pkt_len += u32::from(n16);
+            return Ok(());
+        }
         // SAFETY: the mbuf is valid and owned; n fits the headroom (checked),
         // and DPDK checks again and returns NULL rather than overrun.
         let p = unsafe { sys::fulcrum_rte_pktmbuf_prepend(self.as_ptr(), n16) };
@@ -136,6 +143,12 @@ impl Mbuf {
         if n > self.len() {
             return Err(MbufError::TooShort);
         }
+        if let Some(m) = self.single_segment() {
+            // rte_pktmbuf_trim on one segment (n <= data_len, checked above)
+            m.data_len -= n16;
+            m.pkt_len -= u32::from(n16);
+            return Ok(());
+        }
         // SAFETY: as in prepend; DPDK returns -1 when n exceeds the last
         // segment's data_len.
         let ret = unsafe { sys::fulcrum_rte_pktmbuf_trim(self.as_ptr(), n16) };
@@ -153,6 +166,12 @@ impl Mbuf {
         if n > self.tailroom() {
             return Err(MbufError::NoTailroom);
         }
+        if let Some(m) = self.single_segment() {
+            // rte_pktmbuf_append on one segment (n fits the tailroom, checked above)
+            m.data_len += n16;
+            m.pkt_len += u32::from(n16);
+            return Ok(());
+        }
         // SAFETY: as in prepend; DPDK returns NULL when n exceeds the tailroom.
         let p = unsafe { sys::fulcrum_rte_pktmbuf_append(self.as_ptr(), n16) };
         if p.is_null() {
@@ -160,6 +179,16 @@ impl Mbuf {
         } else {
             Ok(())
         }
+    }
+
+    /// The mbuf's header, writable, when the packet is one segment (what every
+    /// resize of the data path meets; chains take DPDK's own functions).
+    #[inline]
+    fn single_segment(&mut self) -> Option<&mut sys::rte_mbuf> {
+        // SAFETY: the mbuf is valid and owned (from_raw contract) and `&mut self` makes
+        // this the only reference to its header.
+        let m = unsafe { self.0.as_mut() };
+        (m.nb_segs == 1 && m.next.is_null()).then_some(m)
     }
 
     /// Bytes free before the packet.
@@ -239,10 +268,20 @@ impl Mbuf {
     #[inline]
     pub fn prefetch_data(&self) {
         let m = self.raw();
-        // SAFETY: prefetch is a hint and never faults; the address is inside
-        // the mbuf's buffer anyway.
+        // a hint that never faults; the address is inside the mbuf's buffer anyway
+        let p = m
+            .buf_addr
+            .cast::<u8>()
+            .wrapping_add(usize::from(m.data_off));
+        // SAFETY: `p` is only used as a prefetch address (an inline instruction on
+        // x86_64, DPDK's function elsewhere)
+        #[cfg(target_arch = "x86_64")]
         unsafe {
-            sys::fulcrum_rte_prefetch0(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)).cast())
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unsafe {
+            sys::fulcrum_rte_prefetch0(p.cast())
         }
     }
 

@@ -102,7 +102,7 @@ impl FlowKeyT for NatKey {
             proto: self.proto,
             service: u16::MAX,
         }
-        .hash()
+        .table_hash()
     }
     #[inline]
     fn is_tcp(&self) -> bool {
@@ -525,7 +525,7 @@ impl Engine {
         if fwd == Forwarding::Nat && meta.fragment {
             return Verdict::Drop(DropReason::FragmentNat);
         }
-        let hash = flow_key(meta, service.id).hash();
+        let hash = flow_key(meta, service.id).table_hash();
         let bucket = self.flows.bucket_of(hash);
         self.to_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
     }
@@ -612,7 +612,7 @@ fn classify(
     let ServiceMode::L4(fwd) = service.mode else {
         return Classified::General(meta);
     };
-    let hash = flow_key(&meta, service.id).hash();
+    let hash = flow_key(&meta, service.id).table_hash();
     Classified::Flow {
         meta,
         service: service.id,
@@ -1193,7 +1193,7 @@ impl Engine {
             tcp_flags: 0,
             ..*meta
         };
-        let hash = key.hash();
+        let hash = key.table_hash();
         let (backend, _) = match self.pin(
             snap, service, fwd, &key, hash, &flow_meta, in_port, [0; 6], now,
         ) {

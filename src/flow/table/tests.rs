@@ -145,7 +145,7 @@ fn lookup_reports_expired_entry_absent_and_insert_reclaims_it() {
 fn tcp_state_selects_timeout() {
     let mut t = FlowTable::new(4, T, 5).unwrap();
     let k = fk(1, IPPROTO_TCP);
-    let h = k.hash();
+    let h = k.flow_hash();
     let _ = t.insert(k, 1u32, 0);
     assert_eq!(
         t.lookup_entry_hashed(h, &k, 5).unwrap().state(),
@@ -164,7 +164,7 @@ fn tcp_state_selects_timeout() {
                                          // UDP keys ignore TCP flags.
     let u = fk(2, IPPROTO_UDP);
     let _ = t.insert(u, 2, 100);
-    let e = t.lookup_entry_hashed(u.hash(), &u, 100).unwrap();
+    let e = t.lookup_entry_hashed(u.flow_hash(), &u, 100).unwrap();
     assert_eq!(e.observe_tcp(tcp_flags::RST), FlowState::Established);
 }
 
@@ -255,14 +255,14 @@ fn retain_and_iter() {
 fn bucket_split_for_prefetch() {
     let mut t = FlowTable::new(16, T, 11).unwrap();
     let k = fk(1, IPPROTO_UDP);
-    let b = t.bucket_of(k.hash());
+    let b = t.bucket_of(k.flow_hash());
     assert!(b < 16);
     assert!(t.bucket_head(b).is_none());
     let _ = t.insert(k, 5u32, 0);
     assert_eq!(t.bucket_head(b).map(|e| *e.key()), Some(k));
-    assert_eq!(t.lookup_hashed(k.hash(), &k, 1).copied(), Some(5));
+    assert_eq!(t.lookup_hashed(k.flow_hash(), &k, 1).copied(), Some(5));
     // A wrong hash only misses.
-    assert_eq!(t.lookup_hashed(k.hash() ^ 1, &k, 1), None);
+    assert_eq!(t.lookup_hashed(k.flow_hash() ^ 1, &k, 1), None);
     assert!(t.bucket_head(usize::MAX).is_none());
 }
 

@@ -24,9 +24,7 @@ use super::counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 use super::forward::{dsr, encapsulate, encapsulate_ipip4, nat_rewrite, Encap, EncapOutcome};
 use super::outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 use super::parse::{parse, Meta, L3};
-use super::reply::{
-    arp_reply, icmpv4_echo_reply, icmpv6_echo_reply, neighbor_advert, ICMPV6_NA, ICMPV6_NS,
-};
+use super::reply::{arp_reply, echo_reply, neighbor_advert, ICMPV6_NA, ICMPV6_NS};
 use super::snapshot::{
     Backend, BackendState, Forwarding, Mac, PortInfo, Service, ServiceId, ServiceMode, Snapshot,
 };
@@ -1026,41 +1024,26 @@ impl Engine {
         let Some(body) = pkt.data().get(meta.l4..meta.l3 + meta.ip_len) else {
             return Verdict::Drop(DropReason::BadIcmp);
         };
-        // (backend, backend port, LB port, proto) of the quoted LB -> backend packet
-        let quoted: Option<(IpAddr16, IpAddr16, u16, u16, u8)> = if meta.is_v6() {
+        // the quoted packet: LB -> backend
+        let quoted = if meta.is_v6() {
             match Icmpv6Packet::new_checked(body) {
-                Ok(icmp) if icmp.msg_type() == ICMPV6_DEST_UNREACH => {
-                    icmp.quoted().ok().and_then(|(ip, l4)| {
-                        let p = ports(l4)?;
-                        Some((
-                            ip.src_addr().into(),
-                            ip.dst_addr().into(),
-                            p.1,
-                            p.0,
-                            ip.extensions().ok()?.upper_protocol.0,
-                        ))
-                    })
-                }
+                Ok(icmp) if icmp.msg_type() == ICMPV6_DEST_UNREACH => Quoted::of_v6(&icmp),
                 _ => None,
             }
         } else {
             match Icmpv4Packet::new_checked(body) {
-                Ok(icmp) if icmp.msg_type() == ICMP_DEST_UNREACH => {
-                    icmp.quoted().ok().and_then(|(ip, l4)| {
-                        let p = ports(l4)?;
-                        Some((
-                            ip.src_addr().into(),
-                            ip.dst_addr().into(),
-                            p.1,
-                            p.0,
-                            ip.protocol().0,
-                        ))
-                    })
-                }
+                Ok(icmp) if icmp.msg_type() == ICMP_DEST_UNREACH => Quoted::of_v4(&icmp),
                 _ => None,
             }
         };
-        let Some((lb, backend, backend_port, lb_port, proto)) = quoted else {
+        let Some(Quoted {
+            src: lb,
+            dst: backend,
+            sport: lb_port,
+            dport: backend_port,
+            proto,
+        }) = quoted
+        else {
             return Verdict::ToKernel;
         };
         if lb != meta.dst {
@@ -1108,14 +1091,14 @@ impl Engine {
             .get(in_port as usize)
             .map(|p| p.mac)
             .unwrap_or([0; 6]);
-        // (client, vip, client port, vip port, proto) of the quoted packet, sent by the VIP
-        let quoted: Option<(IpAddr16, IpAddr16, u16, u16, u8)> = if meta.is_v6() {
+        // the quoted packet, sent by the VIP: VIP -> client
+        let quoted = if meta.is_v6() {
             let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
                 return Verdict::Drop(DropReason::BadIcmp);
             };
             match icmp.msg_type() {
                 ICMPV6_ECHO_REQUEST => {
-                    return if icmpv6_echo_reply(pkt, meta, port_mac) {
+                    return if echo_reply(pkt, meta, port_mac) {
                         self.counters.echo_replies += 1;
                         Verdict::Reply
                     } else {
@@ -1123,16 +1106,7 @@ impl Engine {
                     };
                 }
                 ICMPV6_DEST_UNREACH | ICMPV6_PACKET_TOO_BIG | ICMPV6_TIME_EXCEEDED => {
-                    icmp.quoted().ok().and_then(|(ip, l4)| {
-                        let p = ports(l4)?;
-                        Some((
-                            ip.dst_addr().into(),
-                            ip.src_addr().into(),
-                            p.1,
-                            p.0,
-                            ip.extensions().ok()?.upper_protocol.0,
-                        ))
-                    })
+                    Quoted::of_v6(&icmp)
                 }
                 _ => None,
             }
@@ -1142,29 +1116,25 @@ impl Engine {
             };
             match icmp.msg_type() {
                 ICMP_ECHO_REQUEST => {
-                    return if icmpv4_echo_reply(pkt, meta, port_mac) {
+                    return if echo_reply(pkt, meta, port_mac) {
                         self.counters.echo_replies += 1;
                         Verdict::Reply
                     } else {
                         Verdict::Drop(DropReason::BadIcmp)
                     };
                 }
-                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED => {
-                    icmp.quoted().ok().and_then(|(ip, l4)| {
-                        let p = ports(l4)?;
-                        Some((
-                            ip.dst_addr().into(),
-                            ip.src_addr().into(),
-                            p.1,
-                            p.0,
-                            ip.protocol().0,
-                        ))
-                    })
-                }
+                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED => Quoted::of_v4(&icmp),
                 _ => None,
             }
         };
-        let Some((client, vip, cport, vport, proto)) = quoted else {
+        let Some(Quoted {
+            src: vip,
+            dst: client,
+            sport: vport,
+            dport: cport,
+            proto,
+        }) = quoted
+        else {
             return Verdict::Drop(DropReason::BadIcmp);
         };
         if vip != meta.dst {
@@ -1214,6 +1184,43 @@ fn flow_ended(backends: &mut [BackendCounters], value: u32) {
 }
 
 /// The source and destination ports at the start of an upper-layer header.
+/// The addresses, ports and protocol of the packet an ICMP error quotes (the packet
+/// it answers), as that packet carried them.
+#[derive(Debug, Clone, Copy)]
+struct Quoted {
+    src: IpAddr16,
+    dst: IpAddr16,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+}
+
+impl Quoted {
+    fn of_v4(icmp: &Icmpv4Packet<&[u8]>) -> Option<Quoted> {
+        let (ip, l4) = icmp.quoted().ok()?;
+        let (sport, dport) = ports(l4)?;
+        Some(Quoted {
+            src: ip.src_addr().into(),
+            dst: ip.dst_addr().into(),
+            sport,
+            dport,
+            proto: ip.protocol().0,
+        })
+    }
+
+    fn of_v6(icmp: &Icmpv6Packet<&[u8]>) -> Option<Quoted> {
+        let (ip, l4) = icmp.quoted().ok()?;
+        let (sport, dport) = ports(l4)?;
+        Some(Quoted {
+            src: ip.src_addr().into(),
+            dst: ip.dst_addr().into(),
+            sport,
+            dport,
+            proto: ip.extensions().ok()?.upper_protocol.0,
+        })
+    }
+}
+
 fn ports(l4: &[u8]) -> Option<(u16, u16)> {
     let p = l4.get(0..4)?;
     Some((

@@ -61,70 +61,52 @@ pub fn arp_reply<B: PacketBuf>(pkt: &mut B, l3: usize, port_mac: Mac) {
     swap_eth(pkt, port_mac);
 }
 
-/// An ICMP echo request to a VIP: turned into the echo reply.
-pub fn icmpv4_echo_reply<B: PacketBuf>(pkt: &mut B, meta: &Meta, port_mac: Mac) -> bool {
+/// An ICMP or ICMPv6 echo request to a VIP: turned into the echo reply in place. The
+/// two messages share their first four bytes (type, code, checksum), so only the IP
+/// header differs: IPv4 has a header checksum to refill, while for IPv6 swapping the
+/// addresses leaves the pseudo-header sum, and so the ICMPv6 checksum, unchanged.
+pub fn echo_reply<B: PacketBuf>(pkt: &mut B, meta: &Meta, port_mac: Mac) -> bool {
     let (l3, l4, end) = (meta.l3, meta.l4, meta.l3 + meta.ip_len);
+    let (request, reply) = if meta.is_v6() {
+        (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
+    } else {
+        (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+    };
     if pkt.set_len(end).is_err() {
         return false;
     }
     let data = pkt.data_mut();
     {
-        let Some(icmp) = data.get_mut(l4..end) else {
+        let Some(icmp) = data.get_mut(l4..end).and_then(|m| m.first_chunk_mut::<4>()) else {
             return false;
         };
-        let mut icmp = Icmpv4Packet::new_unchecked(icmp);
-        if icmp.msg_type() != ICMP_ECHO_REQUEST {
+        if icmp[0] != request {
             return false;
         }
-        let old = u16::from_be_bytes([ICMP_ECHO_REQUEST, icmp.msg_code()]);
-        let new = u16::from_be_bytes([ICMP_ECHO_REPLY, icmp.msg_code()]);
-        let c = checksum::update16(icmp.checksum(), old, new);
-        icmp.set_msg_type(ICMP_ECHO_REPLY);
-        icmp.set_checksum(c);
+        let code = icmp[1];
+        let old = u16::from_be_bytes([request, code]);
+        let new = u16::from_be_bytes([reply, code]);
+        let c = checksum::update16(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
+        icmp[0] = reply;
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
     }
     let Some(ip) = data.get_mut(l3..end) else {
         return false;
     };
-    let mut ip = Ipv4Packet::new_unchecked(ip);
-    let (s, d) = (ip.src_addr(), ip.dst_addr());
-    ip.set_src_addr(d);
-    ip.set_dst_addr(s);
-    ip.set_ttl(DEFAULT_TTL);
-    ip.fill_checksum();
-    swap_eth(pkt, port_mac);
-    true
-}
-
-/// An ICMPv6 echo request to a VIP: turned into the echo reply.
-pub fn icmpv6_echo_reply<B: PacketBuf>(pkt: &mut B, meta: &Meta, port_mac: Mac) -> bool {
-    let (l3, l4, end) = (meta.l3, meta.l4, meta.l3 + meta.ip_len);
-    if pkt.set_len(end).is_err() {
-        return false;
+    if meta.is_v6() {
+        let mut ip = Ipv6Packet::new_unchecked(ip);
+        let (s, d) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(d);
+        ip.set_dst_addr(s);
+        ip.set_hop_limit(DEFAULT_TTL);
+    } else {
+        let mut ip = Ipv4Packet::new_unchecked(ip);
+        let (s, d) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(d);
+        ip.set_dst_addr(s);
+        ip.set_ttl(DEFAULT_TTL);
+        ip.fill_checksum();
     }
-    let data = pkt.data_mut();
-    {
-        let Some(icmp) = data.get_mut(l4..end) else {
-            return false;
-        };
-        let mut icmp = Icmpv6Packet::new_unchecked(icmp);
-        if icmp.msg_type() != ICMPV6_ECHO_REQUEST {
-            return false;
-        }
-        let old = u16::from_be_bytes([ICMPV6_ECHO_REQUEST, icmp.msg_code()]);
-        let new = u16::from_be_bytes([ICMPV6_ECHO_REPLY, icmp.msg_code()]);
-        // swapping source and destination leaves the pseudo-header sum unchanged
-        let c = checksum::update16(icmp.checksum(), old, new);
-        icmp.set_msg_type(ICMPV6_ECHO_REPLY);
-        icmp.set_checksum(c);
-    }
-    let Some(ip) = data.get_mut(l3..end) else {
-        return false;
-    };
-    let mut ip = Ipv6Packet::new_unchecked(ip);
-    let (s, d) = (ip.src_addr(), ip.dst_addr());
-    ip.set_src_addr(d);
-    ip.set_dst_addr(s);
-    ip.set_hop_limit(DEFAULT_TTL);
     swap_eth(pkt, port_mac);
     true
 }

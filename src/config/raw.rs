@@ -41,6 +41,8 @@ pub struct RawDpdk {
     pub eal_args: Option<Vec<S<String>>>,
     #[serde(default)]
     pub mbufs: Option<S<i64>>,
+    #[serde(default)]
+    pub mbuf_data_room: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

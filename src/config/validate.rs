@@ -29,9 +29,9 @@ use super::raw::{
 /// (defaults stand in for refused values) but meaningful only if `report` holds no error.
 pub(crate) fn validate(raw: RawConfig, host: &Host, report: &mut Report) -> Config {
     let mut v = Validator { report };
-    let (eal_args, mbufs) = match raw.dpdk {
-        Some(d) => (d.eal_args, d.mbufs),
-        None => (None, None),
+    let (eal_args, mbufs, room) = match raw.dpdk {
+        Some(d) => (d.eal_args, d.mbufs, d.mbuf_data_room),
+        None => (None, None, None),
     };
     let dpdk = DpdkConfig {
         eal_args: eal_args
@@ -40,8 +40,30 @@ pub(crate) fn validate(raw: RawConfig, host: &Host, report: &mut Report) -> Conf
             .map(|a| a.value)
             .collect(),
         mbufs: mbufs.and_then(|m| v.int(&m, "dpdk.mbufs", 1023..=(1u32 << 26))),
+        mbuf_data_room: room
+            .as_ref()
+            .and_then(|r| v.int(r, "dpdk.mbuf_data_room", limits::MBUF_DATA_ROOM)),
     };
     let ports = v.ports(&raw.ports, &dpdk.eal_args);
+    if let (Some(r), Some(bytes)) = (&room, dpdk.mbuf_data_room) {
+        // every frame a port takes, grown by fulcrum's largest encapsulation, must fit
+        for p in &ports {
+            if u32::from(p.mtu) + u32::from(limits::MBUF_ROOM_OVERHEAD) > u32::from(bytes) {
+                v.report.error(
+                    &r.referenced,
+                    format!(
+                        "dpdk.mbuf_data_room {bytes} cannot hold port {}'s frames: mtu {} + {} \
+                         (headroom, Ethernet and VLAN headers, encapsulation) needs {}",
+                        p.name,
+                        p.mtu,
+                        limits::MBUF_ROOM_OVERHEAD,
+                        u32::from(p.mtu) + u32::from(limits::MBUF_ROOM_OVERHEAD)
+                    ),
+                );
+                break;
+            }
+        }
+    }
     let workers = v.workers(&raw.workers.value, host);
     let flow_table = v.flow_table(raw.flow_table.as_ref());
     let admin = v.admin(raw.admin.as_ref());

@@ -150,7 +150,9 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         "fulcrum_pkts",
         pool_size(&cfg),
         256,
-        Mempool::DEFAULT_DATA_ROOM,
+        cfg.dpdk
+            .mbuf_data_room
+            .unwrap_or(Mempool::DEFAULT_DATA_ROOM),
     )
     .map_err(dpdk("creating the mbuf pool"))?;
 

@@ -19,7 +19,8 @@
 #        E2E_QUIET_BUDGET (s the run may wait in all for other work on the machine to calm
 #        down before starting a system, 300; quick 0), E2E_PROFILE (a figure's key, e.g.
 #        fulcrum-l7-h1: `perf record` the load balancer during it, the report goes to
-#        OUT/e2e-profile-KEY.txt),
+#        OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499; E2E_PERF_KEEP=1 keeps
+#        perf.data there too),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR
 set -euo pipefail
 
@@ -284,7 +285,7 @@ PERF_PID=""
 profile_start() {
   [ "${E2E_PROFILE:-}" = "$1" ] && [ -n "$LB_PID" ] || return 0
   command -v perf >/dev/null || { log "E2E_PROFILE: no perf"; return 0; }
-  spawn "$WORK/$1.perf.log" perf record -F 499 -g -o "$WORK/$1.perf.data" -p "$LB_PID"
+  spawn "$WORK/$1.perf.log" perf record -F ${E2E_PERF_FREQ:-499} -g -o "$WORK/$1.perf.data" -p "$LB_PID"
   PERF_PID="$LAST_PID"
 }
 profile_stop() {
@@ -293,6 +294,10 @@ profile_stop() {
   PERF_PID=""
   perf report -i "$WORK/$1.perf.data" --no-children --percent-limit 0.7 --stdio -g none \
     >"$OUT/e2e-profile-$1.txt" 2>/dev/null || true
+  # where the time went by binary (kernel, libc, the proxy itself)
+  perf report -i "$WORK/$1.perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | sed 's/^/# by dso: /' >>"$OUT/e2e-profile-$1.txt" || true
+  [ -z "${E2E_PERF_KEEP:-}" ] || cp "$WORK/$1.perf.data" "$OUT/e2e-profile-$1.perf.data"
   log "profile of $1: $OUT/e2e-profile-$1.txt"
 }
 

@@ -618,14 +618,20 @@ async fn forward(
                     Err(_) => TryOutcome::Failed(UpstreamFailure::Timeout),
                     Ok(Err(e)) if e.is_connect() => {
                         let mut source = std::error::Error::source(&e);
-                        let mut limit = false;
+                        let (mut limit, mut pending) = (false, false);
                         while let Some(s) = source {
                             limit |= s.is::<super::state::ConnectionLimit>();
+                            pending |= s.is::<super::state::PendingLimit>();
                             source = s.source();
                         }
                         if limit {
                             for s in stats {
                                 s.overflow.fetch_add(1, Ordering::Relaxed);
+                            }
+                            TryOutcome::Failed(UpstreamFailure::Overflow)
+                        } else if pending {
+                            for s in stats {
+                                s.pending_overflow.fetch_add(1, Ordering::Relaxed);
                             }
                             TryOutcome::Failed(UpstreamFailure::Overflow)
                         } else {

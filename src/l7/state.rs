@@ -243,6 +243,8 @@ impl Cluster {
             inner: connector,
             open: open_connections,
             max: spec.circuit_breakers.max_connections,
+            connecting: Arc::default(),
+            max_pending: spec.circuit_breakers.max_pending,
         };
         let clients = (0..threads.max(1))
             .map(|_| builder.build(connector.clone()))
@@ -398,14 +400,35 @@ impl Clock {
     }
 }
 
-/// The upstream connector: `HttpConnector` under the cluster's `max_connections`
-/// breaker. Each connection holds a slot until it is dropped.
+/// The upstream connector: `HttpConnector` under the cluster's `max_connections` and
+/// `max_pending` breakers. Each connection holds a slot until it is dropped.
+///
+/// The pool does not queue requests behind busy connections (at `max_connections` a
+/// request is refused at once), so the requests that wait for an upstream connection are
+/// those waiting for a new one to be established: `max_pending` bounds those connects in
+/// progress, cluster-wide (every pool thread's client shares the counters).
 #[derive(Debug, Clone)]
 pub struct LimitedConnector {
     inner: HttpConnector,
     open: Arc<AtomicUsize>,
     max: usize,
+    /// Connects in progress (requests waiting for their connection).
+    connecting: Arc<AtomicUsize>,
+    max_pending: usize,
 }
+
+/// The `max_pending` circuit breaker refused to make another request wait for a new
+/// upstream connection.
+#[derive(Debug)]
+pub struct PendingLimit;
+
+impl std::fmt::Display for PendingLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cluster max_pending reached")
+    }
+}
+
+impl std::error::Error for PendingLimit {}
 
 /// The `max_connections` circuit breaker refused a new upstream connection.
 #[derive(Debug)]
@@ -503,11 +526,25 @@ impl tower_service::Service<http::Uri> for LimitedConnector {
                 Err(Box::new(ConnectionLimit) as Box<dyn std::error::Error + Send + Sync>)
             });
         }
+        let pending = self.connecting.clone();
+        if pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            open.fetch_sub(1, Ordering::Relaxed);
+            return Box::pin(async {
+                Err(Box::new(PendingLimit) as Box<dyn std::error::Error + Send + Sync>)
+            });
+        }
         let connecting = self.inner.call(uri);
         Box::pin(async move {
             // The slot is held by `Counted` from here on; a failed connect frees it on drop.
             let guard = Counted { inner: (), open };
+            // Pending until connected or failed (or the request gave up: dropped).
+            let waiting = Counted {
+                inner: (),
+                open: pending,
+            };
             let io = connecting.await.map_err(Box::new)?;
+            drop(waiting);
             let open = guard.open.clone();
             open.fetch_add(1, Ordering::Relaxed);
             drop(guard);

@@ -488,7 +488,8 @@ impl L7Config {
             if svc.clusters.is_empty() {
                 return bad(format!("service {}: {NO_CLUSTERS}", svc.name));
             }
-            if let Some(&(i, _)) = duplicates(svc.clusters.iter().map(|c| c.name.as_str())).first() {
+            if let Some(&(i, _)) = duplicates(svc.clusters.iter().map(|c| c.name.as_str())).first()
+            {
                 return bad(format!(
                     "service {}: cluster name `{}` is already used",
                     svc.name, svc.clusters[i].name
@@ -508,7 +509,11 @@ impl L7Config {
                     return bad(format!("service {} route {i}: {p}", svc.name));
                 }
             }
-            if let Some(p) = svc.tls.as_ref().and_then(|t| t.problems().into_iter().next()) {
+            if let Some(p) = svc
+                .tls
+                .as_ref()
+                .and_then(|t| t.problems().into_iter().next())
+            {
                 return bad(format!("service {}: {p}", svc.name));
             }
         }
@@ -551,7 +556,10 @@ impl L7Settings {
             out.push("l7.limits.max_concurrent_streams must be at least 1".into());
         }
         for (key, d) in [
-            ("limits.header_read_timeout", self.limits.header_read_timeout),
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+            ),
             ("limits.body_read_timeout", self.limits.body_read_timeout),
             ("timeouts.connect", self.timeouts.connect),
             ("timeouts.request", self.timeouts.request),
@@ -587,7 +595,11 @@ impl ClusterSpec {
                 ));
             }
         }
-        let addrs: Vec<String> = self.endpoints.iter().map(|e| e.address.to_string()).collect();
+        let addrs: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
         for (i, _) in duplicates(addrs.iter().map(String::as_str)) {
             out.push(format!(
                 "cluster `{name}`: endpoint {} is listed twice",
@@ -595,7 +607,9 @@ impl ClusterSpec {
             ));
         }
         if self.bounded_load.is_nan() || self.bounded_load < 1.0 {
-            out.push(format!("cluster `{name}`: bounded_load must be at least 1.0"));
+            out.push(format!(
+                "cluster `{name}`: bounded_load must be at least 1.0"
+            ));
         }
         if self.panic_threshold > 100 {
             out.push(format!(
@@ -666,8 +680,7 @@ impl RouteSpec {
             }
             _ => {}
         }
-        if self.prefix_rewrite.is_some()
-            && !matches!(self.matcher.path, Some(PathMatch::Prefix(_)))
+        if self.prefix_rewrite.is_some() && !matches!(self.matcher.path, Some(PathMatch::Prefix(_)))
         {
             out.push("prefix_rewrite needs a `prefix` path match".into());
         }

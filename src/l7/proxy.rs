@@ -139,7 +139,9 @@ pub fn next_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {
         let (version, trace, parent, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let hex = |s: &[u8], n: usize| {
-            s.len() == n && s.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            s.len() == n
+                && s.iter()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
         };
         (hex(version, 2)
             && version != b"ff"
@@ -401,7 +403,11 @@ pub async fn handle(
     });
     let traceparent = next_traceparent(headers.get(&TRACEPARENT));
     headers.insert(TRACEPARENT.clone(), traceparent);
-    let path_and_query = match (&route.prefix_rewrite, &route.path, parts.uri.path_and_query()) {
+    let path_and_query = match (
+        &route.prefix_rewrite,
+        &route.path,
+        parts.uri.path_and_query(),
+    ) {
         (Some(new), Some(super::state::PathMatcher::Prefix(old)), _) => {
             let mut pq = format!("{new}{}", &path[old.len().min(path.len())..]);
             if let Some(q) = parts.uri.query() {

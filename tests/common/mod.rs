@@ -238,8 +238,10 @@ impl Fulcrum {
             .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"))
             .trim()
             .to_owned();
-        let out = sh(in_ns(&format!("{}-lb", self.prefix), &["curl", "-s", "-m", "5"])
-            .arg(format!("http://{addr}/metrics")));
+        let out = sh(
+            in_ns(&format!("{}-lb", self.prefix), &["curl", "-s", "-m", "5"])
+                .arg(format!("http://{addr}/metrics")),
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -89,7 +89,8 @@ fn good_files_pass_on_this_host() {
         ("gue", "1 port, 1 worker, 1 service (3 backends)"),
         ("nat", "1 port, 1 worker, 1 service (3 backends)"),
         ("ipv6", "1 port, 1 worker, 1 service (3 backends)"),
-        ("l7", "1 port, 1 worker, 1 service (0 backends)"),
+        // an l7 service's backends are its clusters' endpoints (2 + 2 + 1)
+        ("l7", "1 port, 1 worker, 1 service (5 backends)"),
     ] {
         let path = format!("configs/{name}.yaml");
         match check_file(&path) {

@@ -6,66 +6,36 @@
 //! Needs root, DPDK and namespaces: run by scripts/test.sh with `--test-threads=1`.
 //! Namespace prefix `fl7`, so it runs beside the other suites.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{root, sh, topo_config_with, topology_down, Fulcrum};
 
 const PREFIX: &str = "fl7";
 const VIP: &str = "10.99.0.100";
 const CLIENT: &str = "10.99.0.10";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// `ip netns exec fl7-NAME ARGS`.
+fn in_ns(name: &str, args: &[&str]) -> Command {
+    common::in_ns(&format!("{PREFIX}-{name}"), args)
 }
 
-fn sh(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &format!("{PREFIX}-{ns}")])
-        .args(args);
-    c
-}
-
-fn eal_mem_args() -> Vec<String> {
-    std::env::var("FULCRUM_EAL_MEM")
-        .unwrap_or_else(|_| "--no-huge -m 1024".into())
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The topology plus the upstream servers; torn down on drop.
+/// The topology plus the upstream servers; torn down on drop (the servers first).
 struct Topology {
     upstreams: Vec<Child>,
+    _topology: common::Topology,
 }
 
 impl Topology {
     fn up() -> Topology {
-        let topo = |cmd: &str| {
-            let mut c = Command::new("bash");
-            c.arg(root().join("tests/netns/topo.sh"))
-                .arg(cmd)
-                .env("FLC_PREFIX", PREFIX);
-            c
-        };
-        let _ = topo("down").status();
-        sh(topo("up").arg("nat"));
+        topology_down(PREFIX);
         let mut t = Topology {
             upstreams: Vec::new(),
+            _topology: common::Topology::up_in(PREFIX, "nat", 1),
         };
         // (backend namespace, port, mode): see `config` for which cluster uses which
         let servers: &[(u32, u16, &str)] = &[
@@ -116,11 +86,6 @@ impl Drop for Topology {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("bash")
-            .arg(root().join("tests/netns/topo.sh"))
-            .arg("down")
-            .env("FLC_PREFIX", PREFIX)
-            .status();
     }
 }
 
@@ -209,153 +174,22 @@ fn services(cert: &Path, key: &Path, canary: u32) -> String {
 }
 
 fn config(name: &str, services: &str) -> String {
-    let mut eal = vec![
-        "--no-pci".to_owned(),
-        format!("--file-prefix=fl7-{name}"),
-        "--vdev=net_af_packet0,iface=lb0".to_owned(),
-        "--log-level=*:warning".to_owned(),
-    ];
-    eal.extend(eal_mem_args());
-    let eal = eal
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "dpdk:\n  eal_args: [{eal}]\nports:\n  - name: lan\n    device: net_af_packet0\n    address: 10.99.0.2/24\n    kernel_interface: fl7k0\n\
-         workers:\n  cores: [1]\nflow_table:\n  capacity: 65536\nadmin:\n  listen: 127.0.0.1:0\n\
-         l7:\n  cores: [0]\n  limits: {{ header_read_timeout: 2s, body_read_timeout: 2s }}\n  timeouts: {{ connect: 500ms, request: 5s }}\n\
-         services:\n{services}"
+    topo_config_with(
+        PREFIX,
+        name,
+        "10.99.0.2/24",
+        &[1],
+        "    kernel_interface: fl7k0\n",
+        "l7:\n  cores: [0]\n  limits: { header_read_timeout: 2s, body_read_timeout: 2s }\n  timeouts: { connect: 500ms, request: 5s }\n",
+        services,
     )
 }
 
-/// fulcrum in the LB namespace.
-struct Fulcrum {
-    child: Option<Child>,
-    config: PathBuf,
-    log: PathBuf,
-    file_prefix: String,
-}
-
-impl Fulcrum {
-    fn start(name: &str, dir: &Path, yaml: &str) -> Fulcrum {
-        let config = dir.join("fulcrum.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        let log = dir.join("fulcrum.log");
-        let logf = std::fs::File::create(&log).unwrap();
-        let child = in_ns("lb", &[])
-            .arg(env!("CARGO_BIN_EXE_fulcrum"))
-            .args(["run", "-c"])
-            .arg(&config)
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf)
-            .spawn()
-            .expect("start fulcrum");
-        let mut f = Fulcrum {
-            child: Some(child),
-            config,
-            log,
-            file_prefix: format!("fl7-{name}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !f.log_text().contains("workers running") {
-            if let Some(st) = f.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("fulcrum exited ({st}) before starting:\n{}", f.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fulcrum did not start:\n{}",
-                f.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        f
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        sh(Command::new("kill").args([&format!("-{sig}"), &pid]));
-    }
-
-    /// Rewrites the file, sends SIGHUP and waits for the reload's verdict in the log.
-    fn reload(&self, yaml: &str) -> String {
-        let before = self.log_text().len();
-        std::fs::File::create(&self.config)
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        self.signal("HUP");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let new = self.log_text()[before..].to_owned();
-            if new.contains("reload ok")
-                || new.contains("reload refused")
-                || new.contains("reload failed")
-            {
-                return new;
-            }
-            assert!(Instant::now() < deadline, "no reload logged:\n{new}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The admin API's /metrics, fetched from the LB namespace.
-    fn metrics(&self) -> String {
-        let log = self.log_text();
-        let addr = log
-            .lines()
-            .find_map(|l| l.split("admin API listening on http://").nth(1))
-            .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"))
-            .trim()
-            .to_owned();
-        let out =
-            sh(&mut in_ns("lb", &["curl", "-s", "-m", "5"]).arg(format!("http://{addr}/metrics")));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// SIGINT; fulcrum must exit 0 within 15 s. Returns the log.
-    fn stop(mut self) -> String {
-        self.signal("INT");
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("fulcrum did not exit after SIGINT:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let text = self.log_text();
-        assert!(status.success(), "fulcrum exited with {status}:\n{text}");
-        text
-    }
-}
-
-impl Drop for Fulcrum {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
-            for e in rd.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&self.file_prefix)
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.file_prefix));
-    }
+/// Writes `yaml` into `dir` (beside the test's certificate) and starts fulcrum on it.
+fn start(name: &str, dir: &Path, yaml: &str) -> Fulcrum {
+    let config = dir.join("fulcrum.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    Fulcrum::start_file_in(PREFIX, name, &config)
 }
 
 fn test_dir(name: &str) -> PathBuf {
@@ -415,7 +249,7 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
     let _t = Topology::up();
     let dir = test_dir("route");
     let (cert, key) = certificate(&dir);
-    let f = Fulcrum::start("route", &dir, &config("route", &services(&cert, &key, 10)));
+    let f = start("route", &dir, &config("route", &services(&cert, &key, 10)));
     assert!(
         f.log_text().contains("L7 pool on cores [0] listening on"),
         "{}",
@@ -620,7 +454,7 @@ fn gateway_errors_retries_and_hostile_clients() {
     let _t = Topology::up();
     let dir = test_dir("errors");
     let (cert, key) = certificate(&dir);
-    let f = Fulcrum::start(
+    let f = start(
         "errors",
         &dir,
         &config("errors", &services(&cert, &key, 10)),

@@ -658,3 +658,76 @@ services:
     );
     pool.shutdown();
 }
+
+/// `max_pending`: requests waiting for an upstream connection to be established. The
+/// endpoint is a listener whose accept queue is full, so the kernel drops fulcrum's SYNs
+/// and its connect hangs: with `max_pending: 1`, a second request while the first waits
+/// is refused at once with 503 and counted apart (`pending_overflow`), not as overflow.
+#[test]
+fn max_pending_refuses_requests_past_the_connects_waiting() {
+    let rt = rt();
+    let (hole, _queued, _listener) = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Fill the accept queue (never accepted) until a connect no longer completes.
+        let mut queued = Vec::new();
+        for _ in 0..16 {
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(s)) => queued.push(s),
+                _ => break,
+            }
+        }
+        assert!(queued.len() < 16, "the accept queue never filled");
+        (addr, queued, listener)
+    });
+    let yaml = format!(
+        r#"
+services:
+  - name: web
+    routes:
+      - {{ cluster: hole, retries: {{ max_retries: 0 }} }}
+    clusters:
+      - name: hole
+        circuit_breakers: {{ max_pending: 1 }}
+        timeouts: {{ connect: 3s, request: 10s, idle: 60s }}
+        endpoints: [{{ address: "{hole}" }}]
+"#
+    );
+    let (pool, addr) = start(&yaml, false);
+    let url = format!("http://{addr}/");
+    rt.block_on(async move {
+        let first = {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                (get(&client(false), &url, "x").await.0, t.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = Instant::now();
+        let second = get(&client(false), &url, "x").await.0;
+        assert_eq!(second, 503, "past max_pending");
+        assert!(t.elapsed() < Duration::from_secs(1), "refused at once");
+        let (status, waited) = first.await.unwrap();
+        assert_eq!(status, 503, "the waiting connect times out");
+        assert!(waited >= Duration::from_millis(2500), "{waited:?}");
+    });
+    let text = metrics_text(&pool);
+    let cluster = |name: &str| {
+        metric(
+            &text,
+            &format!("fulcrum_l7_cluster_{name}{{service=\"web\",cluster=\"hole\"}}"),
+        )
+    };
+    assert_eq!(cluster("pending_overflow_total"), 1, "{text}");
+    assert_eq!(cluster("overflow_total"), 0);
+    assert_eq!(cluster("upstream_connections"), 0);
+    pool.shutdown();
+}

@@ -12,13 +12,15 @@
 # ${TMPDIR:-/tmp}/fulcrum-e2e-quick/ (--quick), and fails when a system under test gave no
 # figures or any request failed. Needs root. Traffic stays inside its own namespaces.
 #
-# usage: bench/e2e/run.sh [--quick] [--out DIR]
+# usage: bench/e2e/run.sh [--quick] [--out DIR] [--only l4|l7]
+#        (--only: measure one group; the L7 proxies only, say, while working on the pool)
 # env:   FLC_PREFIX (namespace prefix, default flb), E2E_DURATION (s per figure, 10; quick 3),
 #        E2E_ROUNDS (rounds over all systems, 3; quick 1), E2E_CONNS (50), E2E_NICE (-10),
 #        E2E_QUIET_BUDGET (s the run may wait in all for other work on the machine to calm
 #        down before starting a system, 300; quick 0), E2E_PROFILE (a figure's key, e.g.
 #        fulcrum-l7-h1: `perf record` the load balancer during it, the report goes to
-#        OUT/e2e-profile-KEY.txt),
+#        OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499; E2E_PERF_KEEP=1 keeps
+#        perf.data there too),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR
 set -euo pipefail
 
@@ -27,11 +29,14 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 ARGS=("$@")
 QUICK=0
 OUT=""
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --out) OUT="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--out DIR]" >&2; exit 2 ;;
+    --only) ONLY="$2"; shift
+            case "$ONLY" in l4|l7) ;; *) echo "--only: l4 or l7" >&2; exit 2 ;; esac ;;
+    *) echo "usage: $0 [--quick] [--out DIR] [--only l4|l7]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -154,8 +159,12 @@ install_packages() {
 
 build() {
   log "building fulcrum and the L7 stand-alone runner (release)"
-  (cd "$ROOT" && timeout 1800 cargo build --release -q --bin fulcrum) || die "cargo build fulcrum"
-  (cd "$HERE/l7-standalone" && timeout 1800 cargo build --release -q) || die "cargo build l7-standalone"
+  if [ "$ONLY" != l7 ]; then
+    (cd "$ROOT" && timeout 1800 cargo build --release -q --bin fulcrum) || die "cargo build fulcrum"
+  fi
+  if [ "$ONLY" != l4 ]; then
+    (cd "$HERE/l7-standalone" && timeout 1800 cargo build --release -q) || die "cargo build l7-standalone"
+  fi
 }
 
 # --- 2. topology and nginx backends ------------------------------------------------------
@@ -276,7 +285,7 @@ PERF_PID=""
 profile_start() {
   [ "${E2E_PROFILE:-}" = "$1" ] && [ -n "$LB_PID" ] || return 0
   command -v perf >/dev/null || { log "E2E_PROFILE: no perf"; return 0; }
-  spawn "$WORK/$1.perf.log" perf record -F 499 -g -o "$WORK/$1.perf.data" -p "$LB_PID"
+  spawn "$WORK/$1.perf.log" perf record -F ${E2E_PERF_FREQ:-499} -g -o "$WORK/$1.perf.data" -p "$LB_PID"
   PERF_PID="$LAST_PID"
 }
 profile_stop() {
@@ -285,6 +294,10 @@ profile_stop() {
   PERF_PID=""
   perf report -i "$WORK/$1.perf.data" --no-children --percent-limit 0.7 --stdio -g none \
     >"$OUT/e2e-profile-$1.txt" 2>/dev/null || true
+  # where the time went by binary (kernel, libc, the proxy itself)
+  perf report -i "$WORK/$1.perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | sed 's/^/# by dso: /' >>"$OUT/e2e-profile-$1.txt" || true
+  [ -z "${E2E_PERF_KEEP:-}" ] || cp "$WORK/$1.perf.data" "$OUT/e2e-profile-$1.perf.data"
   log "profile of $1: $OUT/e2e-profile-$1.txt"
 }
 
@@ -654,27 +667,32 @@ one_round() {
   LB_PID=""
   run_wrk direct ref "no load balancer (client to one backend)" "http://${BACKENDS[0]}/index.html"
 
-  # L4. fulcrum first, while lb0 has no kernel addresses.
-  fulcrum_l4 fulcrum-nat nat adaptive "fulcrum L4 nat (net_af_packet)"
-  fulcrum_l4 fulcrum-dsr dsr adaptive "fulcrum L4 dsr (net_af_packet)"
-  if [ "$QUICK" = 0 ]; then
-    fulcrum_l4 fulcrum-dsr-poll dsr poll "fulcrum L4 dsr, idle: poll"
+  if [ "$ONLY" != l7 ]; then
+    # L4. fulcrum first, while lb0 has no kernel addresses.
+    fulcrum_l4 fulcrum-nat nat adaptive "fulcrum L4 nat (net_af_packet)"
+    fulcrum_l4 fulcrum-dsr dsr adaptive "fulcrum L4 dsr (net_af_packet)"
+    if [ "$QUICK" = 0 ]; then
+      fulcrum_l4 fulcrum-dsr-poll dsr poll "fulcrum L4 dsr, idle: poll"
+    fi
+    nftables_lb
+    haproxy_tcp
   fi
-  nftables_lb
-  haproxy_tcp
 
-  # L7 (the VIP stays on lb0).
-  fulcrum_l7
-  haproxy_http
-  nginx_proxy
+  if [ "$ONLY" != l4 ]; then
+    # L7 (the VIP on lb0, as the kernel-based L4 systems leave it).
+    lb_kernel_addresses
+    fulcrum_l7
+    haproxy_http
+    nginx_proxy
+  fi
 }
 
 START=$(date +%s)
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 install_packages
 build
-[ -x "$FULCRUM" ] || die "no $FULCRUM"
-[ -x "$L7BIN" ] || die "no $L7BIN"
+[ "$ONLY" = l7 ] || [ -x "$FULCRUM" ] || die "no $FULCRUM"
+[ "$ONLY" = l4 ] || [ -x "$L7BIN" ] || die "no $L7BIN"
 : >"$RESULTS"
 : >"$WORK/counters.txt"
 topology_up

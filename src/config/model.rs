@@ -123,9 +123,18 @@ impl Config {
         self.services.iter().find(|s| s.name == name)
     }
 
-    /// The number of backends over all services.
+    /// The number of backends over all services: an `l4` service's backends, an `l7`
+    /// service's cluster endpoints.
     pub fn backend_count(&self) -> usize {
-        self.services.iter().map(|s| s.backends.len()).sum()
+        self.services
+            .iter()
+            .map(|s| {
+                s.backends.len()
+                    + s.l7.as_ref().map_or(0, |l7| {
+                        l7.clusters.iter().map(|c| c.endpoints.len()).sum::<usize>()
+                    })
+            })
+            .sum()
     }
 }
 

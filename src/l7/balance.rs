@@ -155,6 +155,11 @@ impl Balancer {
         }
     }
 
+    /// Whether `pick` reads its hash key (ring hash, Maglev).
+    pub fn hashes(&self) -> bool {
+        matches!(self, Balancer::RingHash { .. } | Balancer::Maglev { .. })
+    }
+
     /// Picks an endpoint index. `usable(i)` says whether endpoint i may be chosen (not
     /// ejected, not the one that just failed); `key` is the hash key for hashing
     /// policies; `bound` the bounded-load factor c.

@@ -473,96 +473,242 @@ impl L7Config {
         Ok(cfg)
     }
 
-    /// Checks references and ranges that serde cannot.
+    /// Checks references and ranges that serde cannot: the rules below, written once and
+    /// shared with `fulcrum check` (`config::validate::l7`, which reports each at its
+    /// FILE:LINE:COL); here the first problem is the error.
     pub fn validate(&self) -> Result<(), L7Error> {
         let bad = |m: String| Err(L7Error::Config(m));
-        if self.l7.limits.max_header_bytes < 8192 {
-            return bad("l7.limits.max_header_bytes must be at least 8192".into());
+        if let Some(p) = self.l7.problems().into_iter().next() {
+            return bad(p);
         }
         for svc in &self.services {
             if svc.mode != "l7" {
                 return bad(format!("service {}: mode must be l7", svc.name));
             }
-            let mut names = std::collections::HashSet::new();
+            if svc.clusters.is_empty() {
+                return bad(format!("service {}: {NO_CLUSTERS}", svc.name));
+            }
+            if let Some(&(i, _)) = duplicates(svc.clusters.iter().map(|c| c.name.as_str())).first()
+            {
+                return bad(format!(
+                    "service {}: cluster name `{}` is already used",
+                    svc.name, svc.clusters[i].name
+                ));
+            }
             for c in &svc.clusters {
-                if !names.insert(c.name.as_str()) {
-                    return bad(format!(
-                        "service {}: duplicate cluster {}",
-                        svc.name, c.name
-                    ));
-                }
-                if c.endpoints.is_empty() {
-                    return bad(format!("cluster {}: no endpoints", c.name));
-                }
-                if c.endpoints.iter().any(|e| e.weight == 0 || e.weight > 1000) {
-                    return bad(format!(
-                        "cluster {}: endpoint weight must be 1..=1000",
-                        c.name
-                    ));
-                }
-                if c.bounded_load.is_nan() || c.bounded_load < 1.0 {
-                    return bad(format!("cluster {}: bounded_load must be >= 1.0", c.name));
-                }
-                if c.panic_threshold > 100 {
-                    return bad(format!("cluster {}: panic_threshold is a percent", c.name));
+                if let Some(p) = c.problems().into_iter().next() {
+                    return bad(format!("service {}: {p}", svc.name));
                 }
             }
             if svc.routes.is_empty() {
-                return bad(format!("service {}: no routes", svc.name));
+                return bad(format!("service {}: {NO_ROUTES}", svc.name));
             }
+            let names: Vec<&str> = svc.clusters.iter().map(|c| c.name.as_str()).collect();
             for (i, r) in svc.routes.iter().enumerate() {
-                let targets: Vec<&str> = match (&r.cluster, r.weighted_clusters.is_empty()) {
-                    (Some(c), true) => vec![c.as_str()],
-                    (None, false) => r
-                        .weighted_clusters
-                        .iter()
-                        .map(|w| w.cluster.as_str())
-                        .collect(),
-                    _ => {
-                        return bad(format!(
-                            "service {} route {i}: exactly one of cluster / weighted_clusters",
-                            svc.name
-                        ))
-                    }
-                };
-                if !r.weighted_clusters.is_empty()
-                    && r.weighted_clusters
-                        .iter()
-                        .map(|w| w.weight as u64)
-                        .sum::<u64>()
-                        == 0
-                {
-                    return bad(format!("service {} route {i}: weights sum to 0", svc.name));
-                }
-                for t in targets {
-                    if !names.contains(t) {
-                        return bad(format!(
-                            "service {} route {i}: unknown cluster {t}",
-                            svc.name
-                        ));
-                    }
-                }
-                if let Some(PathMatch::Regex(re)) = &r.matcher.path {
-                    if let Err(e) = regex::Regex::new(re) {
-                        return bad(format!("service {} route {i}: regex: {e}", svc.name));
-                    }
-                }
-                if r.prefix_rewrite.is_some()
-                    && !matches!(r.matcher.path, Some(PathMatch::Prefix(_)))
-                {
-                    return bad(format!(
-                        "service {} route {i}: prefix_rewrite needs a prefix path match",
-                        svc.name
-                    ));
+                if let Some(p) = r.problems(&names).into_iter().next() {
+                    return bad(format!("service {} route {i}: {p}", svc.name));
                 }
             }
-            if let Some(tls) = &svc.tls {
-                if tls.certificates.is_empty() {
-                    return bad(format!("service {}: tls without certificates", svc.name));
-                }
+            if let Some(p) = svc
+                .tls
+                .as_ref()
+                .and_then(|t| t.problems().into_iter().next())
+            {
+                return bad(format!("service {}: {p}", svc.name));
             }
         }
         Ok(())
+    }
+}
+
+/// Smallest `l7.limits.max_header_bytes`: a request head of ordinary size must fit.
+pub const MIN_HEADER_BYTES: usize = 8192;
+/// A service without clusters.
+pub const NO_CLUSTERS: &str = "an l7 service needs at least one cluster";
+/// A service without routes.
+pub const NO_ROUTES: &str = "needs at least one route";
+
+/// Repeated names: (index of the repeat, index of the first), in order.
+pub fn duplicates<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(usize, usize)> {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (i, n) in names.into_iter().enumerate() {
+        if let Some(&j) = first.get(n) {
+            out.push((i, j));
+        } else {
+            first.insert(n, i);
+        }
+    }
+    out
+}
+
+impl L7Settings {
+    /// What is wrong with the limits and timeouts (the cores are the host's business).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.limits.max_header_bytes < MIN_HEADER_BYTES {
+            out.push(format!(
+                "l7.limits.max_header_bytes must be at least {MIN_HEADER_BYTES}, found {}",
+                self.limits.max_header_bytes
+            ));
+        }
+        if self.limits.max_concurrent_streams == 0 {
+            out.push("l7.limits.max_concurrent_streams must be at least 1".into());
+        }
+        for (key, d) in [
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+            ),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
+            ("timeouts.connect", self.timeouts.connect),
+            ("timeouts.request", self.timeouts.request),
+            ("timeouts.idle", self.timeouts.idle),
+        ] {
+            if d.is_zero() {
+                out.push(format!("l7.{key} must be longer than 0s"));
+            }
+        }
+        out
+    }
+}
+
+impl ClusterSpec {
+    /// What is wrong with this cluster on its own.
+    pub fn problems(&self) -> Vec<String> {
+        let name = &self.name;
+        let mut out = Vec::new();
+        if self.endpoints.is_empty() {
+            out.push(format!("cluster `{name}` needs at least one endpoint"));
+        }
+        for e in &self.endpoints {
+            if e.weight == 0 || e.weight > 1000 {
+                out.push(format!(
+                    "cluster `{name}`: endpoint {} has weight {}; expected 1 to 1000",
+                    e.address, e.weight
+                ));
+            }
+            if e.address.port() == 0 || e.address.ip().is_unspecified() {
+                out.push(format!(
+                    "cluster `{name}`: endpoint {} is not a usable address",
+                    e.address
+                ));
+            }
+        }
+        let addrs: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        for (i, _) in duplicates(addrs.iter().map(String::as_str)) {
+            out.push(format!(
+                "cluster `{name}`: endpoint {} is listed twice",
+                self.endpoints[i].address
+            ));
+        }
+        if self.bounded_load.is_nan() || self.bounded_load < 1.0 {
+            out.push(format!(
+                "cluster `{name}`: bounded_load must be at least 1.0"
+            ));
+        }
+        if self.panic_threshold > 100 {
+            out.push(format!(
+                "cluster `{name}`: panic_threshold is a percent (0 to 100)"
+            ));
+        }
+        if self.outlier.max_ejection_percent > 100 {
+            out.push(format!(
+                "cluster `{name}`: outlier.max_ejection_percent is a percent (0 to 100)"
+            ));
+        }
+        let cb = &self.circuit_breakers;
+        if cb.max_connections == 0 || cb.max_pending == 0 || cb.max_requests == 0 {
+            out.push(format!(
+                "cluster `{name}`: circuit_breakers limits must be at least 1"
+            ));
+        }
+        out
+    }
+}
+
+impl RouteSpec {
+    /// What is wrong with this route, given the names of its service's clusters.
+    pub fn problems(&self, clusters: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        let targets: Vec<&str> = match (&self.cluster, self.weighted_clusters.is_empty()) {
+            (Some(c), true) => vec![c.as_str()],
+            (None, false) => self
+                .weighted_clusters
+                .iter()
+                .map(|w| w.cluster.as_str())
+                .collect(),
+            _ => {
+                out.push(
+                    "a route needs exactly one of `cluster` and `weighted_clusters`".to_string(),
+                );
+                Vec::new()
+            }
+        };
+        for t in targets {
+            if !clusters.contains(&t) {
+                out.push(format!(
+                    "route leads to cluster `{t}`, which the service does not define (clusters: {})",
+                    clusters.join(", ")
+                ));
+            }
+        }
+        if !self.weighted_clusters.is_empty()
+            && self
+                .weighted_clusters
+                .iter()
+                .map(|w| u64::from(w.weight))
+                .sum::<u64>()
+                == 0
+        {
+            out.push("weighted_clusters: the weights sum to 0".into());
+        }
+        match &self.matcher.path {
+            Some(PathMatch::Regex(re)) => {
+                if let Err(e) = regex::Regex::new(re) {
+                    let first = e.to_string();
+                    let first = first.lines().last().unwrap_or("").trim().to_owned();
+                    out.push(format!("path regex `{re}` does not compile: {first}"));
+                }
+            }
+            Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) if !p.starts_with('/') => {
+                out.push(format!("path `{p}` must start with `/`"));
+            }
+            _ => {}
+        }
+        if self.prefix_rewrite.is_some() && !matches!(self.matcher.path, Some(PathMatch::Prefix(_)))
+        {
+            out.push("prefix_rewrite needs a `prefix` path match".into());
+        }
+        if let Some(m) = &self.matcher.method {
+            if http::Method::from_bytes(m.as_bytes()).is_err() {
+                out.push(format!("`{m}` is not an HTTP method"));
+            }
+        }
+        for h in &self.matcher.headers {
+            if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+                out.push(format!("`{}` is not a header name", h.name));
+            }
+        }
+        if self.retries.budget_percent > 100 {
+            out.push("retries.budget_percent is a percent (0 to 100)".into());
+        }
+        out
+    }
+}
+
+impl TlsSpec {
+    /// What is wrong with the TLS section (file access is checked where it is read).
+    pub fn problems(&self) -> Vec<String> {
+        if self.certificates.is_empty() {
+            vec!["tls needs at least one certificate".into()]
+        } else {
+            Vec::new()
+        }
     }
 }
 

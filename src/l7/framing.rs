@@ -92,25 +92,34 @@ impl FramingWatch {
                 State::Passthrough => return Feed::Pass,
                 State::Refused => return Feed::Cut(0, self.requests),
                 State::Head => {
-                    self.head.push(bytes[i]);
-                    i += 1;
+                    // Takes bytes up to the end of the head (or all of them) at once,
+                    // looking only at line ends; at most one byte past `max_head`.
+                    let room = (self.max_head + 1).saturating_sub(self.head.len());
+                    let window = &bytes[i..bytes.len().min(i + room)];
+                    let end = self.head_end(window);
+                    let taken = end.map_or(window.len(), |pos| pos + 1);
+                    self.head.extend_from_slice(&window[..taken]);
+                    i += taken;
                     if self.head.len() > self.max_head {
                         self.state = State::Passthrough;
-                    } else if self.head.ends_with(b"\r\n\r\n") || self.head.ends_with(b"\n\n") {
-                        if self.head.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                        continue;
+                    }
+                    if end.is_none() {
+                        continue;
+                    }
+                    if self.head.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                        self.head.clear();
+                        continue;
+                    }
+                    match self.check_head() {
+                        Ok(next) => {
                             self.head.clear();
-                            continue;
+                            self.requests += 1;
+                            self.state = next;
                         }
-                        match self.check_head() {
-                            Ok(next) => {
-                                self.head.clear();
-                                self.requests += 1;
-                                self.state = next;
-                            }
-                            Err(()) => {
-                                self.state = State::Refused;
-                                return Feed::Cut(i, self.requests);
-                            }
+                        Err(()) => {
+                            self.state = State::Refused;
+                            return Feed::Cut(i, self.requests);
                         }
                     }
                 }
@@ -205,6 +214,34 @@ impl FramingWatch {
             }
         }
         Feed::Pass
+    }
+
+    /// Position in `window` (bytes following `self.head`) of the `\n` that ends the head
+    /// (`\r\n\r\n` or `\n\n`), if there is one.
+    fn head_end(&self, window: &[u8]) -> Option<usize> {
+        // The byte `back` places before window[pos], looking into the collected head.
+        let before = |pos: usize, back: usize| -> Option<u8> {
+            if back <= pos {
+                Some(window[pos - back])
+            } else {
+                let k = back - pos;
+                self.head.len().checked_sub(k).map(|j| self.head[j])
+            }
+        };
+        let mut from = 0;
+        while let Some(p) = window[from..].iter().position(|b| *b == b'\n') {
+            let pos = from + p;
+            let ends = match before(pos, 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => before(pos, 2) == Some(b'\n') && before(pos, 3) == Some(b'\r'),
+                _ => false,
+            };
+            if ends {
+                return Some(pos);
+            }
+            from = pos + 1;
+        }
+        None
     }
 
     /// Checks a complete head; returns the state for its body, or Err to refuse it.

@@ -59,8 +59,10 @@ pub struct StatSet {
     pub retries: AtomicU64,
     /// Retries not sent because the budget was spent.
     pub retry_budget_exhausted: AtomicU64,
-    /// Requests refused by a circuit breaker.
+    /// Requests refused by the `max_connections` or `max_requests` circuit breaker.
     pub overflow: AtomicU64,
+    /// Requests refused by the `max_pending` circuit breaker.
+    pub pending_overflow: AtomicU64,
     /// Outlier ejections.
     pub ejections: AtomicU64,
     /// Upstream connections open (clusters; the `max_connections` breaker counts these).
@@ -81,6 +83,7 @@ impl StatSet {
             retries: AtomicU64::new(0),
             retry_budget_exhausted: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
+            pending_overflow: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             upstream_connections: Arc::default(),
             fulcrum_time: Latency::new(),
@@ -243,10 +246,15 @@ impl L7Metrics {
                 ),
                 (
                     "overflow_total",
-                    "Requests refused by a circuit breaker.",
+                    "Requests refused by the max_connections or max_requests circuit breaker.",
                     2,
                 ),
                 ("ejections_total", "Outlier ejections.", 3),
+                (
+                    "pending_overflow_total",
+                    "Requests refused by the max_pending circuit breaker (connects in progress).",
+                    4,
+                ),
             ] {
                 let name = format!("fulcrum_l7_{kind}_{metric}");
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -256,6 +264,7 @@ impl L7Metrics {
                         &s.retry_budget_exhausted,
                         &s.overflow,
                         &s.ejections,
+                        &s.pending_overflow,
                     ][pick];
                     let _ = writeln!(
                         out,

@@ -2,9 +2,11 @@
 //! and per-request balancing, with Envoy's resilience semantics.
 //!
 //! Services with `mode: l7` are handed by the L4 data plane to the kernel; this pool
-//! accepts them on its own tokio runtime, one worker thread per `l7.cores` entry (pinned
-//! with `core_affinity`). With no DPDK port it serves on host sockets
-//! ([`run_standalone`], each service's `listen`).
+//! accepts them on its own threads, one per `l7.cores` entry (pinned with
+//! `core_affinity`), each a current-thread tokio runtime with its own `SO_REUSEPORT`
+//! socket per listener and its own upstream connection pools (nginx's process-per-core
+//! shape: a connection and its requests stay on one core). With no DPDK port it serves
+//! on host sockets ([`run_standalone`], each service's `listen`).
 //!
 //! - [`config`]: the YAML types (`l7:` section, a service's `routes`, `clusters`, `tls`).
 //! - [`framing`]: refuses request smuggling (CL+TE, differing duplicate CL) from the raw bytes.
@@ -39,7 +41,7 @@
 //! # YAML
 //! ```yaml
 //! l7:
-//!   cores: [2, 3]                  # one pinned worker thread each; empty: 2 unpinned
+//!   cores: [2, 3]                  # one pinned thread (own runtime) each; empty: 2 unpinned
 //!   limits:
 //!     max_header_bytes: 16384      # 431 above (>= 8192)
 //!     max_body_bytes: 1048576      # 413 above

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body as _, Incoming};
 
 use super::balance::hash_bytes;
 use super::config::HashOn;
@@ -24,8 +24,9 @@ use super::framing::Verdicts;
 use super::metrics::{L7Metrics, StatSet};
 use super::state::{Clock, Cluster, Route, Snapshot};
 
-/// The response body type of the pool.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// The response body type of the pool: the upstream's, passed through as it is (no box
+/// per response), or a short one made here.
+pub type Body = Either<Incoming, Full<Bytes>>;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ pub struct Shared {
 pub struct ConnInfo {
     /// Client address.
     pub peer: SocketAddr,
+    /// The client address as text (X-Forwarded-For), made once per connection.
+    pub client_ip: HeaderValue,
     /// TLS terminated on this connection.
     pub tls: bool,
     /// Service served by the listener.
@@ -55,24 +58,21 @@ pub struct ConnInfo {
     pub requests: AtomicU64,
 }
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 7.6.1, and the common non-standard ones).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 fn local(status: StatusCode, close: bool) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(format!("{status}\n")))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from(format!("{status}\n")))));
     *r.status_mut() = status;
     if close {
         r.headers_mut()
@@ -83,6 +83,10 @@ fn local(status: StatusCode, close: bool) -> Response<Body> {
 
 /// Removes hop-by-hop headers, and those the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass of name comparisons instead of ten lookups.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -93,41 +97,75 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in named {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         headers.remove(n);
     }
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut s = String::with_capacity(bytes * 2);
-    for _ in 0..bytes {
-        let _ = write!(s, "{:02x}", rand::random::<u8>());
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `value`'s low `out.len() / 2` bytes as lowercase hex, most significant first.
+fn hex_into(out: &mut [u8], value: u128) {
+    let n = out.len();
+    for (i, o) in out.iter_mut().enumerate() {
+        let shift = 4 * (n - 1 - i);
+        *o = HEX[((value >> shift) & 0xf) as usize];
     }
-    s
+}
+
+/// A new X-Request-Id: a random UUID (version 4 layout), formatted without allocating.
+fn new_request_id() -> HeaderValue {
+    let r: u128 = rand::random();
+    let mut b = [b'-'; 36];
+    hex_into(&mut b[0..8], r >> 96);
+    hex_into(&mut b[9..13], r >> 80);
+    b[14] = b'4';
+    hex_into(&mut b[15..18], r >> 68);
+    b[19] = b'a';
+    hex_into(&mut b[20..23], r >> 56);
+    hex_into(&mut b[24..36], r);
+    HeaderValue::from_bytes(&b).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// A valid W3C traceparent continued with a new span id, or a new trace.
-pub fn next_traceparent(incoming: Option<&HeaderValue>) -> String {
-    if let Some(v) = incoming.and_then(|v| v.to_str().ok()) {
-        let parts: Vec<&str> = v.trim().split('-').collect();
-        let hex = |s: &str, n: usize| {
+pub fn next_traceparent(incoming: Option<&HeaderValue>) -> HeaderValue {
+    // "00-" trace(32) "-" span(16) "-" flags(2)
+    let mut b = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    let span: u64 = rand::random();
+    hex_into(&mut b[36..52], u128::from(span));
+    let continued = incoming.map(|v| v.as_bytes()).and_then(|v| {
+        let v = v.trim_ascii();
+        let mut parts = v.split(|c| *c == b'-');
+        let (version, trace, parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &[u8], n: usize| {
             s.len() == n
-                && s.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                && s.iter()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
         };
-        if parts.len() >= 4
-            && hex(parts[0], 2)
-            && parts[0] != "ff"
-            && hex(parts[1], 32)
-            && parts[1].bytes().any(|b| b != b'0')
-            && hex(parts[2], 16)
-            && hex(parts[3], 2)
-        {
-            return format!("00-{}-{}-{}", parts[1], random_hex(8), parts[3]);
+        (hex(version, 2)
+            && version != b"ff"
+            && hex(trace, 32)
+            && trace.iter().any(|b| *b != b'0')
+            && hex(parent, 16)
+            && hex(flags, 2))
+        .then_some((trace, flags))
+    });
+    match continued {
+        Some((trace, flags)) => {
+            b[3..35].copy_from_slice(trace);
+            b[53..55].copy_from_slice(flags);
         }
+        None => hex_into(&mut b[3..35], rand::random::<u128>()),
     }
-    format!("00-{}-{}-01", random_hex(16), random_hex(8))
+    HeaderValue::from_bytes(&b).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
+
+/// Names of the headers the pool sets (parsed once, not per request).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 fn json_escape(s: &str, out: &mut String) {
     for c in s.chars() {
@@ -232,34 +270,39 @@ pub async fn handle(
         metrics.listener.no_route.fetch_add(1, Ordering::Relaxed);
         return Ok(local(StatusCode::NOT_FOUND, false));
     };
-    let host = req
-        .uri()
+    let (parts, body) = req.into_parts();
+    let raw_host = parts
+        .uri
         .authority()
-        .map(|a| a.host().to_string())
+        .map(|a| a.host())
         .or_else(|| {
-            req.headers()
+            parts
+                .headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .map(|h| {
                     h.rsplit_once(':')
                         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
                         .map_or(h, |(h, _)| h)
-                        .to_string()
                 })
         })
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let path = req.uri().path().to_string();
+        .unwrap_or_default();
+    // Lowercased only when it has capitals (most clients send it lowercase).
+    let host: std::borrow::Cow<'_, str> = if raw_host.bytes().any(|b| b.is_ascii_uppercase()) {
+        raw_host.to_ascii_lowercase().into()
+    } else {
+        raw_host.into()
+    };
+    let path = parts.uri.path();
     let Some(route) = service
         .routes
         .iter()
-        .find(|r| r.matches(&host, &path, req.method(), req.headers()))
+        .find(|r| r.matches(&host, path, &parts.method, &parts.headers))
     else {
         metrics.listener.no_route.fetch_add(1, Ordering::Relaxed);
         return Ok(local(StatusCode::NOT_FOUND, false));
     };
     let limits = &snapshot.settings.limits;
-    let (parts, body) = req.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -273,95 +316,109 @@ pub async fn handle(
         route.stats.count_status(413);
         return Ok(local(StatusCode::PAYLOAD_TOO_LARGE, true));
     }
-    let body = match tokio::time::timeout(
-        limits.body_read_timeout,
-        Limited::new(body, limits.max_body_bytes).collect(),
-    )
-    .await
-    {
-        Err(_) => {
-            metrics
-                .listener
-                .body_timeout
-                .fetch_add(1, Ordering::Relaxed);
-            route.stats.count_status(408);
-            return Ok(local(StatusCode::REQUEST_TIMEOUT, true));
-        }
-        Ok(Err(e)) => {
-            let status = if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
+    // A request without a body (most GETs) needs no read, no timer and no buffer.
+    let body = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        match tokio::time::timeout(
+            limits.body_read_timeout,
+            Limited::new(body, limits.max_body_bytes).collect(),
+        )
+        .await
+        {
+            Err(_) => {
                 metrics
                     .listener
-                    .body_too_large
+                    .body_timeout
                     .fetch_add(1, Ordering::Relaxed);
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
-                StatusCode::BAD_REQUEST
-            };
-            route.stats.count_status(status.as_u16());
-            return Ok(local(status, true));
+                route.stats.count_status(408);
+                return Ok(local(StatusCode::REQUEST_TIMEOUT, true));
+            }
+            Ok(Err(e)) => {
+                let status = if e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    metrics
+                        .listener
+                        .body_too_large
+                        .fetch_add(1, Ordering::Relaxed);
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
+                    StatusCode::BAD_REQUEST
+                };
+                route.stats.count_status(status.as_u16());
+                return Ok(local(status, true));
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
     };
     let body_done = Instant::now();
 
-    // Upstream head.
-    let mut headers = parts.headers.clone();
+    // What the access log needs of the request, taken before its head is moved.
+    let logged = shared
+        .access_log
+        .as_ref()
+        .map(|_| (host.to_string(), path.to_string()));
+    let has_host = !host.is_empty();
+    drop(host);
+
+    // Upstream head: the client's headers, moved (not copied), then rewritten.
+    let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
-    if !headers.contains_key(header::HOST) && !host.is_empty() {
+    if !headers.contains_key(header::HOST) && has_host {
         if let Some(a) = parts.uri.authority() {
             if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                 headers.insert(header::HOST, v);
             }
         }
     }
-    let client_ip = conn.peer.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client_ip}"),
-        None => client_ip.clone(),
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + conn.client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(conn.client_ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        None => Some(conn.client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
     );
-    if !headers.contains_key("x-request-id") {
-        let id = random_hex(16);
-        let uuid = format!(
-            "{}-{}-4{}-a{}-{}",
-            &id[0..8],
-            &id[8..12],
-            &id[13..16],
-            &id[17..20],
-            &id[20..32]
-        );
-        if let Ok(v) = HeaderValue::from_str(&uuid) {
-            headers.insert("x-request-id", v);
-        }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), new_request_id());
     }
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    if let Ok(v) = HeaderValue::from_str(&next_traceparent(headers.get("traceparent"))) {
-        headers.insert("traceparent", v);
-    }
-    let mut path_and_query = match (&route.prefix_rewrite, &route.path) {
-        (Some(new), Some(super::state::PathMatcher::Prefix(old))) => {
-            format!("{new}{}", &path[old.len().min(path.len())..])
+    let request_id = logged.as_ref().map(|_| {
+        headers
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    });
+    let traceparent = next_traceparent(headers.get(&TRACEPARENT));
+    headers.insert(TRACEPARENT.clone(), traceparent);
+    let path_and_query = match (
+        &route.prefix_rewrite,
+        &route.path,
+        parts.uri.path_and_query(),
+    ) {
+        (Some(new), Some(super::state::PathMatcher::Prefix(old)), _) => {
+            let mut pq = format!("{new}{}", &path[old.len().min(path.len())..]);
+            if let Some(q) = parts.uri.query() {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok()
         }
-        _ => path.clone(),
+        (_, _, Some(pq)) => Some(pq.clone()),
+        (_, _, None) => Some(PathAndQuery::from_static("/")),
     };
-    if let Some(q) = parts.uri.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
-    }
 
     let cluster = route.target.pick().clone();
     let outcome = forward(
@@ -370,8 +427,8 @@ pub async fn handle(
         &cluster,
         &conn,
         &parts.method,
-        &path_and_query,
-        &headers,
+        path_and_query,
+        headers,
         body,
     )
     .await;
@@ -394,7 +451,7 @@ pub async fn handle(
             stats.upstream_time.record(upstream_time);
         }
     }
-    if let Some(log) = &shared.access_log {
+    if let (Some(log), Some((host, path))) = (&shared.access_log, logged) {
         let mut line = String::with_capacity(256);
         line.push_str("{\"service\":\"");
         json_escape(&service.name, &mut line);
@@ -403,7 +460,7 @@ pub async fn handle(
         line.push_str("\",\"cluster\":\"");
         json_escape(&cluster.name, &mut line);
         line.push_str("\",\"client\":\"");
-        line.push_str(&client_ip);
+        let _ = write!(line, "{}", conn.peer.ip());
         line.push_str("\",\"method\":\"");
         json_escape(parts.method.as_str(), &mut line);
         line.push_str("\",\"host\":\"");
@@ -418,7 +475,7 @@ pub async fn handle(
             total.as_micros(),
             upstream_time.as_micros()
         );
-        json_escape(&request_id, &mut line);
+        json_escape(request_id.as_deref().unwrap_or(""), &mut line);
         line.push_str("\"}");
         let _ = log.send(line);
     }
@@ -440,8 +497,8 @@ async fn forward(
     cluster: &Arc<Cluster>,
     conn: &ConnInfo,
     method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
+    path_and_query: Option<PathAndQuery>,
+    mut headers: HeaderMap,
     body: Bytes,
 ) -> Forwarded {
     let clock = shared.clock;
@@ -459,18 +516,20 @@ async fn forward(
             None,
         );
     }
+    // Only the hashing policies read the key (no per-request work for the others).
     let hash_key = match &cluster.spec.hash_on {
+        _ if !cluster.balancer.hashes() => 0,
         HashOn::SourceIp => hash_bytes(conn.peer.ip().to_string().as_bytes()),
         HashOn::Header(h) => headers
             .get(h.as_str())
             .map_or_else(rand::random, |v| hash_bytes(v.as_bytes())),
         HashOn::Cookie(c) => {
-            cookie_value(headers, c).map_or_else(rand::random, |v| hash_bytes(v.as_bytes()))
+            cookie_value(&headers, c).map_or_else(rand::random, |v| hash_bytes(v.as_bytes()))
         }
     };
     let sticky_name = cluster.spec.sticky_cookie.as_ref().map(|s| s.name.as_str());
     let sticky_pref = sticky_name
-        .and_then(|n| cookie_value(headers, n))
+        .and_then(|n| cookie_value(&headers, n))
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .and_then(|id| cluster.endpoints.iter().position(|e| e.id == id));
     let max_tries = 1 + if idempotent(method) || route.retries.non_idempotent {
@@ -539,29 +598,46 @@ async fn forward(
         let guard = InFlight {
             counters: [&cluster.active, &endpoint.active],
         };
-        let uri: Result<Uri, _> = format!("http://{}{}", endpoint.addr, path_and_query).parse();
+        let uri = path_and_query.clone().and_then(|pq| {
+            let mut p = http::uri::Parts::default();
+            p.scheme = Some(Scheme::HTTP);
+            p.authority = Some(cluster.authorities[index].clone());
+            p.path_and_query = Some(pq);
+            Uri::from_parts(p).ok()
+        });
         let outcome = match uri {
-            Err(_) => TryOutcome::Failed(UpstreamFailure::Reset),
-            Ok(uri) => {
+            None => TryOutcome::Failed(UpstreamFailure::Reset),
+            Some(uri) => {
                 let mut req = Request::new(Full::new(body.clone()));
                 *req.method_mut() = method.clone();
                 *req.uri_mut() = uri;
-                *req.headers_mut() = headers.clone();
+                // The last possible try takes the head; earlier ones keep it for a retry.
+                *req.headers_mut() = if tries + 1 >= max_tries {
+                    std::mem::take(&mut headers)
+                } else {
+                    headers.clone()
+                };
                 let sent = Instant::now();
-                let result = tokio::time::timeout(per_try, cluster.client.request(req)).await;
+                let result = tokio::time::timeout(per_try, cluster.client().request(req)).await;
                 upstream_time += sent.elapsed();
                 match result {
                     Err(_) => TryOutcome::Failed(UpstreamFailure::Timeout),
                     Ok(Err(e)) if e.is_connect() => {
                         let mut source = std::error::Error::source(&e);
-                        let mut limit = false;
+                        let (mut limit, mut pending) = (false, false);
                         while let Some(s) = source {
                             limit |= s.is::<super::state::ConnectionLimit>();
+                            pending |= s.is::<super::state::PendingLimit>();
                             source = s.source();
                         }
                         if limit {
                             for s in stats {
                                 s.overflow.fetch_add(1, Ordering::Relaxed);
+                            }
+                            TryOutcome::Failed(UpstreamFailure::Overflow)
+                        } else if pending {
+                            for s in stats {
+                                s.pending_overflow.fetch_add(1, Ordering::Relaxed);
                             }
                             TryOutcome::Failed(UpstreamFailure::Overflow)
                         } else {
@@ -625,7 +701,7 @@ async fn forward(
                 _ => None,
             };
             (
-                resp.map(|b| b.boxed()),
+                resp.map(Either::Left),
                 upstream_time,
                 tries,
                 Some(endpoint.addr),
@@ -643,12 +719,15 @@ mod tests {
     fn traceparent_continues_or_starts() {
         let v = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let next = next_traceparent(Some(&v));
+        let next = next.to_str().unwrap();
+        assert_eq!(next.len(), 55);
         assert!(next.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(!next.contains("00f067aa0ba902b7"));
         assert!(next.ends_with("-01"));
         let bad =
             HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01");
         let fresh = next_traceparent(Some(&bad));
+        let fresh = fresh.to_str().unwrap();
         assert_eq!(fresh.len(), 55);
         assert!(!fresh.contains("00000000000000000000000000000000"));
     }
@@ -661,7 +740,7 @@ mod tests {
         let spec: &ClusterSpec = &cfg.services[0].clusters[0];
         let _: &EndpointSpec = &spec.endpoints[0];
         let metrics = L7Metrics::default();
-        let cluster = Cluster::build(spec, &Timeouts::default(), metrics.cluster("s", "c"));
+        let cluster = Cluster::build(spec, &Timeouts::default(), metrics.cluster("s", "c"), 1);
         let clock = Clock(Instant::now());
         observe(&cluster, 0, true, &clock);
         observe(&cluster, 0, true, &clock);
@@ -680,6 +759,22 @@ mod tests {
             observe(&cluster, 1, true, &clock);
         }
         assert!(!cluster.endpoints[1].is_ejected(clock.now_ms()));
+    }
+
+    #[test]
+    fn request_ids_are_uuid_v4_shaped() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        let a = a.to_str().unwrap();
+        assert_eq!(a.len(), 36);
+        let groups: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4') && groups[3].starts_with('a'));
+        assert!(a.bytes().all(|c| c == b'-' || HEX.contains(&c)));
     }
 
     #[test]

@@ -1,17 +1,18 @@
-//! The pool: a tokio runtime on its own (pinned) threads, listeners, per-connection
+//! The pool: a current-thread tokio runtime per (pinned) thread, listeners, per-connection
 //! TLS + HTTP/1.1 / HTTP/2 serving, reload and shutdown.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use super::config::{AccessLog, L7Config, Limits};
@@ -19,7 +20,7 @@ use super::error::L7Error;
 use super::framing::{Verdicts, Watched};
 use super::metrics::L7Metrics;
 use super::proxy::{handle, ConnInfo, Shared};
-use super::state::{Clock, Snapshot};
+use super::state::{pool_threads, set_pool_thread, Clock, Snapshot};
 
 /// How long shutdown waits for client connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,11 +39,33 @@ pub struct ListenerSpec {
 /// The running L7 pool.
 #[derive(Debug)]
 pub struct L7Pool {
-    runtime: Option<tokio::runtime::Runtime>,
+    /// One thread per pool core, each running its own current-thread runtime.
+    threads: Vec<std::thread::JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// `true`: stop accepting and finish the requests in progress.
     shutdown: watch::Sender<bool>,
+    /// `true`: end the runtimes (after the drain).
+    halt: watch::Sender<bool>,
     local_addrs: Vec<SocketAddr>,
 }
+
+/// Binds a listener with `SO_REUSEPORT`, so every pool thread has its own socket on the
+/// address and the kernel spreads new connections over them (nginx's model: no accept
+/// lock, no hand-off between threads). Needs the entered runtime of its thread.
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Pending connections per listener socket.
+const LISTEN_BACKLOG: u32 = 1024;
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -112,6 +135,8 @@ async fn serve_connection(
     let verdicts = Arc::new(Verdicts::default());
     let conn = Arc::new(ConnInfo {
         peer,
+        client_ip: HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         tls: spec.tls,
         service: spec.service.clone(),
         verdicts: verdicts.clone(),
@@ -179,8 +204,11 @@ async fn accept_loop(
 }
 
 impl L7Pool {
-    /// Builds the runtime (one worker thread per `l7.cores` entry, pinned), binds the
-    /// listeners and starts serving.
+    /// Starts one thread per `l7.cores` entry (pinned; two unpinned when empty), each with
+    /// a current-thread tokio runtime and its own `SO_REUSEPORT` socket on every listener
+    /// address: a connection lives on the thread that accepted it, with that thread's
+    /// upstream connection pools, so the request path shares no scheduler state between
+    /// cores.
     pub fn start(cfg: Arc<L7Config>, listeners: Vec<ListenerSpec>) -> Result<L7Pool, L7Error> {
         let metrics = Arc::new(L7Metrics::default());
         let snapshot = Snapshot::build(&cfg, None, &metrics)?;
@@ -202,26 +230,7 @@ impl L7Pool {
             }
         }
         let cores = cfg.l7.cores.clone();
-        let mut rt = tokio::runtime::Builder::new_multi_thread();
-        rt.enable_all()
-            .thread_name("fulcrum-l7")
-            .worker_threads(cores.len().max(1).max(if cores.is_empty() { 2 } else { 1 }));
-        if !cores.is_empty() {
-            let next = Arc::new(AtomicUsize::new(0));
-            let available: Vec<usize> = core_affinity::get_core_ids()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
-            rt.on_thread_start(move || {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let core = cores[i % cores.len()];
-                if available.contains(&core) {
-                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
-                }
-            });
-        }
-        let runtime = rt.build()?;
+        let threads = pool_threads(&cfg.l7);
         let access_log = match cfg.l7.access_log {
             AccessLog::None => None,
             AccessLog::Stderr => {
@@ -230,10 +239,14 @@ impl L7Pool {
                     .name("fulcrum-l7-log".into())
                     .spawn(move || {
                         use std::io::Write;
-                        let stderr = std::io::stderr();
-                        for line in rx {
-                            let mut out = stderr.lock();
+                        // Buffered: one write per batch of lines the channel holds.
+                        let mut out = std::io::BufWriter::new(std::io::stderr());
+                        while let Ok(line) = rx.recv() {
                             let _ = writeln!(out, "{line}");
+                            while let Ok(more) = rx.try_recv() {
+                                let _ = writeln!(out, "{more}");
+                            }
+                            let _ = out.flush();
                         }
                     })?;
                 Some(tx)
@@ -246,27 +259,66 @@ impl L7Pool {
             access_log,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut local_addrs = Vec::new();
-        // Bound with std and registered through `enter`, so `start` may be called from
-        // inside another runtime (no nested block_on).
-        let entered = runtime.enter();
-        for spec in listeners {
-            let std_listener = std::net::TcpListener::bind(spec.addr)?;
-            std_listener.set_nonblocking(true)?;
-            let listener = TcpListener::from_std(std_listener)?;
-            local_addrs.push(listener.local_addr()?);
-            runtime.spawn(accept_loop(
-                listener,
-                Arc::new(spec),
-                shared.clone(),
-                stop_rx.clone(),
-            ));
+        let (halt_tx, halt_rx) = watch::channel(false);
+        // Every runtime and its listeners are made here, so a bind error is returned; the
+        // first thread's sockets fix the ports (port 0) the others bind too.
+        let mut local_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+        let specs: Vec<Arc<ListenerSpec>> = listeners.into_iter().map(Arc::new).collect();
+        let mut prepared = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let entered = runtime.enter();
+            let mut sockets = Vec::with_capacity(specs.len());
+            for (k, addr) in local_addrs.iter_mut().enumerate() {
+                let listener = bind_reuseport(*addr)?;
+                if i == 0 {
+                    *addr = listener.local_addr()?;
+                }
+                sockets.push((listener, specs[k].clone()));
+            }
+            drop(entered);
+            prepared.push((runtime, sockets));
         }
-        drop(entered);
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let mut handles = Vec::with_capacity(threads);
+        for (i, (runtime, sockets)) in prepared.into_iter().enumerate() {
+            let core = cores.get(i).copied().filter(|c| available.contains(c));
+            let shared = shared.clone();
+            let stop = stop_rx.clone();
+            let mut halt = halt_rx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("fulcrum-l7-{i}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                    }
+                    set_pool_thread(i);
+                    runtime.block_on(async move {
+                        for (listener, spec) in sockets {
+                            tokio::spawn(accept_loop(listener, spec, shared.clone(), stop.clone()));
+                        }
+                        // Until halt is set, or the pool is dropped without `shutdown`.
+                        while !*halt.borrow_and_update() {
+                            if halt.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                })?;
+            handles.push(handle);
+        }
         Ok(L7Pool {
-            runtime: Some(runtime),
+            threads: handles,
             shared,
             shutdown: stop_tx,
+            halt: halt_tx,
             local_addrs,
         })
     }
@@ -301,8 +353,9 @@ impl L7Pool {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(1));
+        let _ = self.halt.send(true);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 
@@ -313,9 +366,9 @@ impl L7Pool {
 
     /// Blocks until SIGINT or SIGTERM; SIGHUP reloads from `path`.
     fn wait_signals(&self, path: &Path) -> Result<(), L7Error> {
-        let Some(rt) = &self.runtime else {
-            return Ok(());
-        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
             let mut term = signal(SignalKind::terminate())?;

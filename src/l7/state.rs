@@ -161,6 +161,25 @@ impl Route {
 /// The upstream HTTP client of a cluster (keep-alive pool; HTTP/2 multiplexed).
 pub type UpstreamClient = Client<LimitedConnector, Full<Bytes>>;
 
+/// Threads of a pool with these settings: one per core, two unpinned when none is given.
+pub fn pool_threads(settings: &L7Settings) -> usize {
+    if settings.cores.is_empty() {
+        2
+    } else {
+        settings.cores.len()
+    }
+}
+
+thread_local! {
+    /// Index of the pool thread running here (0 outside the pool).
+    static POOL_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as pool thread `i` (which upstream pools it uses).
+pub fn set_pool_thread(i: usize) {
+    POOL_THREAD.with(|t| t.set(i));
+}
+
 /// A cluster with its live state.
 #[derive(Debug)]
 pub struct Cluster {
@@ -174,8 +193,11 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// Selection structure.
     pub balancer: Balancer,
-    /// Upstream client.
-    pub client: UpstreamClient,
+    /// Upstream clients, one per pool thread: a thread's requests use connections its
+    /// own runtime drives (no cross-thread wake-ups, no shared pool lock).
+    clients: Vec<UpstreamClient>,
+    /// `host:port` of each endpoint, for the upstream request URI.
+    pub authorities: Vec<http::uri::Authority>,
     /// Counters.
     pub stats: Arc<StatSet>,
     /// Requests in flight.
@@ -185,7 +207,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub(crate) fn build(spec: &ClusterSpec, defaults: &Timeouts, stats: Arc<StatSet>) -> Cluster {
+    /// The upstream client of the pool thread running here.
+    pub fn client(&self) -> &UpstreamClient {
+        let i = POOL_THREAD.with(|t| t.get());
+        &self.clients[i % self.clients.len()]
+    }
+
+    pub(crate) fn build(
+        spec: &ClusterSpec,
+        defaults: &Timeouts,
+        stats: Arc<StatSet>,
+        threads: usize,
+    ) -> Cluster {
         let timeouts = spec.timeouts.clone().unwrap_or_else(|| defaults.clone());
         let endpoints: Vec<Endpoint> = spec
             .endpoints
@@ -206,17 +239,31 @@ impl Cluster {
         if spec.protocol == UpstreamProtocol::Http2 {
             builder.http2_only(true);
         }
+        let connector = LimitedConnector {
+            inner: connector,
+            open: open_connections,
+            max: spec.circuit_breakers.max_connections,
+            connecting: Arc::default(),
+            max_pending: spec.circuit_breakers.max_pending,
+        };
+        let clients = (0..threads.max(1))
+            .map(|_| builder.build(connector.clone()))
+            .collect();
+        let authorities = endpoints
+            .iter()
+            .map(|e| {
+                http::uri::Authority::from_maybe_shared(Bytes::from(e.addr.to_string()))
+                    .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"))
+            })
+            .collect();
         Cluster {
             name: spec.name.clone(),
             spec: spec.clone(),
             timeouts,
             endpoints,
             balancer,
-            client: builder.build(LimitedConnector {
-                inner: connector,
-                open: open_connections.clone(),
-                max: spec.circuit_breakers.max_connections,
-            }),
+            clients,
+            authorities,
             stats,
             active: AtomicUsize::new(0),
             active_retries: AtomicUsize::new(0),
@@ -241,6 +288,7 @@ impl Snapshot {
                     .and_then(|o| o.clusters.get(&spec.name))
                     .filter(|c| {
                         c.spec == *spec
+                            && c.clients.len() == pool_threads(&cfg.l7)
                             && spec.timeouts.as_ref().unwrap_or(&cfg.l7.timeouts) == &c.timeouts
                     })
                     .cloned();
@@ -249,6 +297,7 @@ impl Snapshot {
                         spec,
                         &cfg.l7.timeouts,
                         metrics.cluster(&svc.name, &spec.name),
+                        pool_threads(&cfg.l7),
                     ))
                 });
                 clusters.insert(spec.name.clone(), cluster);
@@ -351,14 +400,35 @@ impl Clock {
     }
 }
 
-/// The upstream connector: `HttpConnector` under the cluster's `max_connections`
-/// breaker. Each connection holds a slot until it is dropped.
+/// The upstream connector: `HttpConnector` under the cluster's `max_connections` and
+/// `max_pending` breakers. Each connection holds a slot until it is dropped.
+///
+/// The pool does not queue requests behind busy connections (at `max_connections` a
+/// request is refused at once), so the requests that wait for an upstream connection are
+/// those waiting for a new one to be established: `max_pending` bounds those connects in
+/// progress, cluster-wide (every pool thread's client shares the counters).
 #[derive(Debug, Clone)]
 pub struct LimitedConnector {
     inner: HttpConnector,
     open: Arc<AtomicUsize>,
     max: usize,
+    /// Connects in progress (requests waiting for their connection).
+    connecting: Arc<AtomicUsize>,
+    max_pending: usize,
 }
+
+/// The `max_pending` circuit breaker refused to make another request wait for a new
+/// upstream connection.
+#[derive(Debug)]
+pub struct PendingLimit;
+
+impl std::fmt::Display for PendingLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cluster max_pending reached")
+    }
+}
+
+impl std::error::Error for PendingLimit {}
 
 /// The `max_connections` circuit breaker refused a new upstream connection.
 #[derive(Debug)]
@@ -456,11 +526,25 @@ impl tower_service::Service<http::Uri> for LimitedConnector {
                 Err(Box::new(ConnectionLimit) as Box<dyn std::error::Error + Send + Sync>)
             });
         }
+        let pending = self.connecting.clone();
+        if pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            open.fetch_sub(1, Ordering::Relaxed);
+            return Box::pin(async {
+                Err(Box::new(PendingLimit) as Box<dyn std::error::Error + Send + Sync>)
+            });
+        }
         let connecting = self.inner.call(uri);
         Box::pin(async move {
             // The slot is held by `Counted` from here on; a failed connect frees it on drop.
             let guard = Counted { inner: (), open };
+            // Pending until connected or failed (or the request gave up: dropped).
+            let waiting = Counted {
+                inner: (),
+                open: pending,
+            };
             let io = connecting.await.map_err(Box::new)?;
+            drop(waiting);
             let open = guard.open.clone();
             open.fetch_add(1, Ordering::Relaxed);
             drop(guard);

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The namespace, interface and DPDK file prefix of the suites that use the defaults;
+/// a suite that runs beside them passes its own (`Topology::up_in`, `Fulcrum::start_file_in`,
+/// `topo_config_with`).
 pub const PREFIX: &str = "flc";
 pub const VIP4: &str = "10.99.0.100";
 pub const VIP6: &str = "fd99::100";
@@ -55,30 +58,44 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Command {
 /// The namespace topology, torn down on drop.
 pub struct Topology {
     pub mode: String,
+    prefix: String,
+}
+
+/// Tears down the topology of `prefix` (what a failed earlier run may have left).
+pub fn topology_down(prefix: &str) {
+    let _ = Command::new("bash")
+        .arg(root().join("tests/netns/topo.sh"))
+        .arg("down")
+        .env("FLC_PREFIX", prefix)
+        .status();
 }
 
 impl Topology {
     pub fn up(mode: &str, qpairs: u32) -> Topology {
+        Self::up_in(PREFIX, mode, qpairs)
+    }
+
+    /// The topology with namespaces and interfaces named `prefix-...`.
+    pub fn up_in(prefix: &str, mode: &str, qpairs: u32) -> Topology {
         let mut c = Command::new("bash");
         c.arg(root().join("tests/netns/topo.sh"))
             .args(["up", mode, &qpairs.to_string()])
-            .env("FLC_PREFIX", PREFIX);
+            .env("FLC_PREFIX", prefix);
         sh(&mut c);
-        Topology { mode: mode.into() }
+        Topology {
+            mode: mode.into(),
+            prefix: prefix.into(),
+        }
     }
 
     pub fn ns(&self, name: &str) -> String {
-        format!("{PREFIX}-{name}")
+        format!("{}-{name}", self.prefix)
     }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("tests/netns/topo.sh"))
-            .arg("down")
-            .env("FLC_PREFIX", PREFIX)
-            .status();
+        topology_down(&self.prefix);
     }
 }
 
@@ -88,13 +105,28 @@ pub struct Fulcrum {
     pub config: PathBuf,
     pub log: PathBuf,
     file_prefix: String,
+    prefix: String,
 }
 
 /// A YAML configuration for the topology: one port on lb0 with `address`, `cores` workers.
 pub fn topo_config(name: &str, address: &str, cores: &[u32], services: &str) -> String {
+    topo_config_with(PREFIX, name, address, cores, "", "", services)
+}
+
+/// `topo_config` for the topology of `prefix`, with `port_extra` (indented YAML lines of
+/// the port, e.g. its `kernel_interface`) and `sections` (top-level YAML, e.g. `l7:`).
+pub fn topo_config_with(
+    prefix: &str,
+    name: &str,
+    address: &str,
+    cores: &[u32],
+    port_extra: &str,
+    sections: &str,
+    services: &str,
+) -> String {
     let mut eal = vec![
         "--no-pci".to_owned(),
-        format!("--file-prefix=flc-{name}"),
+        format!("--file-prefix={prefix}-{name}"),
         format!("--vdev=net_af_packet0,iface=lb0,qpairs={}", cores.len()),
         "--log-level=*:warning".to_owned(),
     ];
@@ -110,8 +142,8 @@ pub fn topo_config(name: &str, address: &str, cores: &[u32], services: &str) -> 
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "dpdk:\n  eal_args: [{eal}]\nports:\n  - name: lan\n    device: net_af_packet0\n    address: {address}\n\
-         workers:\n  cores: [{cores}]\nflow_table:\n  capacity: 65536\nadmin:\n  listen: 127.0.0.1:0\nservices:\n{services}"
+        "dpdk:\n  eal_args: [{eal}]\nports:\n  - name: lan\n    device: net_af_packet0\n    address: {address}\n{port_extra}\
+         workers:\n  cores: [{cores}]\nflow_table:\n  capacity: 65536\nadmin:\n  listen: 127.0.0.1:0\n{sections}services:\n{services}"
     )
 }
 
@@ -126,10 +158,15 @@ impl Fulcrum {
     }
 
     pub fn start_file(name: &str, config: &Path) -> Fulcrum {
+        Self::start_file_in(PREFIX, name, config)
+    }
+
+    /// Starts fulcrum on `config` in the LB namespace of the topology of `prefix`.
+    pub fn start_file_in(prefix: &str, name: &str, config: &Path) -> Fulcrum {
         let dir = config.parent().unwrap().to_owned();
         let log = dir.join("fulcrum.log");
         let logf = std::fs::File::create(&log).unwrap();
-        let child = in_ns(&format!("{PREFIX}-lb"), &[])
+        let child = in_ns(&format!("{prefix}-lb"), &[])
             .arg(fulcrum_bin())
             .args(["run", "-c"])
             .arg(config)
@@ -141,7 +178,8 @@ impl Fulcrum {
             child: Some(child),
             config: config.to_owned(),
             log,
-            file_prefix: format!("flc-{name}"),
+            file_prefix: format!("{prefix}-{name}"),
+            prefix: prefix.to_owned(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -189,6 +227,22 @@ impl Fulcrum {
             assert!(Instant::now() < deadline, "no reload logged:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The admin API's /metrics, fetched from the LB namespace.
+    pub fn metrics(&self) -> String {
+        let log = self.log_text();
+        let addr = log
+            .lines()
+            .find_map(|l| l.split("admin API listening on http://").nth(1))
+            .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"))
+            .trim()
+            .to_owned();
+        let out = sh(
+            in_ns(&format!("{}-lb", self.prefix), &["curl", "-s", "-m", "5"])
+                .arg(format!("http://{addr}/metrics")),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// SIGINT, wait for exit 0, return the log (with the final counters).

@@ -909,7 +909,8 @@ fn l7_services() {
         .and_then(|s| s.l7.as_ref())
         .map(|l7| (l7.routes.len(), l7.clusters.len()));
     assert_eq!(l7, Some((1, 1)));
-    assert_eq!(c.backend_count(), 1);
+    // BASE's one backend and the cluster's one endpoint
+    assert_eq!(c.backend_count(), 2);
     assert_eq!(
         diagnostics(&format!("{base}{}", L7.replace("    mode: l7\n", "    mode: l7\n    forwarding: nat\n"))),
         ["21:17: `forwarding` is only for l4 services; an l7 service uses `routes` and `clusters`"]

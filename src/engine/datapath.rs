@@ -208,9 +208,11 @@ impl Engine {
     /// as processing them one by one in order. It runs in passes over up to
     /// [`MAX_BURST`] packets: parse and classify all (computing flow hashes and
     /// prefetching their flow-table buckets), prefetch the buckets' first entries, then
-    /// those entries' LRU neighbours (a hit relinks them), then finish each packet, so
-    /// the table's cache misses of a whole burst overlap instead of stalling one packet
-    /// after the other. Nothing but prefetches happens before the last pass, so the
+    /// finish each packet, so the table's cache misses of a whole burst overlap instead of
+    /// stalling one packet after the other. (The LRU neighbours a hit relinks are not
+    /// prefetched: with the LRU granule a flow is relinked about once a second, and a
+    /// pass that read every entry to find those few cost 2% of the instructions.)
+    /// Nothing but prefetches happens before the last pass, so the
     /// verdicts are those of [`process`](Self::process) packet by packet.
     pub fn process_burst<B: PacketBuf>(
         &mut self,
@@ -238,11 +240,6 @@ impl Engine {
             for c in scratch.iter() {
                 if let Classified::Flow { bucket, .. } = c {
                     self.flows.prefetch_entry(*bucket);
-                }
-            }
-            for c in scratch.iter() {
-                if let Classified::Flow { bucket, .. } = c {
-                    self.flows.prefetch_lru_neighbours(*bucket, now);
                 }
             }
             for ((p, v), c) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(scratch.iter()) {

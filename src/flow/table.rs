@@ -316,25 +316,6 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         }
     }
 
-    /// Starts loading the LRU neighbours of the first entry of `bucket` if a lookup at
-    /// `now` would relink it (step 3, once step 2 brought the entry in): with many flows
-    /// they are as cold as the entry itself.
-    #[inline]
-    pub fn prefetch_lru_neighbours(&self, bucket: usize, now: u32) {
-        let head = self.heads.get(bucket).copied().unwrap_or(NIL);
-        let Some(e) = self.entries.get(head as usize) else {
-            return;
-        };
-        if self.needs_relink(e.last_seen, now) && self.lru_head != head {
-            if let Some(p) = self.entries.get(e.lru_prev as usize) {
-                fulcrum_hint::prefetch(p);
-            }
-            if let Some(n) = self.entries.get(e.lru_next as usize) {
-                fulcrum_hint::prefetch(n);
-            }
-        }
-    }
-
     /// Looks a flow up: refreshes its last-seen time, makes it the most
     /// recently used (unless it was already seen in this LRU granule, 1 ms unless
     /// [`with_lru_granule`](Self::with_lru_granule) says otherwise) and returns its value. An expired flow is

@@ -76,6 +76,9 @@ pub struct UpstreamPool {
     addrs: Vec<SocketAddr>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// Held by the pool only (connection tasks hold `shared`): the threads' sweepers see
+    /// the pool dropped by a reload and close its idle connections at once.
+    alive: Arc<()>,
 }
 
 /// An idle HTTP/1.1 connection.
@@ -176,6 +179,7 @@ impl UpstreamPool {
             addrs,
             connect_timeout,
             idle_timeout,
+            alive: Arc::new(()),
         }
     }
 
@@ -203,7 +207,7 @@ impl UpstreamPool {
             return;
         };
         let id = self.id;
-        let alive: Weak<PoolShared> = Arc::downgrade(&self.shared);
+        let alive: Weak<()> = Arc::downgrade(&self.alive);
         let every =
             (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
         rt.spawn(async move {
@@ -576,5 +580,31 @@ mod tests {
         // Past the idle timeout the sweeper drops it and the connection task ends.
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(open.load(Ordering::Relaxed), 0, "idle connection closed");
+
+        // A pool dropped (a reload replaced its cluster) closes its idle connections at
+        // the next sweep, without waiting for a long idle timeout.
+        let pool = UpstreamPool::new(
+            UpstreamProtocol::Http1,
+            vec![addr],
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            8,
+            8,
+            open.clone(),
+        );
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = format!("http://{addr}/x").parse().unwrap();
+        let resp = pool.send(0, req).await.unwrap();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        assert_eq!(open.load(Ordering::Relaxed), 1);
+        drop(pool);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            open.load(Ordering::Relaxed),
+            0,
+            "dropped pool's connection closed"
+        );
     }
 }

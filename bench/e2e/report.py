@@ -21,10 +21,10 @@ TABLES = [
      ["fulcrum-nat", "fulcrum-dsr", "fulcrum-dsr-poll", "nft", "haproxy-tcp", "direct"],
      {"nft", "haproxy-tcp"}),
     ("L7: HTTP/1.1 keep-alive", "wrk",
-     ["fulcrum-l7-h1", "haproxy-http-h1", "nginx-h1"],
+     ["fulcrum-l7-h1", "fulcrum-l7-base-h1", "haproxy-http-h1", "nginx-h1"],
      {"haproxy-http-h1", "nginx-h1"}),
     ("L7: HTTP/2 cleartext (h2c, prior knowledge)", "h2load",
-     ["fulcrum-l7-h2", "haproxy-http-h2", "nginx-h2"],
+     ["fulcrum-l7-h2", "fulcrum-l7-base-h2", "haproxy-http-h2", "nginx-h2"],
      {"haproxy-http-h2", "nginx-h2"}),
 ]
 
@@ -304,10 +304,13 @@ def main():
     md.append(f"- HAProxy: `taskset -c {a.lb_core} haproxy -db -f …`, `nbthread 1`, `listen` on "
               "VIP:80, `balance roundrobin` over the three backends; TCP mode for L4, HTTP mode "
               "(`option http-keep-alive`, `option forwardfor`, `http-reuse safe`, h2c on "
-              "`bind VIP:81 proto h2`) for L7.")
+              "`bind VIP:81 proto h2`) for L7, adding the headers fulcrum adds: X-Request-Id "
+              "(`unique-id-format %[uuid]`), X-Forwarded-Proto and a random `traceparent`.")
     md.append(f"- nginx reverse proxy: `worker_processes 1` under `taskset -c {a.lb_core}`, an "
-              "upstream with `keepalive 128`, `proxy_http_version 1.1`, X-Forwarded-For; "
-              "`listen VIP:81 http2` for h2c.")
+              "upstream with `keepalive 128`, `proxy_http_version 1.1`, `listen VIP:81 http2` "
+              "for h2c, adding the headers fulcrum adds: X-Forwarded-For, X-Forwarded-Proto, "
+              "X-Request-Id (`$request_id`) and `traceparent` (`00-$request_id-<its first 16 "
+              "hex>-01`).")
     md.append(f"- fulcrum L7: `taskset -c {a.lb_core} fulcrum-l7-standalone l7.yaml` "
               "(bench/e2e/l7-standalone: `fulcrum::l7::run_standalone`), "
               f"`l7.cores: [{a.lb_core}]` (one pinned tokio worker), services on VIP:80 and "

@@ -21,6 +21,8 @@
 #        fulcrum-l7-h1: `perf record` the load balancer during it, the report goes to
 #        OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499; E2E_PERF_KEEP=1 keeps
 #        perf.data there too),
+#        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured
+#        too, in the same rounds, as "before"; `BINARY l7 -c l7.yaml`),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR
 set -euo pipefail
 
@@ -559,6 +561,11 @@ haproxy_http() {
 frontend web
   bind $VIP:80
   bind $VIP:81 proto h2
+  # The headers fulcrum's pool adds (X-Forwarded-For is option forwardfor's).
+  unique-id-format %[uuid]
+  http-request set-header X-Request-Id %[unique-id]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header traceparent 00-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-01
   default_backend backends
 backend backends
   balance roundrobin
@@ -581,7 +588,11 @@ nginx_proxy() {
   local dir="$WORK/nginx-lb"
   mkdir -p "$dir/tmp"
   local upstream="upstream backends { server ${BACKENDS[0]}:80; server ${BACKENDS[1]}:80; server ${BACKENDS[2]}:80; keepalive 128; keepalive_requests 10000000; keepalive_timeout 60s; }"
-  local loc="location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; }"
+  # The headers fulcrum's pool adds, so each proxy does the same work per request:
+  # X-Forwarded-For (appended), X-Forwarded-Proto, X-Request-Id (random, 32 hex) and a
+  # W3C traceparent (nginx has no span generator: the span id is the request id's head).
+  local hdrs="proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Request-Id \$request_id; proxy_set_header traceparent 00-\$request_id-\$span_id-01;"
+  local loc="location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; $hdrs }"
   cat >"$dir/nginx.conf" <<EOF
 user root;
 worker_processes 1;
@@ -601,6 +612,7 @@ http {
   fastcgi_temp_path $dir/tmp/fastcgi;
   uwsgi_temp_path $dir/tmp/uwsgi;
   scgi_temp_path $dir/tmp/scgi;
+  map \$request_id \$span_id { "~^(?<head>.{16})" \$head; }
   $upstream
   server { listen $VIP:80 backlog=4096; $loc }
   server { listen $VIP:81 http2 backlog=4096; $loc }
@@ -616,9 +628,12 @@ EOF
   stop_pid "$pid" QUIT
 }
 
+# fulcrum_l7 KEY LABEL COMMAND...: the L7 pool, started as COMMAND l7.yaml.
 fulcrum_l7() {
+  local key="$1" label="$2"
+  shift 2
   wait_quiet
-  local dir="$WORK/fulcrum-l7"
+  local dir="$WORK/$key"
   mkdir -p "$dir"
   l7_service() {
     cat <<EOF
@@ -643,12 +658,12 @@ l7:
 services:
 EOF
     l7_service web 80; l7_service web-h2c 81; } >"$dir/l7.yaml"
-  spawn "$dir/l7.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$L7BIN" "$dir/l7.yaml"
+  spawn "$dir/l7.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$@" "$dir/l7.yaml"
   local pid="$LAST_PID"
   LB_PID="$pid"
-  wait_vip 80 || die "fulcrum l7: VIP not answering: $(cat "$dir/l7.log")"
-  run_wrk fulcrum-l7-h1 l7 "fulcrum L7 pool" "http://$VIP/index.html"
-  run_h2load fulcrum-l7-h2 l7 "fulcrum L7 pool" "http://$VIP:81/index.html"
+  wait_vip 80 || die "$label: VIP not answering: $(cat "$dir/l7.log")"
+  run_wrk "$key-h1" l7 "$label" "http://$VIP/index.html"
+  run_h2load "$key-h2" l7 "$label" "http://$VIP:81/index.html"
   stop_pid "$pid" INT
 }
 
@@ -681,7 +696,10 @@ one_round() {
   if [ "$ONLY" != l4 ]; then
     # L7 (the VIP on lb0, as the kernel-based L4 systems leave it).
     lb_kernel_addresses
-    fulcrum_l7
+    fulcrum_l7 fulcrum-l7 "fulcrum L7 pool" "$L7BIN"
+    if [ -n "${E2E_L7_BASE:-}" ]; then
+      fulcrum_l7 fulcrum-l7-base "fulcrum L7 pool, before ($(basename "$E2E_L7_BASE"))" "$E2E_L7_BASE" l7 -c
+    fi
     haproxy_http
     nginx_proxy
   fi

@@ -1,12 +1,13 @@
 //! Counters and latency histograms per route and per cluster, rendered as Prometheus text.
 //!
-//! Counters are atomics; histograms (hdrhistogram, microseconds) sit behind a short
-//! mutex each. A route or cluster keeps its `StatSet` across reloads (looked up by name
-//! when a snapshot is built, never per request).
+//! Counters are atomics; histograms (hdrhistogram, microseconds) are sharded by thread,
+//! each shard behind a mutex only its thread takes on the request path. A route or
+//! cluster keeps its `StatSet` across reloads (looked up by name when a snapshot is
+//! built, never per request).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,32 +16,74 @@ use hdrhistogram::Histogram;
 /// Largest latency recorded, in microseconds (60 s); larger values are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
 
-/// A latency histogram in microseconds.
+/// One thread's part of a histogram, on its own cache lines.
 #[derive(Debug)]
-pub struct Latency(Mutex<Histogram<u64>>);
+#[repr(align(128))]
+struct Shard(Mutex<Option<Histogram<u64>>>);
+
+/// Shards per histogram: each thread records into one (picked once per thread), so pool
+/// threads do not contend for one lock or bounce its cache line; the scrape merges them.
+fn shard_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 64)
+    })
+}
+
+thread_local! {
+    /// The shard this thread records into.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 3 significant digits over 1 us ..= 60 s; the bounds are constants that hdrhistogram accepts.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+/// A latency histogram in microseconds, sharded by thread (a shard's histogram is made on
+/// its first record).
+#[derive(Debug)]
+pub struct Latency(Box<[Shard]>);
 
 impl Latency {
     fn new() -> Latency {
-        // 3 significant digits over 1 us ..= 60 s; the bounds are constants that hdrhistogram accepts.
-        let h = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-            .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()));
-        Latency(Mutex::new(h))
+        Latency(
+            (0..shard_count())
+                .map(|_| Shard(Mutex::new(None)))
+                .collect(),
+        )
     }
 
     /// Records one duration.
     pub fn record(&self, d: Duration) {
         let us = (d.as_micros() as u64).clamp(1, MAX_LATENCY_US);
-        if let Ok(mut h) = self.0.lock() {
-            let _ = h.record(us);
+        let shard = &self.0[SHARD.with(|s| *s) % self.0.len()];
+        if let Ok(mut h) = shard.0.lock() {
+            let _ = h.get_or_insert_with(new_histogram).record(us);
         }
     }
 
     /// The value at quantile `q` (0..=1) in microseconds, and the count.
     pub fn quantile_us(&self, q: f64) -> (u64, u64) {
-        match self.0.lock() {
-            Ok(h) => (h.value_at_quantile(q), h.len()),
-            Err(_) => (0, 0),
+        let mut merged: Option<Histogram<u64>> = None;
+        for shard in self.0.iter() {
+            let Ok(h) = shard.0.lock() else { continue };
+            if let Some(h) = h.as_ref() {
+                match merged.as_mut() {
+                    None => merged = Some(h.clone()),
+                    Some(m) => {
+                        let _ = m.add(h);
+                    }
+                }
+            }
         }
+        merged.map_or((0, 0), |h| (h.value_at_quantile(q), h.len()))
     }
 }
 

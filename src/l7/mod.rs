@@ -101,6 +101,7 @@ mod proxy;
 mod server;
 mod state;
 mod tls;
+mod upstream;
 
 pub use config::L7Config;
 pub use error::{L7Error, UpstreamFailure};

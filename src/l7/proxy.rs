@@ -18,15 +18,16 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 
 use super::balance::hash_bytes;
-use super::config::HashOn;
+use super::config::{HashOn, UpstreamProtocol};
 use super::error::UpstreamFailure;
 use super::framing::Verdicts;
 use super::metrics::{L7Metrics, StatSet};
 use super::state::{Clock, Cluster, Route, Snapshot};
+use super::upstream::{SendError, UpstreamBody};
 
 /// The response body type of the pool: the upstream's, passed through as it is (no box
 /// per response), or a short one made here.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -213,7 +214,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// One finished try.
 enum TryOutcome {
-    Response(Response<Incoming>),
+    Response(Response<UpstreamBody>),
     Failed(UpstreamFailure),
 }
 
@@ -598,7 +599,11 @@ async fn forward(
         let guard = InFlight {
             counters: [&cluster.active, &endpoint.active],
         };
+        // HTTP/1.1 sends origin-form; HTTP/2 needs scheme and authority.
         let uri = path_and_query.clone().and_then(|pq| {
+            if cluster.spec.protocol == UpstreamProtocol::Http1 {
+                return Some(Uri::from(pq));
+            }
             let mut p = http::uri::Parts::default();
             p.scheme = Some(Scheme::HTTP);
             p.authority = Some(cluster.authorities[index].clone());
@@ -617,34 +622,33 @@ async fn forward(
                 } else {
                     headers.clone()
                 };
+                if !req.headers().contains_key(header::HOST) {
+                    // A client that named no host: the endpoint is the host.
+                    if let Ok(v) = HeaderValue::from_str(cluster.authorities[index].as_str()) {
+                        req.headers_mut().insert(header::HOST, v);
+                    }
+                }
                 let sent = Instant::now();
-                let result = tokio::time::timeout(per_try, cluster.client().request(req)).await;
+                let result = tokio::time::timeout(per_try, cluster.upstream.send(index, req)).await;
                 upstream_time += sent.elapsed();
                 match result {
                     Err(_) => TryOutcome::Failed(UpstreamFailure::Timeout),
-                    Ok(Err(e)) if e.is_connect() => {
-                        let mut source = std::error::Error::source(&e);
-                        let (mut limit, mut pending) = (false, false);
-                        while let Some(s) = source {
-                            limit |= s.is::<super::state::ConnectionLimit>();
-                            pending |= s.is::<super::state::PendingLimit>();
-                            source = s.source();
+                    Ok(Err(SendError::ConnectionLimit)) => {
+                        for s in stats {
+                            s.overflow.fetch_add(1, Ordering::Relaxed);
                         }
-                        if limit {
-                            for s in stats {
-                                s.overflow.fetch_add(1, Ordering::Relaxed);
-                            }
-                            TryOutcome::Failed(UpstreamFailure::Overflow)
-                        } else if pending {
-                            for s in stats {
-                                s.pending_overflow.fetch_add(1, Ordering::Relaxed);
-                            }
-                            TryOutcome::Failed(UpstreamFailure::Overflow)
-                        } else {
-                            TryOutcome::Failed(UpstreamFailure::ConnectFailure)
-                        }
+                        TryOutcome::Failed(UpstreamFailure::Overflow)
                     }
-                    Ok(Err(_)) => TryOutcome::Failed(UpstreamFailure::Reset),
+                    Ok(Err(SendError::PendingLimit)) => {
+                        for s in stats {
+                            s.pending_overflow.fetch_add(1, Ordering::Relaxed);
+                        }
+                        TryOutcome::Failed(UpstreamFailure::Overflow)
+                    }
+                    Ok(Err(SendError::Connect(_) | SendError::Handshake(_))) => {
+                        TryOutcome::Failed(UpstreamFailure::ConnectFailure)
+                    }
+                    Ok(Err(SendError::Request(_))) => TryOutcome::Failed(UpstreamFailure::Reset),
                     Ok(Ok(resp)) => TryOutcome::Response(resp),
                 }
             }
@@ -740,7 +744,7 @@ mod tests {
         let spec: &ClusterSpec = &cfg.services[0].clusters[0];
         let _: &EndpointSpec = &spec.endpoints[0];
         let metrics = L7Metrics::default();
-        let cluster = Cluster::build(spec, &Timeouts::default(), metrics.cluster("s", "c"), 1);
+        let cluster = Cluster::build(spec, &Timeouts::default(), metrics.cluster("s", "c"));
         let clock = Clock(Instant::now());
         observe(&cluster, 0, true, &clock);
         observe(&cluster, 0, true, &clock);

@@ -20,7 +20,7 @@ use super::error::L7Error;
 use super::framing::{Verdicts, Watched};
 use super::metrics::L7Metrics;
 use super::proxy::{handle, ConnInfo, Shared};
-use super::state::{pool_threads, set_pool_thread, Clock, Snapshot};
+use super::state::{pool_threads, Clock, Snapshot};
 
 /// How long shutdown waits for client connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -298,7 +298,6 @@ impl L7Pool {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core });
                     }
-                    set_pool_thread(i);
                     runtime.block_on(async move {
                         for (listener, spec) in sockets {
                             tokio::spawn(accept_loop(listener, spec, shared.clone(), stop.clone()));

@@ -10,19 +10,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
-use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use regex::Regex;
 
 use super::balance::{smooth_wrr_sequence, Balancer, Endpoint};
-use super::config::{
-    ClusterSpec, L7Config, L7Settings, PathMatch, RetrySpec, Timeouts, UpstreamProtocol,
-};
+use super::config::{ClusterSpec, L7Config, L7Settings, PathMatch, RetrySpec, Timeouts};
 use super::error::L7Error;
 use super::metrics::{L7Metrics, StatSet};
 use super::tls;
+use super::upstream::UpstreamPool;
 
 /// Everything the request path needs, one immutable snapshot.
 #[derive(Debug)]
@@ -158,9 +153,6 @@ impl Route {
     }
 }
 
-/// The upstream HTTP client of a cluster (keep-alive pool; HTTP/2 multiplexed).
-pub type UpstreamClient = Client<LimitedConnector, Full<Bytes>>;
-
 /// Threads of a pool with these settings: one per core, two unpinned when none is given.
 pub fn pool_threads(settings: &L7Settings) -> usize {
     if settings.cores.is_empty() {
@@ -168,16 +160,6 @@ pub fn pool_threads(settings: &L7Settings) -> usize {
     } else {
         settings.cores.len()
     }
-}
-
-thread_local! {
-    /// Index of the pool thread running here (0 outside the pool).
-    static POOL_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks the current thread as pool thread `i` (which upstream pools it uses).
-pub fn set_pool_thread(i: usize) {
-    POOL_THREAD.with(|t| t.set(i));
 }
 
 /// A cluster with its live state.
@@ -193,9 +175,9 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// Selection structure.
     pub balancer: Balancer,
-    /// Upstream clients, one per pool thread: a thread's requests use connections its
-    /// own runtime drives (no cross-thread wake-ups, no shared pool lock).
-    clients: Vec<UpstreamClient>,
+    /// Upstream connections: each pool thread keeps its own (no cross-thread wake-ups,
+    /// no shared pool lock).
+    pub upstream: UpstreamPool,
     /// `host:port` of each endpoint, for the upstream request URI.
     pub authorities: Vec<http::uri::Authority>,
     /// Counters.
@@ -207,18 +189,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The upstream client of the pool thread running here.
-    pub fn client(&self) -> &UpstreamClient {
-        let i = POOL_THREAD.with(|t| t.get());
-        &self.clients[i % self.clients.len()]
-    }
-
-    pub(crate) fn build(
-        spec: &ClusterSpec,
-        defaults: &Timeouts,
-        stats: Arc<StatSet>,
-        threads: usize,
-    ) -> Cluster {
+    pub(crate) fn build(spec: &ClusterSpec, defaults: &Timeouts, stats: Arc<StatSet>) -> Cluster {
         let timeouts = spec.timeouts.clone().unwrap_or_else(|| defaults.clone());
         let endpoints: Vec<Endpoint> = spec
             .endpoints
@@ -226,29 +197,15 @@ impl Cluster {
             .map(|e| Endpoint::new(e.address, e.weight))
             .collect();
         let balancer = Balancer::build(spec.lb, &endpoints);
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect));
-        connector.set_nodelay(true);
-        let open_connections = stats.upstream_connections.clone();
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(timeouts.idle)
-            .pool_max_idle_per_host(spec.circuit_breakers.max_connections);
-        if spec.protocol == UpstreamProtocol::Http2 {
-            builder.http2_only(true);
-        }
-        let connector = LimitedConnector {
-            inner: connector,
-            open: open_connections,
-            max: spec.circuit_breakers.max_connections,
-            connecting: Arc::default(),
-            max_pending: spec.circuit_breakers.max_pending,
-        };
-        let clients = (0..threads.max(1))
-            .map(|_| builder.build(connector.clone()))
-            .collect();
+        let upstream = UpstreamPool::new(
+            spec.protocol,
+            endpoints.iter().map(|e| e.addr).collect(),
+            timeouts.connect,
+            timeouts.idle,
+            spec.circuit_breakers.max_connections,
+            spec.circuit_breakers.max_pending,
+            stats.upstream_connections.clone(),
+        );
         let authorities = endpoints
             .iter()
             .map(|e| {
@@ -262,7 +219,7 @@ impl Cluster {
             timeouts,
             endpoints,
             balancer,
-            clients,
+            upstream,
             authorities,
             stats,
             active: AtomicUsize::new(0),
@@ -288,7 +245,6 @@ impl Snapshot {
                     .and_then(|o| o.clusters.get(&spec.name))
                     .filter(|c| {
                         c.spec == *spec
-                            && c.clients.len() == pool_threads(&cfg.l7)
                             && spec.timeouts.as_ref().unwrap_or(&cfg.l7.timeouts) == &c.timeouts
                     })
                     .cloned();
@@ -297,7 +253,6 @@ impl Snapshot {
                         spec,
                         &cfg.l7.timeouts,
                         metrics.cluster(&svc.name, &spec.name),
-                        pool_threads(&cfg.l7),
                     ))
                 });
                 clusters.insert(spec.name.clone(), cluster);
@@ -397,158 +352,5 @@ impl Clock {
     /// Now, in ms since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.0.elapsed().as_millis() as u64 + 1
-    }
-}
-
-/// The upstream connector: `HttpConnector` under the cluster's `max_connections` and
-/// `max_pending` breakers. Each connection holds a slot until it is dropped.
-///
-/// The pool does not queue requests behind busy connections (at `max_connections` a
-/// request is refused at once), so the requests that wait for an upstream connection are
-/// those waiting for a new one to be established: `max_pending` bounds those connects in
-/// progress, cluster-wide (every pool thread's client shares the counters).
-#[derive(Debug, Clone)]
-pub struct LimitedConnector {
-    inner: HttpConnector,
-    open: Arc<AtomicUsize>,
-    max: usize,
-    /// Connects in progress (requests waiting for their connection).
-    connecting: Arc<AtomicUsize>,
-    max_pending: usize,
-}
-
-/// The `max_pending` circuit breaker refused to make another request wait for a new
-/// upstream connection.
-#[derive(Debug)]
-pub struct PendingLimit;
-
-impl std::fmt::Display for PendingLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("cluster max_pending reached")
-    }
-}
-
-impl std::error::Error for PendingLimit {}
-
-/// The `max_connections` circuit breaker refused a new upstream connection.
-#[derive(Debug)]
-pub struct ConnectionLimit;
-
-impl std::fmt::Display for ConnectionLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("cluster max_connections reached")
-    }
-}
-
-impl std::error::Error for ConnectionLimit {}
-
-/// An upstream connection holding a breaker slot.
-#[derive(Debug)]
-pub struct Counted<T> {
-    inner: T,
-    open: Arc<AtomicUsize>,
-}
-
-impl<T> Drop for Counted<T> {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Counted<T> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Counted<T> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<T: hyper_util::client::legacy::connect::Connection>
-    hyper_util::client::legacy::connect::Connection for Counted<T>
-{
-    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        self.inner.connected()
-    }
-}
-
-type ConnectFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Result<
-                    Counted<hyper_util::rt::TokioIo<tokio::net::TcpStream>>,
-                    Box<dyn std::error::Error + Send + Sync>,
-                >,
-            > + Send,
-    >,
->;
-
-impl tower_service::Service<http::Uri> for LimitedConnector {
-    type Response = Counted<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = ConnectFuture;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        tower_service::Service::<http::Uri>::poll_ready(&mut self.inner, cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let open = self.open.clone();
-        if open.fetch_add(1, Ordering::Relaxed) >= self.max {
-            open.fetch_sub(1, Ordering::Relaxed);
-            return Box::pin(async {
-                Err(Box::new(ConnectionLimit) as Box<dyn std::error::Error + Send + Sync>)
-            });
-        }
-        let pending = self.connecting.clone();
-        if pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
-            pending.fetch_sub(1, Ordering::Relaxed);
-            open.fetch_sub(1, Ordering::Relaxed);
-            return Box::pin(async {
-                Err(Box::new(PendingLimit) as Box<dyn std::error::Error + Send + Sync>)
-            });
-        }
-        let connecting = self.inner.call(uri);
-        Box::pin(async move {
-            // The slot is held by `Counted` from here on; a failed connect frees it on drop.
-            let guard = Counted { inner: (), open };
-            // Pending until connected or failed (or the request gave up: dropped).
-            let waiting = Counted {
-                inner: (),
-                open: pending,
-            };
-            let io = connecting.await.map_err(Box::new)?;
-            drop(waiting);
-            let open = guard.open.clone();
-            open.fetch_add(1, Ordering::Relaxed);
-            drop(guard);
-            Ok(Counted { inner: io, open })
-        })
     }
 }

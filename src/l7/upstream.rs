@@ -352,10 +352,7 @@ impl UpstreamPool {
             .handshake(io)
             .await
             .map_err(SendError::Handshake)?;
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ = conn.await;
-        });
+        drive(conn, slot);
         Ok(sender)
     }
 
@@ -366,12 +363,21 @@ impl UpstreamPool {
             .handshake(io)
             .await
             .map_err(SendError::Handshake)?;
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ = conn.await;
-        });
+        drive(conn, slot);
         Ok(sender)
     }
+}
+
+/// Runs a connection's task until the upstream closes it or its last sender is dropped;
+/// `slot` (its place in the cluster's open-connection count) is released with it.
+fn drive<C>(conn: C, slot: OpenSlot)
+where
+    C: std::future::Future + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _slot = slot;
+        let _ = conn.await;
+    });
 }
 
 /// Rewrites an absolute URI to origin-form (`/path?query`) for an HTTP/1.1 request line,

@@ -426,6 +426,12 @@ def report(args):
     return 0
 
 
+def memif_loss(m, frac):
+    """The loss share of a memif row's latency window at `frac` of its lossless rate."""
+    loss = m["lat"].get(frac, {}).get("trial", {}).get("loss")
+    return float(loss) if loss is not None else None
+
+
 def target_rows(summary, runs):
     rows = []
     for scenario, want, label in (("est-10k-64", 0.40, "ipip, 10k established flows: >= 40% of testpmd io"),
@@ -442,8 +448,17 @@ def target_rows(summary, runs):
         b = memif["testpmd-io"]["lat"].get(0.5, {}).get("p99_ns")
         if a is not None and b is not None:
             added = (a - b) / 1e3
+            # A latency window that lost more than the search called lossless was disturbed
+            # (the forwarder or generator was off its CPU): its p99 measures the scheduler,
+            # so the target is not judged on it, whichever way it points.
+            disturbed = [f"{s} lost {100 * l:.3f}%" for s in ("fulcrum-ipip", "testpmd-io")
+                         for l in [memif_loss(memif[s], 0.5)]
+                         if l is not None and l > float(memif[s].get("max_loss") or 0.001)]
+            verdict = "yes" if added < 20 else "**no**"
+            if disturbed:
+                verdict = f"not judged: disturbed window ({', '.join(disturbed)} at 50%)"
             rows.append(("added p99 latency at 50% of the lossless rate over memif < 20 us (fulcrum ipip minus testpmd io)",
-                         f"{added:.1f} us ({a / 1e3:.1f} - {b / 1e3:.1f})", "yes" if added < 20 else "**no**"))
+                         f"{added:.1f} us ({a / 1e3:.1f} - {b / 1e3:.1f})", verdict))
     return rows
 
 

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use crate::config::{self, Config};
 use crate::engine::{
-    Backend, BackendId, BackendState, Forwarding, Mac, NatPorts, PortInfo, Service, ServiceMode,
-    Snapshot, VipIndex, VipKey, PROTO_TCP, PROTO_UDP,
+    Backend, BackendId, BackendState, Forwarding, Ipip4Template, Mac, NatPorts, PortInfo, Service,
+    ServiceMode, Snapshot, VipIndex, VipKey, PROTO_TCP, PROTO_UDP,
 };
 use crate::maglev::{MaglevBackend, MaglevError, MaglevTable};
 
@@ -184,6 +184,10 @@ pub fn build_snapshot(
             }
             None => (0, None),
         };
+        let ipip4 = next_hop_mac.and_then(|mac| {
+            let p = ports.get(usize::from(egress_port))?;
+            Ipip4Template::new(p, addr, mac)
+        });
         Backend {
             id: reg_id,
             service,
@@ -193,6 +197,7 @@ pub fn build_snapshot(
             next_hop_mac,
             state,
             healthy,
+            ipip4,
         }
     };
 

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use crate::maglev::MaglevTable;
 
+use super::forward::Ipip4Template;
 use super::vip_index::VipIndex;
 
 /// A backend's id, stable across snapshots. An index into [`Snapshot::backends`].
@@ -101,6 +102,9 @@ pub struct Backend {
     pub state: BackendState,
     /// Whether health checks say it is up (informational for the engine; the Maglev table already reflects it).
     pub healthy: bool,
+    /// The outer headers of `ipip` frames to it, when it and its egress port have IPv4
+    /// addresses and its next hop is resolved (the per-packet fast path copies them).
+    pub ipip4: Option<Ipip4Template>,
 }
 
 /// A service (a VIP, optionally a port, and a protocol).

@@ -71,6 +71,16 @@ pub trait PacketBuf {
             self.trim(len - n)
         }
     }
+    /// [`set_len`](Self::set_len) to `len`, then [`prepend`](Self::prepend) `front`
+    /// bytes; nothing changes on an error (`NoHeadroom` when `front` does not fit).
+    /// Buffers whose lengths live in one header (the mbuf) do it in one step.
+    fn set_len_and_prepend(&mut self, len: usize, front: usize) -> Result<(), BufError> {
+        if front > self.headroom() {
+            return Err(BufError::NoHeadroom);
+        }
+        self.set_len(len)?;
+        self.prepend(front)
+    }
 }
 
 /// Default headroom of a [`HeapBuf`], the same as DPDK's `RTE_PKTMBUF_HEADROOM`.

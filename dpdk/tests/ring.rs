@@ -115,6 +115,24 @@ fn mbuf_bounds(pool: &Mempool) {
     assert_eq!(m.data(), (0..10u8).collect::<Vec<_>>().as_slice());
     assert_eq!(m.set_len(10 + 2048 + 128), Err(MbufError::NoTailroom));
 
+    // set_len and prepend in one step: what the two do, or nothing on an error.
+    assert_eq!(m.set_len_and_prepend(4, 129), Err(MbufError::NoHeadroom));
+    assert_eq!(
+        m.set_len_and_prepend(2048 + 1, 0),
+        Err(MbufError::NoTailroom)
+    );
+    assert_eq!((m.headroom(), m.len(), m.pkt_len()), (128, 10, 10));
+    m.set_len_and_prepend(8, 20)
+        .expect("trim to 8, then 20 in front");
+    assert_eq!((m.headroom(), m.len(), m.pkt_len()), (108, 28, 28));
+    assert_eq!(&m.data()[20..], (0..8u8).collect::<Vec<_>>().as_slice());
+    m.set_len_and_prepend(40, 8)
+        .expect("grow to 40, then 8 in front");
+    assert_eq!((m.headroom(), m.len(), m.pkt_len()), (100, 48, 48));
+    assert_eq!(&m.data()[28..36], (0..8u8).collect::<Vec<_>>().as_slice());
+    m.adjust(28).expect("the headroom back to 128");
+    assert_eq!((m.headroom(), m.len()), (128, 20));
+
     // The whole room, then nothing more.
     m.prepend(128).expect("prepend all headroom");
     assert_eq!(m.prepend(1), Err(MbufError::NoHeadroom));

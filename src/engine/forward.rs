@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::buffer::PacketBuf;
+use crate::buffer::{BufError, PacketBuf};
 use crate::flow::IpAddr16;
 use crate::wire::checksum;
 use crate::wire::{EthernetAddress, EthernetFrame, IpProtocol, Ipv6Packet, UdpPacket};
@@ -239,11 +239,10 @@ pub fn encapsulate_ipip4<B: PacketBuf>(
         IpProtocol::IPIP
     };
     // drop Ethernet padding, then room for the outer header
-    if pkt.set_len(ETHERNET_HEADER_LEN + meta.ip_len).is_err() {
-        return Some(EncapOutcome::Drop(DropReason::Runt));
-    }
-    if pkt.prepend(IPV4_HEADER_LEN).is_err() {
-        return Some(EncapOutcome::Drop(DropReason::NoHeadroom));
+    match pkt.set_len_and_prepend(ETHERNET_HEADER_LEN + meta.ip_len, IPV4_HEADER_LEN) {
+        Ok(()) => {}
+        Err(BufError::NoHeadroom) => return Some(EncapOutcome::Drop(DropReason::NoHeadroom)),
+        Err(_) => return Some(EncapOutcome::Drop(DropReason::Runt)),
     }
     let Some(d) = pkt.data_mut().first_chunk_mut::<IPIP4_HEADERS>() else {
         return Some(EncapOutcome::Drop(DropReason::Runt));

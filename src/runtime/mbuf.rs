@@ -26,6 +26,10 @@ impl PacketBuf for Mbuf {
         Mbuf::prepend(self, n).map_err(err)
     }
     #[inline]
+    fn set_len_and_prepend(&mut self, len: usize, front: usize) -> Result<(), BufError> {
+        Mbuf::set_len_and_prepend(self, len, front).map_err(err)
+    }
+    #[inline]
     fn adjust(&mut self, n: usize) -> Result<(), BufError> {
         Mbuf::adjust(self, n).map_err(err)
     }

@@ -261,23 +261,7 @@ fn parse_general(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
     if data.len() > l3 + mtu as usize {
         return Err(DropReason::Oversize);
     }
-    let mut meta = Meta {
-        l3,
-        kind: L3::Arp,
-        src: IpAddr16::default(),
-        dst: IpAddr16::default(),
-        proto: 0,
-        l4: 0,
-        has_l4: false,
-        ip_len: 0,
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        fragment: false,
-        dont_frag: true,
-        ttl: 0,
-        tos: 0,
-    };
+    let mut meta = Meta { l3, ..Meta::EMPTY };
     let payload = data.get(l3..).ok_or(DropReason::Runt)?;
     match nl.ethertype {
         EtherType::ARP => Ok(meta),

@@ -112,6 +112,24 @@ class ReportTest(unittest.TestCase):
         empty = dict(good, gen=dict(gen, latency=[dict(gen["latency"][0], samples=0)]))
         self.assertEqual(self.run_report(base + [empty])[0], 1)
 
+    def test_memif_latency_target_needs_an_undisturbed_window(self):
+        def memif(system, p99_us, loss):
+            gen = {"max_loss": 0.001, "lossless_pps": 1e6, "search": [],
+                   "latency": [{"fraction": 0.5, "p50_ns": 1000, "p99_ns": p99_us * 1000, "p999_ns": 9e6,
+                                "samples": 10, "trial": {"loss": loss}}],
+                   "totals": {"received": 1000}}
+            return {"scenario": "memif", "system": system, "status": "ok", "gen": gen}
+        base = [ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6)]
+        row = lambda md: next(l for l in md.splitlines() if l.startswith("| added p99 latency"))
+        _, md, _ = self.run_report(base + [memif("testpmd-io", 30, 0.0), memif("fulcrum-ipip", 40, 0.0)], check=False)
+        self.assertIn("10.0 us", row(md))
+        self.assertTrue(row(md).endswith("| yes |"), row(md))
+        _, md, _ = self.run_report(base + [memif("testpmd-io", 30, 0.0), memif("fulcrum-ipip", 55, 0.0)], check=False)
+        self.assertTrue(row(md).endswith("| **no** |"), row(md))
+        # a baseline window that lost more than the search's lossless share is not judged
+        _, md, _ = self.run_report(base + [memif("testpmd-io", 30, 0.0026), memif("fulcrum-ipip", 40, 0.0)], check=False)
+        self.assertIn("not judged: disturbed window (testpmd-io lost 0.260% at 50%)", row(md))
+
     def test_nice_max(self):
         import plot
         self.assertEqual(plot.nice_max(37), 50)

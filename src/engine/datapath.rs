@@ -864,11 +864,17 @@ impl Engine {
         hash: u64,
         nat_port: u16,
     ) -> Verdict {
-        let mut counted = false;
+        let Some(mac) = b.next_hop_mac else {
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        let Some(out) = snap.ports.get(b.egress_port as usize) else {
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        if let Some(c) = self.backends.get_mut(b.id as usize) {
+            c.packets += 1;
+            c.bytes += pkt.len() as u64;
+        }
         if let (Forwarding::Ipip, Some(t)) = (fwd, b.ipip4.as_ref()) {
-            // the template exists only with the next hop resolved and the port known
-            self.count_backend_packet(b, pkt.len());
-            counted = true;
             let ident = self.ident.wrapping_add(1);
             if let Some(outcome) = encapsulate_ipip4(pkt, meta, t, ident) {
                 self.ident = ident;
@@ -881,25 +887,7 @@ impl Engine {
                 };
             }
         }
-        let Some(mac) = b.next_hop_mac else {
-            return Verdict::Drop(DropReason::NoNeighbor);
-        };
-        let Some(out) = snap.ports.get(b.egress_port as usize) else {
-            return Verdict::Drop(DropReason::NoNeighbor);
-        };
-        if !counted {
-            self.count_backend_packet(b, pkt.len());
-        }
         self.rewrite(snap, in_port, pkt, meta, b, mac, out, fwd, hash, nat_port)
-    }
-
-    /// Counts a packet of `len` bytes sent to backend `b`.
-    #[inline(always)]
-    fn count_backend_packet(&mut self, b: &Backend, len: usize) {
-        if let Some(c) = self.backends.get_mut(b.id as usize) {
-            c.packets += 1;
-            c.bytes += len as u64;
-        }
     }
 
     /// The rewrite of [`send_to_backend`](Self::send_to_backend) for every mode and

@@ -183,7 +183,7 @@ pub struct Ipip4Template {
     /// Backend MAC, port MAC, EtherType IPv4; IPv4 version/IHL, TTL and both addresses.
     /// TOS, total length, identification, flags, protocol and checksum are zero.
     headers: [u8; IPIP4_HEADERS],
-    /// The ones'-complement sum (unfolded) of the header's fixed 16-bit words.
+    /// The ones'-complement sum (folded) of the header's fixed 16-bit words.
     fixed_sum: u32,
     /// The port's MTU: packets that do not fit with the outer header take the general path.
     mtu: u16,
@@ -200,18 +200,13 @@ impl Ipip4Template {
         headers[0..6].copy_from_slice(&backend_mac);
         headers[6..12].copy_from_slice(&port.mac);
         headers[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        let ip = &mut headers[ETHERNET_HEADER_LEN..];
-        ip[0] = 0x45;
-        ip[8] = DEFAULT_TTL;
-        ip[12..16].copy_from_slice(&src.octets());
-        ip[16..20].copy_from_slice(&dst.octets());
-        let fixed_sum = ip
-            .chunks_exact(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
+        // the general writer's header with every per-packet field zero, checksum too
+        let mut ip = outer_ipv4_header(src, dst, IpProtocol(0), 0, 0, false, 0);
+        ip[10..12].fill(0);
+        headers[ETHERNET_HEADER_LEN..].copy_from_slice(&ip);
         Some(Ipip4Template {
             headers,
-            fixed_sum,
+            fixed_sum: u32::from(checksum::data(&ip)),
             mtu: port.mtu,
         })
     }
@@ -253,7 +248,7 @@ pub fn encapsulate_ipip4<B: PacketBuf>(
     tail.copy_from_slice(&t.headers[32..]);
     let total_len = (meta.ip_len + IPV4_HEADER_LEN) as u16;
     let flags: u16 = if meta.dont_frag { 0x4000 } else { 0 };
-    // at most 15 words of 16 bits: no carry out of 32 bits, two folds suffice
+    // six 16-bit words: no carry out of 32 bits, two folds suffice
     let sum = t.fixed_sum
         + u32::from(meta.tos)
         + u32::from(total_len)

@@ -151,7 +151,7 @@ pub fn parse(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
 /// so the headers are written once and never moved). On an error `meta` holds garbage.
 #[inline]
 pub fn parse_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), DropReason> {
-    if parse_common(data, mtu, meta) {
+    if parse_common(data, mtu, meta).is_some() {
         return Ok(());
     }
     *meta = parse_general(data, mtu)?;
@@ -160,18 +160,13 @@ pub fn parse_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), DropReas
 
 /// The frame most traffic is: untagged Ethernet, IPv4 without options, not a fragment,
 /// TCP or UDP, every check passed. Reads fixed offsets with the length checked once.
-/// `false` means "not that frame" (or not valid), for [`parse_general`] to read and, if
+/// `None` means "not that frame" (or not valid), for [`parse_general`] to read and, if
 /// it is bad, to name why (`meta` is then untouched); whenever this fills `meta`,
 /// `parse_general` returns the same one (a test holds the two to it).
+/// `meta` is written field by field only once every check passed (no 72-byte value
+/// built on the stack and copied).
 #[inline(always)]
-fn parse_common(data: &[u8], mtu: u16, meta: &mut Meta) -> bool {
-    read_common(data, mtu, meta).is_some()
-}
-
-/// [`parse_common`]'s reading; `meta` is written field by field only once every check
-/// passed (no 72-byte value built on the stack and copied).
-#[inline(always)]
-fn read_common(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
+fn parse_common(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
     const L3: usize = 14;
     const L4: usize = L3 + IPV4_HEADER_LEN;
     let h: &[u8; L4] = data.first_chunk()?;
@@ -242,11 +237,11 @@ fn read_common(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
     Some(())
 }
 
-/// [`read_common`] as a value, for the tests.
+/// [`parse_common`] as a value, for the tests.
 #[cfg(test)]
 fn common_meta(data: &[u8], mtu: u16) -> Option<Meta> {
     let mut m = Meta::EMPTY;
-    read_common(data, mtu, &mut m).map(|()| m)
+    parse_common(data, mtu, &mut m).map(|()| m)
 }
 
 /// [`parse`] for any frame: VLAN tags, ARP, IPv4 options and fragments, IPv6 and its

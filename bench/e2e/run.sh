@@ -20,7 +20,8 @@
 #        down before starting a system, 300; quick 0), E2E_PROFILE (a figure's key, e.g.
 #        fulcrum-l7-h1: `perf record` the load balancer during it, the report goes to
 #        OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499; E2E_PERF_KEEP=1 keeps
-#        perf.data there too),
+#        perf.data there too), E2E_SYSCALLS=1 (`perf stat` the load balancer's system
+#        calls during every figure; per request in the log and OUT/e2e-syscalls.txt),
 #        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured
 #        too, in the same rounds, as "before"; `BINARY l7 -c l7.yaml`),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR
@@ -282,6 +283,28 @@ lb_percent() {
   awk -v a="$1" -v b="$2" -v us="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", 100 * (b - a) / hz / (us / 1e6)}'
 }
 
+# E2E_SYSCALLS: count the load balancer's system calls (all its threads) during every
+# figure, by kind, to set them against the requests it served.
+SYSCALL_EVENTS="raw_syscalls:sys_enter,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_readv,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_clock_gettime,syscalls:sys_enter_accept4"
+STAT_PID=""
+syscalls_start() {
+  [ -n "${E2E_SYSCALLS:-}" ] && [ -n "$LB_PID" ] || return 0
+  spawn "$WORK/$1.syscalls.txt" perf stat -x, -e "$SYSCALL_EVENTS" -p "$LB_PID"
+  STAT_PID="$LAST_PID"
+}
+# syscalls_stop KEY LABEL REQUESTS: per request, by kind.
+syscalls_stop() {
+  [ -n "$STAT_PID" ] || return 0
+  stop_pid "$STAT_PID" INT
+  STAT_PID=""
+  local per
+  per="$(awk -F, -v n="$3" '$3 ~ /sys_enter/ && n > 0 {
+      name = $3; sub(/.*sys_enter_?/, "", name); if (name == "") name = "all"
+      if ($1 + 0 > 0) printf "%s%s %.2f", (k++ ? ", " : ""), name, $1 / n }' "$WORK/$1.syscalls.txt")"
+  log "$2: system calls per request: $per"
+  echo "$1 ($2, $3 requests): $per" >>"$OUT/e2e-syscalls.txt"
+}
+
 # E2E_PROFILE: perf record of the load balancer (LB_PID) during one figure.
 PERF_PID=""
 profile_start() {
@@ -357,6 +380,7 @@ run_wrk() {
   log "$label: wrk -t1 -c$CONNS -d${DURATION}s $url"
   local cpu0 cpu1
   profile_start "$key"
+  syscalls_start "$key"
   local lb0 lb1 t0 t1
   lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   cpu0="$(cpu_snapshot)"
@@ -370,6 +394,7 @@ run_wrk() {
   line="$(grep '^E2E ' "$out")" || die "$label: no wrk report: $(cat "$out")"
   local req dur p50 p99 errs
   req="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
+  syscalls_stop "$key" "$label" "$req"
   dur="$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$line")"
   p50="$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")"
   p99="$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")"
@@ -393,6 +418,7 @@ run_h2load() {
   log "$label: h2load -t1 -c$H2_CONNS -m$H2_STREAMS -D$DURATION $url"
   local cpu0 cpu1
   profile_start "$key"
+  syscalls_start "$key"
   local lb0 lb1 t0 t1
   lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   cpu0="$(cpu_snapshot)"
@@ -406,6 +432,7 @@ run_h2load() {
   local rps failed errored timeouts stats
   rps="$(sed -nE 's/^finished in [^,]+, ([0-9.]+) req\/s.*/\1/p' "$out" | awk '{printf "%.0f", $1}')"
   [ -n "$rps" ] || die "$label: no h2load summary: $(cat "$out")"
+  syscalls_stop "$key" "$label" "$(sed -nE 's/^requests: [0-9]+ total, [0-9]+ started, [0-9]+ done, ([0-9]+) succeeded.*/\1/p' "$out")"
   read -r failed errored timeouts < <(sed -nE 's/^requests: .* ([0-9]+) failed, ([0-9]+) errored, ([0-9]+) timeout.*/\1 \2 \3/p' "$out")
   # per-request log: start (us since epoch) TAB status TAB response time (us)
   stats="$(python3 - "$reqlog" <<'PY'

@@ -223,7 +223,8 @@ impl Engine {
         now: u32,
     ) -> Verdict {
         let mut c = Classified::EMPTY;
-        classify(snap, &self.flows, in_port, pkt.data(), &mut c);
+        let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
+        classify(snap, &self.flows, mtu, pkt.data(), &mut c);
         self.finish(snap, in_port, pkt, &c, now)
     }
 
@@ -250,13 +251,14 @@ impl Engine {
         // taken out for the burst so `finish` may borrow the engine (a pointer move)
         let mut scratch = self.scratch.take().unwrap_or_else(new_scratch);
         let (pkts, verdicts) = (&mut pkts[..n], &mut verdicts[..n]);
+        let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
         for (pkts, verdicts) in pkts
             .chunks_mut(MAX_BURST)
             .zip(verdicts.chunks_mut(MAX_BURST))
         {
             let scratch = &mut scratch[..pkts.len()];
             for (p, c) in pkts.iter().zip(scratch.iter_mut()) {
-                classify(snap, &self.flows, in_port, p.data(), c);
+                classify(snap, &self.flows, mtu, p.data(), c);
                 if let Class::Flow { bucket, .. } = c.class {
                     self.flows.prefetch_bucket(bucket);
                 }
@@ -602,16 +604,17 @@ fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
 
 /// The first pass over a packet: parse it and, for the common case (TCP or UDP to a VIP
 /// port of an L4 service, not a fragment, TTL left), find its service and flow hash.
-/// Reads only the packet and the snapshot; writes only `out`.
+/// `mtu` is the receiving port's (`None`: a port the snapshot does not know). Reads only
+/// the packet and the snapshot; writes only `out`.
 #[inline]
 fn classify(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, u32>,
-    in_port: u16,
+    mtu: Option<u16>,
     data: &[u8],
     out: &mut Classified,
 ) {
-    out.class = classify_into(snap, flows, in_port, data, &mut out.meta);
+    out.class = classify_into(snap, flows, mtu, data, &mut out.meta);
 }
 
 /// [`classify`]'s work: parses into `meta` and returns the class.
@@ -619,14 +622,14 @@ fn classify(
 fn classify_into(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, u32>,
-    in_port: u16,
+    mtu: Option<u16>,
     data: &[u8],
     meta: &mut Meta,
 ) -> Class {
-    let Some(port) = snap.ports.get(in_port as usize) else {
+    let Some(mtu) = mtu else {
         return Class::Dropped(DropReason::NotForUs);
     };
-    if let Err(r) = parse_into(data, port.mtu, meta) {
+    if let Err(r) = parse_into(data, mtu, meta) {
         return Class::Dropped(r);
     }
     let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;

@@ -28,6 +28,7 @@ use super::reply::{arp_reply, echo_reply, neighbor_advert, ICMPV6_NA, ICMPV6_NS}
 use super::snapshot::{
     Backend, BackendState, Forwarding, Mac, PortInfo, Service, ServiceId, ServiceMode, Snapshot,
 };
+use super::vip_index::VipMemo;
 use super::{DropReason, Verdict};
 
 /// Attempts at finding a free full-NAT port before giving up on a new flow.
@@ -224,7 +225,8 @@ impl Engine {
     ) -> Verdict {
         let mut c = Classified::EMPTY;
         let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
-        classify(snap, &self.flows, mtu, pkt.data(), &mut c);
+        let mut memo = VipMemo::EMPTY;
+        classify(snap, &self.flows, mtu, &mut memo, pkt.data(), &mut c);
         self.finish(snap, in_port, pkt, &c, now)
     }
 
@@ -252,13 +254,14 @@ impl Engine {
         let mut scratch = self.scratch.take().unwrap_or_else(new_scratch);
         let (pkts, verdicts) = (&mut pkts[..n], &mut verdicts[..n]);
         let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
+        let mut memo = VipMemo::EMPTY;
         for (pkts, verdicts) in pkts
             .chunks_mut(MAX_BURST)
             .zip(verdicts.chunks_mut(MAX_BURST))
         {
             let scratch = &mut scratch[..pkts.len()];
             for (p, c) in pkts.iter().zip(scratch.iter_mut()) {
-                classify(snap, &self.flows, mtu, p.data(), c);
+                classify(snap, &self.flows, mtu, &mut memo, p.data(), c);
                 if let Class::Flow { bucket, .. } = c.class {
                     self.flows.prefetch_bucket(bucket);
                 }
@@ -604,17 +607,19 @@ fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
 
 /// The first pass over a packet: parse it and, for the common case (TCP or UDP to a VIP
 /// port of an L4 service, not a fragment, TTL left), find its service and flow hash.
-/// `mtu` is the receiving port's (`None`: a port the snapshot does not know). Reads only
-/// the packet and the snapshot; writes only `out`.
+/// `mtu` is the receiving port's (`None`: a port the snapshot does not know), `memo` the
+/// burst's last VIP lookup. Reads only the packet and the snapshot; writes only `out`
+/// and `memo`.
 #[inline]
 fn classify(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, u32>,
     mtu: Option<u16>,
+    memo: &mut VipMemo,
     data: &[u8],
     out: &mut Classified,
 ) {
-    out.class = classify_into(snap, flows, mtu, data, &mut out.meta);
+    out.class = classify_into(snap, flows, mtu, memo, data, &mut out.meta);
 }
 
 /// [`classify`]'s work: parses into `meta` and returns the class.
@@ -623,6 +628,7 @@ fn classify_into(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, u32>,
     mtu: Option<u16>,
+    memo: &mut VipMemo,
     data: &[u8],
     meta: &mut Meta,
 ) -> Class {
@@ -638,7 +644,7 @@ fn classify_into(
     }
     let Some(service) = snap
         .vip_index
-        .service_exact(&meta.dst, meta.is_v6(), meta.proto, meta.dport)
+        .service_exact_memo(memo, &meta.dst, meta.is_v6(), meta.proto, meta.dport)
         .and_then(|id| snap.service(id))
     else {
         return Class::General;

@@ -34,6 +34,26 @@ const EMPTY: Slot = Slot {
     used: false,
 };
 
+/// The last exact lookup of a burst and its answer, for
+/// [`service_exact_memo`](VipIndex::service_exact_memo): a burst's packets mostly go to
+/// one VIP port, and comparing 20 bytes costs less than hashing them and probing. Good
+/// for one index only; start each burst (each snapshot) with [`VipMemo::EMPTY`].
+#[derive(Debug, Clone, Copy)]
+pub struct VipMemo {
+    addr: [u8; 16],
+    tag: u32,
+    service: Option<ServiceId>,
+}
+
+impl VipMemo {
+    /// Remembers nothing (no lookup has the tag `u32::MAX`).
+    pub const EMPTY: VipMemo = VipMemo {
+        addr: [0; 16],
+        tag: u32::MAX,
+        service: None,
+    };
+}
+
 /// (VIP, protocol, port) to service, and the set of VIP addresses.
 #[derive(Debug, Clone)]
 pub struct VipIndex {
@@ -133,6 +153,30 @@ impl VipIndex {
         self.find(dst, tag(v6, proto, dport))
     }
 
+    /// [`service_exact`](Self::service_exact), answered from `memo` when it is the same
+    /// lookup as the last one, which it then remembers.
+    #[inline]
+    pub fn service_exact_memo(
+        &self,
+        memo: &mut VipMemo,
+        dst: &IpAddr16,
+        v6: bool,
+        proto: u8,
+        dport: u16,
+    ) -> Option<ServiceId> {
+        let tag = tag(v6, proto, dport);
+        if memo.tag == tag && memo.addr == dst.0 {
+            return memo.service;
+        }
+        let service = self.find(dst, tag);
+        *memo = VipMemo {
+            addr: dst.0,
+            tag,
+            service,
+        };
+        service
+    }
+
     /// Whether `addr` is the VIP of some service.
     #[inline]
     pub fn is_vip(&self, addr: &IpAddr16, v6: bool) -> bool {
@@ -152,6 +196,41 @@ mod tests {
 
     fn key(vip: IpAddr, proto: u8, port: u16) -> VipKey {
         VipKey { vip, proto, port }
+    }
+
+    #[test]
+    fn the_memo_answers_as_the_index_does() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1));
+        let other = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 1, 0, 1).to_ipv6_mapped());
+        let keys = [
+            (key(v4, 6, 80), 1u16),
+            (key(v4, 17, 80), 2),
+            (key(other, 6, 80), 3),
+        ];
+        let idx = VipIndex::build(keys.iter().map(|(k, s)| (k, s)));
+        let mut memo = VipMemo::EMPTY;
+        // repeats, then every field changed alone, then back: hits and misses alike
+        let lookups = [
+            (v4, 6, 80),
+            (v4, 6, 80),
+            (v4, 17, 80),
+            (v4, 6, 81),
+            (other, 6, 80),
+            (other, 6, 80),
+            (mapped, 6, 80),
+            (v4, 6, 80),
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, 0),
+        ];
+        for (addr, proto, port) in lookups {
+            let a: IpAddr16 = addr.into();
+            let v6 = addr.is_ipv6();
+            assert_eq!(
+                idx.service_exact_memo(&mut memo, &a, v6, proto, port),
+                idx.service_exact(&a, v6, proto, port),
+                "{addr} {proto} {port}"
+            );
+        }
     }
 
     #[test]

@@ -116,11 +116,15 @@ impl Worker {
         let mut last_publish = fulcrum_dpdk::tsc_cycles();
         let shared = Arc::clone(&self.shared);
         let me = &shared.workers[self.id as usize];
+        // The snapshot through arc-swap's cache: one atomic load a loop while it is
+        // unchanged, instead of a thread-local lookup and a debt slot written and cleared.
+        let mut snapshots = arc_swap::Cache::new(&shared.snapshot);
+        let mut clock = EngineClock::new(&shared);
 
         while !shared.stop.load(Ordering::Relaxed) {
             let loop_start = fulcrum_dpdk::tsc_cycles();
-            let snap = shared.snapshot.load();
-            let now = shared.now_ms();
+            let snap = snapshots.load();
+            let now = clock.now(loop_start);
             let mut got = 0usize;
             for q in ports..queues {
                 // frames the kernel sends (health checks, the L7 pool, ARP) go out unchanged
@@ -195,6 +199,7 @@ impl Worker {
             loops += 1;
             if loop_start.wrapping_sub(last_publish) >= publish_cycles {
                 last_publish = loop_start;
+                clock.anchor(&shared);
                 me.loops.store(loops, Ordering::Relaxed);
                 self.publish(me, &c, &burst_hist, &loop_hist);
             }
@@ -363,4 +368,68 @@ fn flush(txq: &mut TxQueue, batch: &mut MbufBatch, c: &mut LoopCounters) {
     let sent = txq.tx_burst(batch);
     c.tx_packets += sent as u64;
     c.tx_dropped += (n - sent) as u64;
+}
+
+/// The engine clock (milliseconds since [`Shared::origin`]) read from the TSC: the worker
+/// asks for it every loop, and the TSC costs a few cycles where the system clock costs a
+/// vDSO call. It is re-anchored to the system clock at every publication (10 ms) and
+/// never goes back, since a flow's age is `now - last_seen`.
+struct EngineClock {
+    tsc: u64,
+    ms: u32,
+    cycles_per_ms: u64,
+    last: u32,
+}
+
+impl EngineClock {
+    fn new(shared: &Shared) -> EngineClock {
+        let mut c = EngineClock {
+            tsc: 0,
+            ms: 0,
+            cycles_per_ms: (fulcrum_dpdk::tsc_hz() / 1000).max(1),
+            last: 0,
+        };
+        c.anchor(shared);
+        c.last = c.ms;
+        c
+    }
+
+    /// Takes the system clock's reading as the new reference.
+    fn anchor(&mut self, shared: &Shared) {
+        self.tsc = fulcrum_dpdk::tsc_cycles();
+        self.ms = shared.now_ms();
+    }
+
+    /// Engine time at TSC reading `tsc` (taken after the anchor), never before the last
+    /// time returned (wrapping, as engine time does after 49 days).
+    #[inline]
+    fn now(&mut self, tsc: u64) -> u32 {
+        let elapsed = tsc.saturating_sub(self.tsc) / self.cycles_per_ms;
+        self.last = never_back(self.last, self.ms.wrapping_add(elapsed as u32));
+        self.last
+    }
+}
+
+/// `t`, unless it is before `last` (in wrapping millisecond time): then `last`.
+#[inline]
+fn never_back(last: u32, t: u32) -> u32 {
+    if (t.wrapping_sub(last) as i32) > 0 {
+        t
+    } else {
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::never_back;
+
+    #[test]
+    fn the_engine_clock_never_goes_back_even_across_the_wrap() {
+        assert_eq!(never_back(100, 101), 101);
+        assert_eq!(never_back(100, 99), 100, "a re-anchor a millisecond behind");
+        assert_eq!(never_back(100, 100), 100);
+        assert_eq!(never_back(u32::MAX, 2), 2, "49 days: time wraps forward");
+        assert_eq!(never_back(2, u32::MAX), 2, "and not back");
+    }
 }

@@ -245,7 +245,7 @@ impl Worker {
     }
 
     /// Carries out the engine's verdict for `m`, received on `port`.
-    #[inline]
+    #[inline(always)]
     fn carry_out(
         &mut self,
         port: u16,
@@ -341,7 +341,7 @@ fn fill_published(p: &mut Published, engine: &Engine, c: &LoopCounters) {
     p.flow_evictions = engine.flow_stats().evictions;
 }
 
-#[inline]
+#[inline(always)]
 fn push_tx(
     txq: &mut [TxQueue],
     batches: &mut [MbufBatch],

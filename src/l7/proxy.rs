@@ -834,7 +834,10 @@ mod tests {
     fn strips_what_two_connection_lines_name() {
         let mut h = HeaderMap::new();
         h.append(header::CONNECTION, HeaderValue::from_static("X-One"));
-        h.append(header::CONNECTION, HeaderValue::from_static("x-two, keep-alive"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-two, keep-alive"),
+        );
         h.insert("x-one", HeaderValue::from_static("1"));
         h.insert("x-two", HeaderValue::from_static("2"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));

@@ -112,7 +112,6 @@ impl Worker {
         let ns_per_cycle = 1e9 / fulcrum_dpdk::tsc_hz().max(1) as f64;
         let mut empty_polls = 0u32;
         let mut loops = 0u64;
-        let publish_cycles = (fulcrum_dpdk::tsc_hz() / 1000).max(1) * PUBLISH_INTERVAL_MS;
         let mut last_publish = fulcrum_dpdk::tsc_cycles();
         let shared = Arc::clone(&self.shared);
         let me = &shared.workers[self.id as usize];
@@ -120,6 +119,7 @@ impl Worker {
         // unchanged, instead of a thread-local lookup and a debt slot written and cleared.
         let mut snapshots = arc_swap::Cache::new(&shared.snapshot);
         let mut clock = EngineClock::new(&shared);
+        let publish_cycles = clock.cycles_per_ms * PUBLISH_INTERVAL_MS;
 
         while !shared.stop.load(Ordering::Relaxed) {
             let loop_start = fulcrum_dpdk::tsc_cycles();

@@ -22,6 +22,8 @@
 #        OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499; E2E_PERF_KEEP=1 keeps
 #        perf.data there too), E2E_SYSCALLS=1 (`perf stat` the load balancer's system
 #        calls during every figure; per request in the log and OUT/e2e-syscalls.txt),
+#        E2E_NSTAT=1 (TCP segments, pure and delayed ACKs per request in the LB
+#        namespace during every figure; the log and OUT/e2e-nstat.txt),
 #        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured
 #        too, in the same rounds, as "before"; `BINARY l7 -c l7.yaml`),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR
@@ -305,6 +307,33 @@ syscalls_stop() {
   echo "$1 ($2, $3 requests): $per" >>"$OUT/e2e-syscalls.txt"
 }
 
+# E2E_NSTAT: TCP segments per request in the load balancer's namespace (in, out, and
+# the TcpExt counters that tell pure ACKs and delayed ACKs apart), to set the kernel
+# work each proxy causes against the requests it served.
+NSTAT_KEYS="InSegs OutSegs RetransSegs DelayedACKs TCPPureAcks TCPHPAcks TCPAutoCorking TCPOrigDataSent TCPHPHits"
+nstat_read() {
+  ns "$P-lb" cat /proc/net/snmp /proc/net/netstat | awk -v keys="$NSTAT_KEYS" '
+    BEGIN { n = split(keys, k, " "); for (i = 1; i <= n; i++) want[k[i]] = 1 }
+    /^(Tcp|TcpExt):/ { if (!($1 in hdr)) { hdr[$1] = $0; next }
+      split(hdr[$1], h, " "); for (i = 2; i <= NF; i++) if (h[i] in want) v[h[i]] = $i }
+    END { for (i = 1; i <= n; i++) printf "%s=%s ", k[i], v[k[i]] + 0 }'
+}
+NSTAT_BEFORE=""
+nstat_start() { [ -n "${E2E_NSTAT:-}" ] || return 0; NSTAT_BEFORE="$(nstat_read)"; }
+# nstat_stop KEY LABEL REQUESTS
+nstat_stop() {
+  [ -n "$NSTAT_BEFORE" ] || return 0
+  local after per
+  after="$(nstat_read)"
+  per="$(awk -v a="$NSTAT_BEFORE" -v b="$after" -v n="$3" 'BEGIN {
+      na = split(a, x, " "); split(b, y, " ")
+      for (i = 1; i <= na; i++) { split(x[i], p, "="); split(y[i], q, "=")
+        if (n > 0) printf "%s%s %.2f", (i > 1 ? ", " : ""), p[1], (q[2] - p[2]) / n } }')"
+  NSTAT_BEFORE=""
+  log "$2: TCP counters per request (LB namespace): $per"
+  echo "$1 ($2, $3 requests): $per" >>"$OUT/e2e-nstat.txt"
+}
+
 # E2E_PROFILE: perf record of the load balancer (LB_PID) during one figure.
 PERF_PID=""
 profile_start() {
@@ -381,6 +410,7 @@ run_wrk() {
   local cpu0 cpu1
   profile_start "$key"
   syscalls_start "$key"
+  nstat_start
   local lb0 lb1 t0 t1
   lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   cpu0="$(cpu_snapshot)"
@@ -395,6 +425,7 @@ run_wrk() {
   local req dur p50 p99 errs
   req="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
   syscalls_stop "$key" "$label" "$req"
+  nstat_stop "$key" "$label" "$req"
   dur="$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$line")"
   p50="$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")"
   p99="$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")"
@@ -419,6 +450,7 @@ run_h2load() {
   local cpu0 cpu1
   profile_start "$key"
   syscalls_start "$key"
+  nstat_start
   local lb0 lb1 t0 t1
   lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   cpu0="$(cpu_snapshot)"
@@ -432,7 +464,10 @@ run_h2load() {
   local rps failed errored timeouts stats
   rps="$(sed -nE 's/^finished in [^,]+, ([0-9.]+) req\/s.*/\1/p' "$out" | awk '{printf "%.0f", $1}')"
   [ -n "$rps" ] || die "$label: no h2load summary: $(cat "$out")"
-  syscalls_stop "$key" "$label" "$(sed -nE 's/^requests: [0-9]+ total, [0-9]+ started, [0-9]+ done, ([0-9]+) succeeded.*/\1/p' "$out")"
+  local h2req
+  h2req="$(sed -nE 's/^requests: [0-9]+ total, [0-9]+ started, [0-9]+ done, ([0-9]+) succeeded.*/\1/p' "$out")"
+  syscalls_stop "$key" "$label" "$h2req"
+  nstat_stop "$key" "$label" "$h2req"
   read -r failed errored timeouts < <(sed -nE 's/^requests: .* ([0-9]+) failed, ([0-9]+) errored, ([0-9]+) timeout.*/\1 \2 \3/p' "$out")
   # per-request log: start (us since epoch) TAB status TAB response time (us)
   stats="$(python3 - "$reqlog" <<'PY'

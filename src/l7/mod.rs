@@ -96,6 +96,7 @@ pub mod balance;
 pub mod config;
 mod error;
 pub mod framing;
+mod h1;
 pub mod metrics;
 mod proxy;
 mod server;

@@ -647,7 +647,7 @@ async fn forward(
         let outcome = match uri {
             None => TryOutcome::Failed(UpstreamFailure::Reset),
             Some(uri) => {
-                let mut req = Request::new(Full::new(body.clone()));
+                let mut req = Request::new(body.clone());
                 *req.method_mut() = method.clone();
                 *req.uri_mut() = uri;
                 // The last possible try takes the head; earlier ones keep it for a retry.

@@ -2,11 +2,21 @@
 //!
 //! Each pool thread runs a current-thread runtime, so its idle connections live in a
 //! thread-local map: taking or returning one is a `RefCell` borrow and a `Vec` push/pop,
-//! no lock and no shared cache line. HTTP/1.1 endpoints keep a stack of idle senders
-//! (newest first, so the pool shrinks back to what the load needs); an HTTP/2 endpoint
-//! keeps one multiplexed sender that every request of the thread clones. A connection's
-//! task is spawned once, when it is made; it ends when its last sender is dropped (idle
-//! timeout, pool gone) or the upstream closes it.
+//! no lock and no shared cache line.
+//!
+//! HTTP/1.1 endpoints keep a stack of idle connections (newest first, so the pool shrinks
+//! back to what the load needs). An HTTP/1.1 exchange runs on the request's own task
+//! ([`super::h1`] is its wire format): the task writes the head and body itself, reads the
+//! response head, and the response body reads the rest from the socket as the client
+//! takes it, then puts the connection back on the stack. There is no connection task and
+//! no channel between a request and its connection (hyper's client has both, and a
+//! request paid two task switches and a channel round trip for them). An idle
+//! connection the upstream has closed is noticed from the readiness the runtime already
+//! holds, without a system call.
+//!
+//! An HTTP/2 endpoint keeps one multiplexed hyper sender that every request of the
+//! thread clones; its connection task is spawned once, when it is made, and ends when its
+//! last sender is dropped (pool gone) or the upstream closes it.
 //!
 //! The breakers are cluster-wide: `max_connections` counts every thread's open upstream
 //! connections and `max_pending` the connects in progress (requests waiting for a new
@@ -22,18 +32,23 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::config::UpstreamProtocol;
+use super::h1::{self, Framing, H1Error, ParsedHead, Step};
 
-/// The request body sent upstream (buffered by the proxy).
-pub type UpstreamRequest = Request<Full<Bytes>>;
+/// A request sent upstream: its body is buffered by the proxy (so it can be retried).
+pub type UpstreamRequest = Request<Bytes>;
+
+/// An error inside an upstream exchange.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why an upstream request got no response.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +62,12 @@ pub enum SendError {
     /// The TCP connect failed or timed out.
     #[error("upstream connect: {0}")]
     Connect(std::io::Error),
-    /// The HTTP/2 preface exchange (or HTTP/1 setup) failed.
+    /// The HTTP/2 preface exchange failed.
     #[error("upstream handshake: {0}")]
     Handshake(hyper::Error),
     /// The request failed on an established connection (reset, garbage, closed).
     #[error("upstream request: {0}")]
-    Request(hyper::Error),
+    Request(BoxError),
 }
 
 /// What every thread's share of a cluster's pool has in common.
@@ -81,9 +96,152 @@ pub struct UpstreamPool {
     alive: Arc<()>,
 }
 
+/// An HTTP/1.1 connection to an upstream, owned by whoever is using it: the idle stack,
+/// a request writing and reading its head, or a response body being read.
+struct H1Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed (the response in progress).
+    read: BytesMut,
+    /// The request head being written (kept for its capacity).
+    write: Vec<u8>,
+    /// This connection's place in the cluster's open-connection count.
+    _slot: OpenSlot,
+}
+
+/// How much a read asks the socket for at least.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bodies up to this size are written in the same system call as the head.
+const INLINE_BODY: usize = 16 * 1024;
+
+impl H1Conn {
+    fn new(stream: TcpStream, slot: OpenSlot) -> H1Conn {
+        H1Conn {
+            stream,
+            read: BytesMut::new(),
+            write: Vec::with_capacity(1024),
+            _slot: slot,
+        }
+    }
+
+    /// Whether the upstream closed (or wrote to) this idle connection. Readiness comes
+    /// from what the runtime's poller has already recorded: an idle connection with no
+    /// event costs no system call.
+    fn is_stale(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                !matches!(self.stream.try_read(&mut probe),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads what the socket has into `read`: `Ok(0)` at the connection's end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
+                self.read.reserve(READ_CHUNK);
+            }
+            match self.stream.try_read_buf(&mut self.read) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// Writes the request (head in `write`, then `body`) and reads the response head.
+    async fn exchange(
+        &mut self,
+        method: &Method,
+        body: &Bytes,
+    ) -> Result<h1::ResponseHead, ExchangeError> {
+        let written = if body.len() <= INLINE_BODY {
+            self.write.extend_from_slice(body);
+            self.stream.write_all(&self.write).await
+        } else {
+            match self.stream.write_all(&self.write).await {
+                Ok(()) => self.stream.write_all(body).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = written {
+            return Err(ExchangeError::Unsent(e.into()));
+        }
+        let mut received = false;
+        loop {
+            if !self.read.is_empty() {
+                received = true;
+                match h1::parse_response_head(&self.read)
+                    .map_err(|e| ExchangeError::Failed(e.into()))?
+                {
+                    ParsedHead::Partial => {}
+                    ParsedHead::Interim(n) => {
+                        let _ = self.read.split_to(n);
+                        continue;
+                    }
+                    ParsedHead::Complete {
+                        status,
+                        version,
+                        spans,
+                        len,
+                    } => {
+                        return h1::take_head(&mut self.read, status, version, spans, len, method)
+                            .map_err(|e| ExchangeError::Failed(e.into()));
+                    }
+                }
+            }
+            match std::future::poll_fn(|cx| self.poll_fill(cx)).await {
+                Ok(0) if !received => {
+                    return Err(ExchangeError::Unanswered(
+                        std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(),
+                    ))
+                }
+                Ok(0) => return Err(ExchangeError::Failed(H1Error::Truncated.into())),
+                Ok(_) => {}
+                Err(e) if !received => return Err(ExchangeError::Unanswered(e.into())),
+                Err(e) => return Err(ExchangeError::Failed(e.into())),
+            }
+        }
+    }
+}
+
+/// How an HTTP/1.1 exchange failed, as far as a retry on another connection is concerned.
+#[derive(Debug)]
+enum ExchangeError {
+    /// The request could not be written.
+    Unsent(BoxError),
+    /// Written, then the connection ended (or failed) before a byte of response.
+    Unanswered(BoxError),
+    /// The response was garbage or broke off.
+    Failed(BoxError),
+}
+
+impl ExchangeError {
+    /// Whether the request may go out again on another connection: an idle connection
+    /// the upstream closed as it was taken is the keep-alive race every client meets. A
+    /// request that was written is only sent again when it is idempotent.
+    fn may_resend(&self, idempotent: bool) -> bool {
+        match self {
+            ExchangeError::Unsent(_) => true,
+            ExchangeError::Unanswered(_) => idempotent,
+            ExchangeError::Failed(_) => false,
+        }
+    }
+
+    fn into_inner(self) -> BoxError {
+        match self {
+            ExchangeError::Unsent(e) | ExchangeError::Unanswered(e) | ExchangeError::Failed(e) => e,
+        }
+    }
+}
+
 /// An idle HTTP/1.1 connection.
 struct Idle {
-    sender: http1::SendRequest<Full<Bytes>>,
+    conn: Box<H1Conn>,
     since: Instant,
 }
 
@@ -100,9 +258,7 @@ impl ThreadIdle {
     /// Drops what has been idle too long (its connection task then ends).
     fn sweep(&mut self, now: Instant) {
         for stack in &mut self.h1 {
-            stack.retain(|i| {
-                now.duration_since(i.since) < self.idle_timeout && !i.sender.is_closed()
-            });
+            stack.retain(|i| now.duration_since(i.since) < self.idle_timeout && !i.conn.is_stale());
         }
         for slot in &mut self.h2 {
             if slot.as_ref().is_some_and(|s| s.is_closed()) {
@@ -242,24 +398,7 @@ impl UpstreamPool {
                 if req.uri().scheme().is_some() {
                     origin_form(&mut req);
                 }
-                // Idle connections the upstream may have closed since: a request they
-                // could not take comes back and goes to the next one.
-                while let Some(mut sender) = self.take_h1(index) {
-                    if sender.ready().await.is_err() {
-                        continue;
-                    }
-                    match sender.try_send_request(req).await {
-                        Ok(resp) => return Ok(self.wrap_h1(resp, index, sender)),
-                        Err(mut e) => match e.take_message() {
-                            Some(back) => req = back,
-                            None => return Err(SendError::Request(e.into_error())),
-                        },
-                    }
-                }
-                let mut sender = self.connect_h1(index).await?;
-                sender.ready().await.map_err(SendError::Request)?;
-                let resp = sender.send_request(req).await.map_err(SendError::Request)?;
-                Ok(self.wrap_h1(resp, index, sender))
+                self.send_h1(index, req).await
             }
             UpstreamProtocol::Http2 => {
                 let cached = self.with_idle(|t| {
@@ -277,49 +416,111 @@ impl UpstreamPool {
                         s
                     }
                 };
-                sender.ready().await.map_err(SendError::Request)?;
-                let resp = sender.send_request(req).await.map_err(SendError::Request)?;
+                sender
+                    .ready()
+                    .await
+                    .map_err(|e| SendError::Request(e.into()))?;
+                let resp = sender
+                    .send_request(req.map(Full::new))
+                    .await
+                    .map_err(|e| SendError::Request(e.into()))?;
                 Ok(resp.map(|inner| UpstreamBody {
-                    inner,
-                    done: false,
-                    back: None,
+                    kind: BodyKind::H2(inner),
                 }))
             }
         }
     }
 
-    /// The newest idle HTTP/1.1 connection to `index` that has not expired.
-    fn take_h1(&self, index: usize) -> Option<http1::SendRequest<Full<Bytes>>> {
+    /// An HTTP/1.1 exchange on the newest idle connection that takes it, or on a new one.
+    async fn send_h1(
+        &self,
+        index: usize,
+        req: UpstreamRequest,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let (parts, body) = req.into_parts();
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        // Idle connections the upstream may have closed since: a request they could not
+        // take goes to the next one.
+        while let Some(mut conn) = self.take_h1(index) {
+            h1::encode_request_head(
+                &parts.method,
+                path,
+                &parts.headers,
+                body.len(),
+                &mut conn.write,
+            );
+            match conn.exchange(&parts.method, &body).await {
+                Ok(head) => return Ok(self.h1_response(head, conn, index)),
+                Err(e) if e.may_resend(idempotent) => continue,
+                Err(e) => return Err(SendError::Request(e.into_inner())),
+            }
+        }
+        let (stream, slot) = self.connect(index).await?;
+        let mut conn = Box::new(H1Conn::new(stream, slot));
+        h1::encode_request_head(
+            &parts.method,
+            path,
+            &parts.headers,
+            body.len(),
+            &mut conn.write,
+        );
+        match conn.exchange(&parts.method, &body).await {
+            Ok(head) => Ok(self.h1_response(head, conn, index)),
+            Err(e) => Err(SendError::Request(e.into_inner())),
+        }
+    }
+
+    /// The response of an exchange, its body reading from `conn`; a body already complete
+    /// (none, or no bytes) gives the connection back at once.
+    fn h1_response(
+        &self,
+        head: h1::ResponseHead,
+        conn: Box<H1Conn>,
+        index: usize,
+    ) -> Response<UpstreamBody> {
+        let mut body = H1Body {
+            conn: Some(conn),
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            pool: self.id,
+            index,
+        };
+        if body.framing.is_done() {
+            body.finish();
+        }
+        let mut resp = Response::new(UpstreamBody {
+            kind: BodyKind::H1(body),
+        });
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
+    }
+
+    /// The newest idle HTTP/1.1 connection to `index` that has not expired or been closed.
+    fn take_h1(&self, index: usize) -> Option<Box<H1Conn>> {
         self.with_idle(|t| {
             let stack = &mut t.h1[index];
             while let Some(idle) = stack.pop() {
-                if idle.since.elapsed() < t.idle_timeout && !idle.sender.is_closed() {
-                    return Some(idle.sender);
+                if idle.since.elapsed() < t.idle_timeout && !idle.conn.is_stale() {
+                    return Some(idle.conn);
                 }
             }
             None
         })
     }
 
-    fn wrap_h1(
-        &self,
-        resp: Response<Incoming>,
-        index: usize,
-        sender: http1::SendRequest<Full<Bytes>>,
-    ) -> Response<UpstreamBody> {
-        resp.map(|inner| UpstreamBody {
-            inner,
-            done: false,
-            back: Some(Recycle {
-                pool: self.id,
-                index,
-                sender,
-            }),
-        })
-    }
-
     /// A TCP connection to endpoint `index` under both breakers.
-    async fn connect(&self, index: usize) -> Result<(TokioIo<TcpStream>, OpenSlot), SendError> {
+    async fn connect(&self, index: usize) -> Result<(TcpStream, OpenSlot), SendError> {
         let shared = &self.shared;
         if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.max_connections {
             shared.open.fetch_sub(1, Ordering::Relaxed);
@@ -343,24 +544,14 @@ impl UpstreamPool {
         drop(pending);
         // Requests are small writes answered at once: no Nagle delay.
         stream.set_nodelay(true).map_err(SendError::Connect)?;
-        Ok((TokioIo::new(stream), open))
-    }
-
-    async fn connect_h1(&self, index: usize) -> Result<http1::SendRequest<Full<Bytes>>, SendError> {
-        let (io, slot) = self.connect(index).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(SendError::Handshake)?;
-        drive(conn, slot);
-        Ok(sender)
+        Ok((stream, open))
     }
 
     async fn connect_h2(&self, index: usize) -> Result<http2::SendRequest<Full<Bytes>>, SendError> {
-        let (io, slot) = self.connect(index).await?;
+        let (stream, slot) = self.connect(index).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .handshake(io)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Handshake)?;
         drive(conn, slot);
@@ -399,69 +590,36 @@ fn origin_form(req: &mut UpstreamRequest) {
     *req.uri_mut() = http::Uri::from_parts(parts).unwrap_or_else(|_| http::Uri::from_static("/"));
 }
 
-/// An HTTP/1.1 connection to give back to its pool when its response is fully read.
-struct Recycle {
+/// An HTTP/1.1 response body, read from its connection as the client takes it. At its
+/// end the connection goes back on this thread's idle stack (when the response allows
+/// keep-alive and nothing follows it); dropped before its end (the client went away
+/// mid-body), the connection is closed, since the rest of the body was not read.
+struct H1Body {
+    /// Boxed: a response is moved several times on its way out, a connection need not be.
+    conn: Option<Box<H1Conn>>,
+    framing: Framing,
+    keep_alive: bool,
     pool: u64,
     index: usize,
-    sender: http1::SendRequest<Full<Bytes>>,
 }
 
-/// An upstream response body. An HTTP/1.1 one returns its connection to this thread's
-/// idle stack when it is dropped after its end was read; dropped earlier (the client went
-/// away mid-body), the connection is closed, since its remaining bytes were not read.
-pub struct UpstreamBody {
-    inner: Incoming,
-    done: bool,
-    back: Option<Recycle>,
-}
-
-impl std::fmt::Debug for UpstreamBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody")
-            .field("done", &self.done)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.done = true;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        let Some(back) = self.back.take() else {
+impl H1Body {
+    /// The body is complete: the connection goes back to the pool if it can be reused.
+    fn finish(&mut self) {
+        let Some(conn) = self.conn.take() else {
             return;
         };
-        if !(self.done || self.inner.is_end_stream()) || back.sender.is_closed() {
+        // Bytes past the response: the upstream is not speaking HTTP/1.1 as it should.
+        if !self.keep_alive || !conn.read.is_empty() {
             return;
         }
         let _ = IDLE.try_with(|map| {
             if let Ok(mut map) = map.try_borrow_mut() {
-                if let Some(t) = map.get_mut(&back.pool) {
-                    if let Some(stack) = t.h1.get_mut(back.index) {
+                if let Some(t) = map.get_mut(&self.pool) {
+                    if let Some(stack) = t.h1.get_mut(self.index) {
                         if stack.len() < t.keep {
                             stack.push(Idle {
-                                sender: back.sender,
+                                conn,
                                 since: Instant::now(),
                             });
                         }
@@ -469,6 +627,98 @@ impl Drop for UpstreamBody {
                 }
             }
         });
+    }
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.framing.next(&mut conn.read) {
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Ok(Step::Data(bytes)) => {
+                    if self.framing.is_done() {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(bytes)));
+                }
+                Ok(Step::End) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => match std::task::ready!(conn.poll_fill(cx)) {
+                    Ok(0) if self.framing == Framing::Close => {
+                        // The body ran to the connection's end, as it said it would.
+                        self.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    Ok(0) => {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(H1Error::Truncated.into())));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+            }
+        }
+    }
+}
+
+enum BodyKind {
+    H1(H1Body),
+    H2(Incoming),
+}
+
+/// An upstream response body: HTTP/1.1 read by the pool itself, HTTP/2 from hyper.
+pub struct UpstreamBody {
+    kind: BodyKind,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("end", &self.is_end_stream())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            BodyKind::H1(b) => b.poll_data(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            BodyKind::H2(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::H1(b) => b.conn.is_none() || b.framing.is_done(),
+            BodyKind::H2(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::H1(b) => match b.framing.exact_remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+            BodyKind::H2(inner) => inner.size_hint(),
+        }
     }
 }
 
@@ -478,13 +728,13 @@ mod tests {
 
     #[test]
     fn origin_form_keeps_path_and_sets_host() {
-        let mut req = Request::new(Full::new(Bytes::new()));
+        let mut req = Request::new(Bytes::new());
         *req.uri_mut() = "http://10.0.0.1:8080/a/b?c=d".parse().unwrap();
         origin_form(&mut req);
         assert_eq!(req.uri().to_string(), "/a/b?c=d");
         assert_eq!(req.headers()[http::header::HOST], "10.0.0.1:8080");
 
-        let mut req = Request::new(Full::new(Bytes::new()));
+        let mut req = Request::new(Bytes::new());
         req.headers_mut().insert(
             http::header::HOST,
             http::HeaderValue::from_static("example.com"),
@@ -568,7 +818,7 @@ mod tests {
             open.clone(),
         );
         for _ in 0..5 {
-            let mut req = Request::new(Full::new(Bytes::new()));
+            let mut req = Request::new(Bytes::new());
             *req.uri_mut() = format!("http://{addr}/x").parse().unwrap();
             let resp = pool.send(0, req).await.unwrap();
             let body = http_body_util::BodyExt::collect(resp.into_body())
@@ -598,7 +848,7 @@ mod tests {
             8,
             open.clone(),
         );
-        let mut req = Request::new(Full::new(Bytes::new()));
+        let mut req = Request::new(Bytes::new());
         *req.uri_mut() = format!("http://{addr}/x").parse().unwrap();
         let resp = pool.send(0, req).await.unwrap();
         http_body_util::BodyExt::collect(resp.into_body())
@@ -612,5 +862,192 @@ mod tests {
             0,
             "dropped pool's connection closed"
         );
+    }
+
+    /// A scripted upstream: for each accepted connection, answers each request head with
+    /// the next response of `script` (connection index, request index) -> bytes, then
+    /// closes when the script says `None`.
+    async fn scripted(
+        script: fn(usize, usize) -> Option<&'static [u8]>,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let conn = counter.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    let mut req = 0;
+                    loop {
+                        let n = match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            match script(conn, req) {
+                                Some(resp) => {
+                                    let _ = s.write_all(resp).await;
+                                }
+                                None => return,
+                            }
+                            req += 1;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn pool_for(addr: SocketAddr) -> UpstreamPool {
+        UpstreamPool::new(
+            UpstreamProtocol::Http1,
+            vec![addr],
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+            8,
+            8,
+            Arc::new(AtomicUsize::new(0)),
+        )
+    }
+
+    async fn get(pool: &UpstreamPool, method: Method) -> Result<(u16, Vec<u8>), String> {
+        let mut req = Request::new(Bytes::new());
+        *req.method_mut() = method;
+        *req.uri_mut() = "/x".parse().unwrap();
+        let resp = pool.send(0, req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body.to_vec()))
+    }
+
+    #[tokio::test]
+    async fn chunked_and_close_delimited_bodies_and_reuse() {
+        let (addr, accepted) = scripted(|conn, req| match (conn, req) {
+            (0, 0) => Some(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+            (0, 1) => Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope"),
+            (0, 2) => Some(b"HTTP/1.1 200 OK\r\n\r\nuntil close"),
+            _ => None,
+        })
+        .await;
+        let pool = pool_for(addr);
+        assert_eq!(
+            get(&pool, Method::GET).await.unwrap(),
+            (200, b"abc".to_vec())
+        );
+        assert_eq!(
+            get(&pool, Method::GET).await.unwrap(),
+            (404, b"nope".to_vec())
+        );
+        // a body without length runs to the close; the script closes after it... but only
+        // on the next request, so the body would never end: the test server's third
+        // answer is followed by nothing, and the pool must not reuse that connection
+        let third = tokio::time::timeout(Duration::from_millis(300), get(&pool, Method::GET)).await;
+        assert!(
+            third.is_err(),
+            "a close-delimited body ends only when the upstream closes"
+        );
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "keep-alive reused one connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_not_used_and_garbage_is_an_error() {
+        // connection 0 answers once then closes; connection 1 answers with garbage;
+        // connection 2 answers properly
+        let (addr, accepted) = scripted(|conn, req| match (conn, req) {
+            (0, 0) => Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (1, 0) => Some(b"SSH-2.0-garbage\r\n\r\n"),
+            (2, _) => Some(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes"),
+            _ => None,
+        })
+        .await;
+        let pool = pool_for(addr);
+        assert_eq!(
+            get(&pool, Method::GET).await.unwrap(),
+            (200, b"ok".to_vec())
+        );
+        // the server closes connection 0 when it reads the next head: the idle connection
+        // looks alive, the request is written, the answer is the connection's end, and an
+        // idempotent request goes out again on a new connection (1), which answers garbage
+        let err = get(&pool, Method::GET).await.unwrap_err();
+        assert!(err.contains("malformed"), "{err}");
+        assert_eq!(accepted.load(Ordering::Relaxed), 2);
+        // the garbage connection was not kept: the next request connects again
+        assert_eq!(
+            get(&pool, Method::GET).await.unwrap(),
+            (200, b"yes".to_vec())
+        );
+        assert_eq!(accepted.load(Ordering::Relaxed), 3);
+        // a POST is not sent again once written: connection 2 is idle and healthy here,
+        // so it simply succeeds
+        assert_eq!(
+            get(&pool, Method::POST).await.unwrap(),
+            (200, b"yes".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_written_post_is_not_resent_when_the_connection_ends() {
+        let (addr, accepted) = scripted(|conn, req| match (conn, req) {
+            (0, 0) => Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (_, _) => None,
+        })
+        .await;
+        let pool = pool_for(addr);
+        assert_eq!(
+            get(&pool, Method::GET).await.unwrap(),
+            (200, b"ok".to_vec())
+        );
+        let err = get(&pool, Method::POST).await.unwrap_err();
+        assert!(err.contains("upstream request"), "{err}");
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "not sent a second time"
+        );
+
+        // An upstream that closes right after answering: the idle connection is seen
+        // closed when taken, so even a POST goes out on a new one and succeeds.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::Relaxed);
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        let pool = pool_for(addr);
+        assert_eq!(
+            get(&pool, Method::GET).await.unwrap(),
+            (200, b"ok".to_vec())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            get(&pool, Method::POST).await.unwrap(),
+            (200, b"ok".to_vec())
+        );
+        assert_eq!(accepted.load(Ordering::Relaxed), 2);
     }
 }

@@ -670,4 +670,69 @@ mod tests {
         let mut buf = BytesMut::from(&vec![b'1'; MAX_CHUNK_LINE + 1][..]);
         assert!(body(&mut f, &mut buf).is_err(), "endless size line");
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever an upstream sends, parsing its head and decoding a body never panics.
+        #[test]
+        fn any_bytes_are_parsed_or_refused(raw in proptest::collection::vec(any::<u8>(), 0..512),
+                                           chunked in any::<bool>()) {
+            let mut buf = BytesMut::from(&raw[..]);
+            if let Ok(ParsedHead::Complete { status, version, spans, len }) = parse_response_head(&buf) {
+                prop_assert!(len <= raw.len());
+                let _ = take_head(&mut buf, status, version, spans, len, &Method::GET);
+            }
+            let mut f = if chunked { Framing::Chunked(Chunked::default()) } else { Framing::Length(100) };
+            let mut buf = BytesMut::from(&raw[..]);
+            let mut total = 0usize;
+            for _ in 0..raw.len() + 2 {
+                match f.next(&mut buf) {
+                    Ok(Step::Data(b)) => { prop_assert!(!b.is_empty()); total += b.len(); }
+                    Ok(_) | Err(_) => break,
+                }
+            }
+            prop_assert!(total <= raw.len());
+        }
+
+        /// A body chunked at any sizes and delivered in any pieces decodes to itself.
+        #[test]
+        fn chunked_round_trip(body in proptest::collection::vec(any::<u8>(), 0..2000),
+                              sizes in proptest::collection::vec(1usize..300, 1..20),
+                              cuts in proptest::collection::vec(1usize..200, 1..30)) {
+            let mut wire = Vec::new();
+            let mut rest = &body[..];
+            let mut k = 0;
+            while !rest.is_empty() {
+                let n = sizes[k % sizes.len()].min(rest.len());
+                wire.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                wire.extend_from_slice(&rest[..n]);
+                wire.extend_from_slice(b"\r\n");
+                rest = &rest[n..];
+                k += 1;
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let mut f = Framing::Chunked(Chunked::default());
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            let mut c = 0;
+            let mut ended = false;
+            while !ended {
+                match f.next(&mut buf).unwrap() {
+                    Step::Data(b) => got.extend_from_slice(&b),
+                    Step::End => ended = true,
+                    Step::NeedMore => {
+                        prop_assert!(at < wire.len(), "needs more than the whole body");
+                        let n = cuts[c % cuts.len()].min(wire.len() - at);
+                        buf.extend_from_slice(&wire[at..at + n]);
+                        at += n;
+                        c += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(got, body);
+            prop_assert_eq!(at, wire.len());
+        }
+    }
 }

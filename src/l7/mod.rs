@@ -1,4 +1,4 @@
-//! The L7 termination pool: TLS (rustls), HTTP/1.1 and HTTP/2 (hyper), content routing
+//! The L7 termination pool: TLS (rustls), HTTP/1.1 and HTTP/2 (hyper's server), content routing
 //! and per-request balancing, with Envoy's resilience semantics.
 //!
 //! Services with `mode: l7` are handed by the L4 data plane to the kernel; this pool
@@ -14,6 +14,8 @@
 //!   and Maglev with bounded load.
 //! - `state`: the compiled snapshot, swapped lock-free on reload.
 //! - `proxy`: the request path. `server`: runtime, listeners, [`L7Pool`].
+//! - `upstream`: per-thread upstream pools; HTTP/1.1 exchanges run on the request's own
+//!   task in the wire format of `h1` (hyper's client only for HTTP/2 upstreams).
 //! - [`metrics`]: counters and latency histograms, Prometheus text.
 //!
 //! # Behaviour

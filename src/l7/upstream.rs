@@ -10,9 +10,10 @@
 //! response head, and the response body reads the rest from the socket as the client
 //! takes it, then puts the connection back on the stack. There is no connection task and
 //! no channel between a request and its connection (hyper's client has both, and a
-//! request paid two task switches and a channel round trip for them). An idle
-//! connection the upstream has closed is noticed from the readiness the runtime already
-//! holds, without a system call.
+//! request paid two task switches and a channel round trip for them). A request that
+//! finds its idle connection closed by the upstream before a byte of response goes out
+//! again on the next one if it is idempotent; one that is not (POST) probes the
+//! connection before it is written, and is never sent twice once written.
 //!
 //! An HTTP/2 endpoint keeps one multiplexed hyper sender that every request of the
 //! thread clones; its connection task is spawned once, when it is made, and ends when its
@@ -139,18 +140,15 @@ impl H1Conn {
         }
     }
 
-    /// Reads what the socket has into `read`: `Ok(0)` at the connection's end.
+    /// Reads what the socket has into `read`: `Ok(0)` at the connection's end. Through
+    /// `AsyncRead` (not `try_read`): a read shorter than the buffer tells the runtime the
+    /// socket is drained, so the next read after the request is written waits for the
+    /// poller instead of first trying a `recv` that finds nothing.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        loop {
-            std::task::ready!(self.stream.poll_read_ready(cx))?;
-            if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
-                self.read.reserve(READ_CHUNK);
-            }
-            match self.stream.try_read_buf(&mut self.read) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
+        if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
+            self.read.reserve(READ_CHUNK);
         }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
     }
 
     /// Writes the request (head in `write`, then `body`) and reads the response head.
@@ -449,8 +447,11 @@ impl UpstreamPool {
         );
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         // Idle connections the upstream may have closed since: a request they could not
-        // take goes to the next one.
-        while let Some(mut conn) = self.take_h1(index) {
+        // take goes to the next one. Only a request that cannot be sent twice pays a
+        // probe of the connection first (a `recv` that finds nothing, when its last
+        // response left the socket marked readable); an idempotent one is sent again if
+        // the connection turns out to be closed.
+        while let Some(mut conn) = self.take_h1(index, !idempotent) {
             h1::encode_request_head(
                 &parts.method,
                 path,
@@ -506,12 +507,13 @@ impl UpstreamPool {
         resp
     }
 
-    /// The newest idle HTTP/1.1 connection to `index` that has not expired or been closed.
-    fn take_h1(&self, index: usize) -> Option<Box<H1Conn>> {
+    /// The newest idle HTTP/1.1 connection to `index` that has not expired (and, with
+    /// `probe`, has not been closed by the upstream as far as the socket knows now).
+    fn take_h1(&self, index: usize, probe: bool) -> Option<Box<H1Conn>> {
         self.with_idle(|t| {
             let stack = &mut t.h1[index];
             while let Some(idle) = stack.pop() {
-                if idle.since.elapsed() < t.idle_timeout && !idle.conn.is_stale() {
+                if idle.since.elapsed() < t.idle_timeout && !(probe && idle.conn.is_stale()) {
                     return Some(idle.conn);
                 }
             }

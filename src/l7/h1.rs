@@ -96,8 +96,6 @@ pub fn encode_request_head(
 pub struct ResponseHead {
     /// The status.
     pub status: StatusCode,
-    /// HTTP/1.1 or HTTP/1.0.
-    pub version: Version,
     /// The headers, their values sharing the head's bytes.
     pub headers: HeaderMap,
     /// How the body is delimited.
@@ -206,7 +204,6 @@ pub fn take_head(
     let keep_alive = version == Version::HTTP_11 && !close && framing_reusable;
     Ok(ResponseHead {
         status,
-        version,
         headers,
         framing,
         keep_alive,

@@ -501,8 +501,9 @@ impl UpstreamPool {
         let mut resp = Response::new(UpstreamBody {
             kind: BodyKind::H1(body),
         });
+        // The version stays HTTP/1.1: it belongs to each hop (the client's connection
+        // is ours), and an HTTP/1.0 upstream's answer must not close it.
         *resp.status_mut() = head.status;
-        *resp.version_mut() = head.version;
         *resp.headers_mut() = head.headers;
         resp
     }

@@ -107,7 +107,7 @@ pub struct ResponseHead {
 /// Parses a response head at the start of `buf`. A complete head comes back as the
 /// byte ranges of its header values: the caller splits the head off its buffer with
 /// [`take_head`], which shares those bytes instead of copying them.
-pub fn parse_response_head(buf: &[u8]) -> Result<ParsedHead, H1Error> {
+fn parse_response_head(buf: &[u8]) -> Result<ParsedHead, H1Error> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut lines);
     let len = match resp.parse(buf) {
@@ -153,9 +153,27 @@ pub fn parse_response_head(buf: &[u8]) -> Result<ParsedHead, H1Error> {
     })
 }
 
+/// The next final response head at the start of `buf`, split off it; interim (1xx)
+/// responses before it are skipped. `Ok(None)`: the head is not complete yet, read more.
+/// `request` is the request's method (a response to HEAD has no body).
+pub fn next_head(buf: &mut BytesMut, request: &Method) -> Result<Option<ResponseHead>, H1Error> {
+    loop {
+        match parse_response_head(buf)? {
+            ParsedHead::Partial => return Ok(None),
+            ParsedHead::Interim(n) => buf.advance(n),
+            ParsedHead::Complete {
+                status,
+                version,
+                spans,
+                len,
+            } => return take_head(buf, status, version, spans, len, request).map(Some),
+        }
+    }
+}
+
 /// [`parse_response_head`]'s answer, before the head is split off the buffer.
 #[derive(Debug)]
-pub enum ParsedHead {
+enum ParsedHead {
     /// Not a whole head yet: read more.
     Partial,
     /// An interim (1xx) response of this many bytes, to be skipped.
@@ -177,7 +195,7 @@ pub enum ParsedHead {
 /// Splits a complete head off `buf` and builds the response head: headers sharing the
 /// head's bytes (no copy per value), the body's framing and whether the connection stays
 /// open. `request` is the request's method (a response to HEAD has no body).
-pub fn take_head(
+fn take_head(
     buf: &mut BytesMut,
     status: StatusCode,
     version: Version,
@@ -477,21 +495,8 @@ mod tests {
 
     fn head(raw: &[u8], method: &Method) -> Result<(ResponseHead, BytesMut), H1Error> {
         let mut buf = BytesMut::from(raw);
-        loop {
-            match parse_response_head(&buf)? {
-                ParsedHead::Partial => panic!("partial"),
-                ParsedHead::Interim(n) => buf.advance(n),
-                ParsedHead::Complete {
-                    status,
-                    version,
-                    spans,
-                    len,
-                } => {
-                    let h = take_head(&mut buf, status, version, spans, len, method)?;
-                    return Ok((h, buf));
-                }
-            }
-        }
+        let h = next_head(&mut buf, method)?.expect("a complete head");
+        Ok((h, buf))
     }
 
     fn body(framing: &mut Framing, buf: &mut BytesMut) -> Result<(Vec<u8>, bool), H1Error> {

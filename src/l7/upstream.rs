@@ -43,7 +43,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::config::UpstreamProtocol;
-use super::h1::{self, Framing, H1Error, ParsedHead, Step};
+use super::h1::{self, Framing, H1Error, Step};
 
 /// A request sent upstream: its body is buffered by the proxy (so it can be retried).
 pub type UpstreamRequest = Request<Bytes>;
@@ -173,23 +173,10 @@ impl H1Conn {
         loop {
             if !self.read.is_empty() {
                 received = true;
-                match h1::parse_response_head(&self.read)
+                if let Some(head) = h1::next_head(&mut self.read, method)
                     .map_err(|e| ExchangeError::Failed(e.into()))?
                 {
-                    ParsedHead::Partial => {}
-                    ParsedHead::Interim(n) => {
-                        let _ = self.read.split_to(n);
-                        continue;
-                    }
-                    ParsedHead::Complete {
-                        status,
-                        version,
-                        spans,
-                        len,
-                    } => {
-                        return h1::take_head(&mut self.read, status, version, spans, len, method)
-                            .map_err(|e| ExchangeError::Failed(e.into()));
-                    }
+                    return Ok(head);
                 }
             }
             match std::future::poll_fn(|cx| self.poll_fill(cx)).await {
@@ -952,9 +939,9 @@ mod tests {
             get(&pool, Method::GET).await.unwrap(),
             (404, b"nope".to_vec())
         );
-        // a body without length runs to the close; the script closes after it... but only
-        // on the next request, so the body would never end: the test server's third
-        // answer is followed by nothing, and the pool must not reuse that connection
+        // A body without a length runs to the connection's close. The script sends the
+        // third answer and then nothing (it would close only on a fourth request), so the
+        // body cannot end, and the connection is never put back for reuse.
         let third = tokio::time::timeout(Duration::from_millis(300), get(&pool, Method::GET)).await;
         assert!(
             third.is_err(),

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use crate::buffer::PacketBuf;
 use crate::flow::{
     tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTimeouts,
-    InsertOutcome, IpAddr16,
+    InsertOutcome, IpAddr16, BUCKETS_PER_FLOW,
 };
 use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
 
@@ -200,7 +200,11 @@ impl Engine {
         let granule = lru_granule_shift(&cfg.timeouts);
         Ok(Engine {
             worker: cfg.worker,
-            flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed)?.with_lru_granule(granule),
+            // Deferred growth: a burst's buckets, computed in its first pass, must stay
+            // valid while its last pass inserts; the table grows after each burst.
+            flows: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed)?
+                .with_lru_granule(granule)
+                .with_deferred_growth(),
             nat: FlowTable::new(cfg.flow_capacity, cfg.timeouts, seed.rotate_left(17))?
                 .with_lru_granule(granule),
             nat_cursor: 0,
@@ -227,7 +231,20 @@ impl Engine {
         let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
         let mut memo = VipMemo::EMPTY;
         classify(snap, &self.flows, mtu, &mut memo, pkt.data(), &mut c);
-        self.finish(snap, in_port, pkt, &c, now)
+        let v = self.finish(snap, in_port, pkt, &c, now);
+        self.grow_flows();
+        v
+    }
+
+    /// Splits flow-table buckets while the flows outnumber them (the table defers
+    /// growth so a burst's buckets stay valid while it runs). A burst inserts at most
+    /// [`MAX_BURST`] flows, so this budget catches up with a burst of new flows and
+    /// with whatever an earlier burst left.
+    #[inline]
+    fn grow_flows(&mut self) {
+        if self.flows.needs_growth() {
+            self.flows.grow(2 * MAX_BURST * BUCKETS_PER_FLOW as usize);
+        }
     }
 
     /// [`process`](Self::process) for a burst of packets received on `in_port`:
@@ -274,6 +291,7 @@ impl Engine {
             for ((p, v), c) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(scratch.iter()) {
                 *v = self.finish(snap, in_port, p, c, now);
             }
+            self.grow_flows();
         }
         self.scratch = Some(scratch);
     }
@@ -321,6 +339,7 @@ impl Engine {
     /// Reclaims up to `budget` expired flows of each table, and judges up to `budget`
     /// full-NAT handshakes whose `connect_timeout` has passed.
     pub fn housekeeping(&mut self, _snap: &Snapshot, now: u32, budget: usize) {
+        self.grow_flows();
         let backends = &mut self.backends;
         self.flows.expire_some(now, budget, |_, v| {
             flow_ended(backends, *v);

@@ -19,7 +19,8 @@ mod table;
 pub use key::{FlowKey, FlowKeyT, IpAddr16, IPPROTO_TCP, IPPROTO_UDP};
 pub use state::{tcp_flags, FlowState, FlowTimeouts};
 pub use table::{
-    FlowEntry, FlowStats, FlowTable, FlowTableError, InsertOutcome, MAX_CAPACITY, MAX_CHAIN, NIL,
+    FlowEntry, FlowStats, FlowTable, FlowTableError, InsertOutcome, BUCKETS_PER_FLOW,
+    INITIAL_BUCKETS, MAX_CAPACITY, MAX_CHAIN, NIL,
 };
 
 /// The forward table's entry (64 bytes; checked at compile time).

@@ -266,6 +266,95 @@ fn bucket_split_for_prefetch() {
     assert!(t.bucket_head(usize::MAX).is_none());
 }
 
+#[test]
+fn buckets_in_use_follow_the_flows() {
+    // A table for two million flows holding ten thousand uses BUCKETS_PER_FLOW times
+    // ten thousand buckets' heads, and every flow is still found across the splits.
+    let mut t = FlowTable::new(1 << 21, T, 12).unwrap();
+    assert_eq!(t.buckets_in_use(), INITIAL_BUCKETS);
+    for i in 0..10_000u32 {
+        let _ = t.insert(fk_n(i), i, 0);
+        assert!(!t.needs_growth());
+    }
+    assert_eq!(t.buckets_in_use() as u64, 10_000 * BUCKETS_PER_FLOW);
+    for i in 0..10_000u32 {
+        assert_eq!(t.lookup(&fk_n(i), 1).copied(), Some(i), "flow {i}");
+    }
+    // Every bucket in use holds only flows whose bucket it is.
+    for b in 0..t.buckets_in_use() {
+        let mut i = t.heads[b];
+        while let Some(e) = t.entries.get(i as usize) {
+            assert_eq!(t.bucket_of(e.key.flow_hash()), b);
+            i = e.chain_next;
+        }
+    }
+    assert!(t.heads[t.buckets_in_use()..].iter().all(|&h| h == NIL));
+    // Removing flows does not merge buckets again (the high-water mark stays).
+    assert_eq!(t.retain(|_, v| *v < 100), 9_900);
+    assert_eq!(t.buckets_in_use() as u64, 10_000 * BUCKETS_PER_FLOW);
+    assert_eq!(t.lookup(&fk_n(42), 2).copied(), Some(42));
+}
+
+#[test]
+fn growth_stops_at_the_head_array() {
+    let mut t = FlowTable::new(100, T, 13).unwrap().with_initial_buckets(2);
+    assert_eq!(t.buckets_in_use(), 2);
+    for i in 0..300u32 {
+        let _ = t.insert(fk_n(i), i, 0);
+    }
+    assert_eq!(t.len(), 100);
+    assert_eq!(t.buckets_in_use(), 128); // 100.next_power_of_two()
+    assert!(!t.needs_growth());
+    for i in 200..300u32 {
+        assert_eq!(t.lookup(&fk_n(i), 1).copied(), Some(i));
+    }
+}
+
+#[test]
+fn deferred_growth_keeps_buckets_valid_until_grow() {
+    let mut t = FlowTable::new(4096, T, 14)
+        .unwrap()
+        .with_initial_buckets(8)
+        .with_deferred_growth();
+    // Buckets computed first, as a burst's first pass does.
+    // (32 flows in 8 buckets: chains stay under MAX_CHAIN, nothing is evicted.)
+    let buckets: Vec<usize> = (0..32u32)
+        .map(|i| t.bucket_of(fk_n(i).flow_hash()))
+        .collect();
+    for i in 0..32u32 {
+        assert_eq!(t.insert(fk_n(i), i, 0), InsertOutcome::Inserted);
+    }
+    assert_eq!(t.buckets_in_use(), 8, "no split before grow");
+    assert!(t.needs_growth());
+    for (i, &b) in buckets.iter().enumerate() {
+        let got = t
+            .lookup_entry_in_bucket(b, &fk_n(i as u32), 1)
+            .map(|e| *e.value());
+        assert_eq!(got, Some(i as u32));
+    }
+    // A bounded grow, then the rest.
+    assert_eq!(t.grow(10), 10);
+    assert_eq!(t.buckets_in_use(), 18);
+    let want = 32 * BUCKETS_PER_FLOW as usize;
+    assert_eq!(t.grow(usize::MAX), want - 18);
+    assert_eq!(t.buckets_in_use(), want);
+    assert!(!t.needs_growth());
+    for i in 0..32u32 {
+        let b = t.bucket_of(fk_n(i).flow_hash());
+        assert_eq!(
+            t.lookup_entry_in_bucket(b, &fk_n(i), 2).map(|e| *e.value()),
+            Some(i)
+        );
+    }
+}
+
+fn fk_n(n: u32) -> FlowKey {
+    FlowKey {
+        src: IpAddr16::from_v4(n.to_be_bytes()),
+        ..fk(n as u16, IPPROTO_TCP)
+    }
+}
+
 // ---- model-based property test ----
 
 #[derive(Debug, Clone)]
@@ -378,8 +467,50 @@ impl Model {
     }
 }
 
+/// Keys with distinct full hashes, so growth spreads them over buckets.
+fn tk_spread(id: u8) -> TestKey {
+    TestKey {
+        id,
+        hash: u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Growth from one bucket (splits after inserts, deferred or not) never loses or
+    /// misplaces a flow: the table matches a map of the keys inserted and not removed.
+    #[test]
+    fn growth_keeps_every_flow(
+        deferred in any::<bool>(),
+        ops in proptest::collection::vec((0u8..48, any::<bool>(), 0usize..4), 1..300),
+    ) {
+        let mut table: FlowTable<TestKey, u32> = FlowTable::new(64, FlowTimeouts::DEFAULT_MS, 7)
+            .unwrap()
+            .with_initial_buckets(1);
+        if deferred {
+            table = table.with_deferred_growth();
+        }
+        let mut model: HashMap<u8, u32> = HashMap::new();
+        for (step, (id, insert, grow)) in ops.into_iter().enumerate() {
+            let k = tk_spread(id);
+            if insert {
+                let _ = table.insert(k, step as u32, 0);
+                model.insert(id, step as u32);
+            } else {
+                prop_assert_eq!(table.remove(&k), model.remove(&id));
+            }
+            if deferred {
+                table.grow(grow);
+            } else {
+                prop_assert!(!table.needs_growth());
+            }
+            prop_assert_eq!(table.len(), model.len());
+            for (&id, &v) in &model {
+                prop_assert_eq!(table.lookup(&tk_spread(id), 0).copied(), Some(v));
+            }
+        }
+    }
 
     #[test]
     fn table_matches_lru_model(capacity in 1usize..6, ops in proptest::collection::vec(op(), 1..200)) {

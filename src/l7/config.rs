@@ -99,6 +99,11 @@ pub struct Timeouts {
     /// Idle time of a pooled upstream connection.
     #[serde(deserialize_with = "de_duration")]
     pub idle: Duration,
+    /// A response body the upstream sends nothing of for this long, while the client
+    /// waits for more, is cut off (Envoy's `stream_idle_timeout`; the client sees the
+    /// response end early: its connection closed, or its HTTP/2 stream reset).
+    #[serde(deserialize_with = "de_duration")]
+    pub stream_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -107,6 +112,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(1),
             request: Duration::from_secs(15),
             idle: Duration::from_secs(60),
+            stream_idle: Duration::from_secs(300),
         }
     }
 }
@@ -564,6 +570,7 @@ impl L7Settings {
             ("timeouts.connect", self.timeouts.connect),
             ("timeouts.request", self.timeouts.request),
             ("timeouts.idle", self.timeouts.idle),
+            ("timeouts.stream_idle", self.timeouts.stream_idle),
         ] {
             if d.is_zero() {
                 out.push(format!("l7.{key} must be longer than 0s"));

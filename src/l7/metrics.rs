@@ -110,6 +110,8 @@ pub struct StatSet {
     pub ejections: AtomicU64,
     /// Upstream connections open (clusters; the `max_connections` breaker counts these).
     pub upstream_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Response bodies cut off by `timeouts.stream_idle` (clusters).
+    pub stream_idle_timeouts: Arc<AtomicU64>,
     /// Time inside fulcrum (total to response head, minus upstream time).
     pub fulcrum_time: Latency,
     /// Upstream time (request sent to response head, all tries).
@@ -129,6 +131,7 @@ impl StatSet {
             pending_overflow: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             upstream_connections: Arc::default(),
+            stream_idle_timeouts: Arc::default(),
             fulcrum_time: Latency::new(),
             upstream_time: Latency::new(),
         }
@@ -327,6 +330,18 @@ impl L7Metrics {
                         out,
                         "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
                         s.upstream_connections.load(Ordering::Relaxed)
+                    );
+                }
+                let name = "fulcrum_l7_cluster_stream_idle_timeouts";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Response bodies cut off after timeouts.stream_idle without upstream data.\n# TYPE {name} counter"
+                );
+                for ((svc, n), s) in map.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
+                        s.stream_idle_timeouts.load(Ordering::Relaxed)
                     );
                 }
             }

@@ -205,7 +205,8 @@ impl Cluster {
             spec.circuit_breakers.max_connections,
             spec.circuit_breakers.max_pending,
             stats.upstream_connections.clone(),
-        );
+        )
+        .with_stream_idle_timeout(timeouts.stream_idle, stats.stream_idle_timeouts.clone());
         let authorities = endpoints
             .iter()
             .map(|e| {

@@ -25,6 +25,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -92,6 +93,8 @@ pub struct UpstreamPool {
     addrs: Vec<SocketAddr>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// How long a response body may wait for upstream data ([`StreamIdle`]).
+    stream_idle: StreamIdle,
     /// Held by the pool only (connection tasks hold `shared`): the threads' sweepers see
     /// the pool dropped by a reload and close its idle connections at once.
     alive: Arc<()>,
@@ -320,7 +323,28 @@ impl UpstreamPool {
             addrs,
             connect_timeout,
             idle_timeout,
+            stream_idle: StreamIdle {
+                timeout: DEFAULT_STREAM_IDLE,
+                fired: Arc::default(),
+            },
             alive: Arc::new(()),
+        }
+    }
+
+    /// Cuts off response bodies that wait more than `timeout` for upstream data
+    /// (default [`DEFAULT_STREAM_IDLE`]), counting each in `fired`.
+    pub fn with_stream_idle_timeout(mut self, timeout: Duration, fired: Arc<AtomicU64>) -> Self {
+        self.stream_idle = StreamIdle { timeout, fired };
+        self
+    }
+
+    /// An upstream response body with this pool's stream idle timeout.
+    fn body(&self, kind: BodyKind) -> UpstreamBody {
+        UpstreamBody {
+            kind,
+            idle: self.stream_idle.clone(),
+            timer: None,
+            armed: false,
         }
     }
 
@@ -409,9 +433,7 @@ impl UpstreamPool {
                     .send_request(req.map(Full::new))
                     .await
                     .map_err(|e| SendError::Request(e.into()))?;
-                Ok(resp.map(|inner| UpstreamBody {
-                    kind: BodyKind::H2(inner),
-                }))
+                Ok(resp.map(|inner| self.body(BodyKind::H2(inner))))
             }
         }
     }
@@ -485,9 +507,7 @@ impl UpstreamPool {
         if body.framing.is_done() {
             body.finish();
         }
-        let mut resp = Response::new(UpstreamBody {
-            kind: BodyKind::H1(body),
-        });
+        let mut resp = Response::new(self.body(BodyKind::H1(body)));
         // The version stays HTTP/1.1: it belongs to each hop (the client's connection
         // is ours), and an HTTP/1.0 upstream's answer must not close it.
         *resp.status_mut() = head.status;
@@ -665,9 +685,45 @@ enum BodyKind {
     H2(Incoming),
 }
 
+/// Envoy's default `stream_idle_timeout`.
+pub const DEFAULT_STREAM_IDLE: Duration = Duration::from_secs(300);
+
+/// A pool's stream idle timeout and the counter of bodies it cut off.
+#[derive(Debug, Clone)]
+struct StreamIdle {
+    timeout: Duration,
+    fired: Arc<AtomicU64>,
+}
+
+/// A response body cut off after waiting [`StreamIdle::timeout`] for upstream data.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent no body data for {0:?} (stream idle timeout)")]
+pub struct StreamIdleTimeout(pub Duration);
+
 /// An upstream response body: HTTP/1.1 read by the pool itself, HTTP/2 from hyper.
+///
+/// While the client waits for more and the upstream sends nothing, a timer runs; past
+/// the pool's stream idle timeout the body ends with [`StreamIdleTimeout`] and its
+/// connection is dropped. The timer is made the first time a read has to wait (a body
+/// that arrives with its head never makes one) and re-armed after each piece of data;
+/// while the client does not ask for more, nothing is timed.
 pub struct UpstreamBody {
     kind: BodyKind,
+    idle: StreamIdle,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `timer` runs from the current wait (not a finished one).
+    armed: bool,
+}
+
+impl UpstreamBody {
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            BodyKind::H1(b) => b.poll_data(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            BodyKind::H2(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+    }
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -686,12 +742,36 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.kind {
-            BodyKind::H1(b) => b.poll_data(cx).map(|o| o.map(|r| r.map(Frame::data))),
-            BodyKind::H2(inner) => Pin::new(inner)
-                .poll_frame(cx)
-                .map(|o| o.map(|r| r.map_err(Into::into))),
+        let this = &mut *self;
+        if let Poll::Ready(r) = this.poll_inner(cx) {
+            this.armed = false;
+            return Poll::Ready(r);
         }
+        let deadline = tokio::time::Instant::now() + this.idle.timeout;
+        let timer = match &mut this.timer {
+            Some(t) => {
+                if !this.armed {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => this
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        this.armed = true;
+        std::task::ready!(timer.as_mut().poll(cx));
+        // Waited too long: the connection goes (its rest is unread) and the body ends.
+        this.kind = BodyKind::H1(H1Body {
+            conn: None,
+            framing: Framing::Empty,
+            keep_alive: false,
+            pool: 0,
+            index: 0,
+        });
+        this.timer = None;
+        this.idle.fired.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Some(Err(StreamIdleTimeout(this.idle.timeout).into())))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -906,6 +986,74 @@ mod tests {
             8,
             Arc::new(AtomicUsize::new(0)),
         )
+    }
+
+    #[tokio::test]
+    async fn a_body_stalled_mid_way_is_cut_off_after_the_stream_idle_timeout() {
+        // The head promises 10 bytes, 4 come, then nothing (the connection stays open).
+        let (addr, _) =
+            scripted(|_, _| Some(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabcd")).await;
+        let fired = Arc::new(AtomicU64::new(0));
+        let pool =
+            pool_for(addr).with_stream_idle_timeout(Duration::from_millis(200), fired.clone());
+        let mut req = Request::new(Bytes::new());
+        *req.uri_mut() = "/x".parse().unwrap();
+        let resp = pool.send(0, req).await.unwrap();
+        let mut body = resp.into_body();
+        let first = http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"abcd"));
+        let start = Instant::now();
+        let err = tokio::time::timeout(
+            Duration::from_secs(5),
+            http_body_util::BodyExt::frame(&mut body),
+        )
+        .await
+        .expect("the body ends, the client is not held")
+        .unwrap()
+        .unwrap_err();
+        assert!(err.is::<StreamIdleTimeout>(), "{err}");
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
+        assert_eq!(fired.load(Ordering::Relaxed), 1);
+        assert!(body.is_end_stream());
+        assert!(http_body_util::BodyExt::frame(&mut body).await.is_none());
+        // The cut connection is not reused: the next request opens a new one and is
+        // cut off the same way.
+        drop(body);
+        assert!(get(&pool, Method::GET).await.is_err());
+        assert_eq!(fired.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_slow_body_that_keeps_coming_is_not_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            // Six pieces 120 ms apart: 720 ms in all, each gap under the 300 ms timeout.
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+                let _ = s.write_all(b"2\r\nok\r\n").await;
+            }
+            let _ = s.write_all(b"0\r\n\r\n").await;
+            let _ = s.read(&mut buf).await;
+        });
+        let fired = Arc::new(AtomicU64::new(0));
+        let pool =
+            pool_for(addr).with_stream_idle_timeout(Duration::from_millis(300), fired.clone());
+        let (status, body) = get(&pool, Method::GET).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, b"okokokokokok");
+        assert_eq!(fired.load(Ordering::Relaxed), 0);
     }
 
     async fn get(pool: &UpstreamPool, method: Method) -> Result<(u16, Vec<u8>), String> {

@@ -296,7 +296,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     /// already holds entries is returned unchanged. Tests use it to exercise growth
     /// in small tables.
     pub fn with_initial_buckets(mut self, buckets: usize) -> Self {
-        if self.len == 0 && self.entries.is_empty() {
+        if self.entries.is_empty() {
             let n = buckets.max(1).next_power_of_two().min(self.heads.len()) as u64;
             self.active = n;
             self.low_mask = n - 1;

@@ -683,6 +683,8 @@ impl H1Body {
 enum BodyKind {
     H1(H1Body),
     H2(Incoming),
+    /// Cut off by the stream idle timeout: its connection or stream is dropped.
+    Cut,
 }
 
 /// Envoy's default `stream_idle_timeout`.
@@ -722,6 +724,7 @@ impl UpstreamBody {
             BodyKind::H2(inner) => Pin::new(inner)
                 .poll_frame(cx)
                 .map(|o| o.map(|r| r.map_err(Into::into))),
+            BodyKind::Cut => Poll::Ready(None),
         }
     }
 }
@@ -762,13 +765,7 @@ impl Body for UpstreamBody {
         this.armed = true;
         std::task::ready!(timer.as_mut().poll(cx));
         // Waited too long: the connection goes (its rest is unread) and the body ends.
-        this.kind = BodyKind::H1(H1Body {
-            conn: None,
-            framing: Framing::Empty,
-            keep_alive: false,
-            pool: 0,
-            index: 0,
-        });
+        this.kind = BodyKind::Cut;
         this.timer = None;
         this.idle.fired.fetch_add(1, Ordering::Relaxed);
         Poll::Ready(Some(Err(StreamIdleTimeout(this.idle.timeout).into())))
@@ -778,6 +775,7 @@ impl Body for UpstreamBody {
         match &self.kind {
             BodyKind::H1(b) => b.conn.is_none() || b.framing.is_done(),
             BodyKind::H2(inner) => inner.is_end_stream(),
+            BodyKind::Cut => true,
         }
     }
 
@@ -788,6 +786,7 @@ impl Body for UpstreamBody {
                 None => SizeHint::default(),
             },
             BodyKind::H2(inner) => inner.size_hint(),
+            BodyKind::Cut => SizeHint::with_exact(0),
         }
     }
 }

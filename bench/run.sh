@@ -436,7 +436,7 @@ run_memif() {
   # control threads included, mapped with --lcores) stays on CPU 1 with the forwarding lcore.
   taskset -c 0 "${MEMIF_RUN[@]}" "$gen" --eal "-l 0 --file-prefix=$gprefix --huge-unlink --no-pci --vdev=net_memif0,role=server,socket=$sock,id=0" \
     --flows "$MEMIF_FLOWS" --len 96 --trial-secs "$MEMIF_TRIAL" --lat-secs "$MEMIF_LAT" \
-    --max-steps "$MEMIF_STEPS" --max-loss "$MEMIF_MAX_LOSS" >"$WORK_DIR/memif.$system.json" 2>"$glog" &
+    --max-steps "$MEMIF_STEPS" --max-loss "$MEMIF_MAX_LOSS" --linger 20 >"$WORK_DIR/memif.$system.json" 2>"$glog" &
   gpid=$!; CHILD_PIDS+=("$gpid")
   for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
   case "$system" in
@@ -456,11 +456,16 @@ run_memif() {
       fpid=$! ;;
   esac
   CHILD_PIDS+=("$fpid")
+  # The generator prints its results, then (--linger) holds the memif link until the
+  # forwarder has gone: the forwarder is stopped first. (DPDK 22.11's memif PMD unmaps the
+  # shared regions from its interrupt thread when the peer disconnects, racing the poll
+  # thread's rx_burst: a forwarder left polling after the generator closed could crash.)
+  while kill -0 "$gpid" 2>/dev/null && [ ! -s "$WORK_DIR/memif.$system.json" ]; do sleep 0.2; done
+  stop_process "$fpid"
   wait "$gpid" 2>/dev/null || true
   local keep=() i
   for i in "${CHILD_PIDS[@]}"; do [ "$i" = "$gpid" ] || keep+=("$i"); done
   CHILD_PIDS=("${keep[@]+"${keep[@]}"}")
-  stop_process "$fpid"
   rm -f "$sock"
   json=$(cat "$WORK_DIR/memif.$system.json" 2>/dev/null || true)
   counters='{}'

@@ -10,13 +10,15 @@
 //! 2. latency percentiles (p50, p99, p99.9, max) at given fractions of that rate
 //!    (default 50% and 90%), from an HDR histogram of send-to-receive TSC deltas.
 //!
-//! One JSON object goes to stdout, progress to stderr. Run it on one lcore
+//! One JSON object goes to stdout, progress to stderr; with `--linger SECS` the port then
+//! stays open until the peer disconnects (at most SECS), so the peer can close first. Run it on one lcore
 //! (`-l 0`): the main thread does TX and RX.
 //!
 //! ```text
 //! flcgen --eal "-l 0 --file-prefix=gen --no-pci --vdev=net_memif0,role=server,socket=/run/x.sock" \
 //!        [--port net_memif0] [--flows 10000] [--len 96] [--trial-secs 1] [--lat-secs 5] \
-//!        [--max-steps 8] [--resolution 0.02] [--max-loss 0.001] [--fractions 0.5,0.9] [--rate PPS]
+//!        [--max-steps 8] [--resolution 0.02] [--max-loss 0.001] [--fractions 0.5,0.9] [--rate PPS] \
+//!        [--linger SECS]
 //! ```
 
 #![deny(unsafe_code)]
@@ -50,6 +52,9 @@ struct Options {
     fractions: Vec<f64>,
     rate: Option<f64>,
     link_timeout: f64,
+    /// Seconds to keep the port open after the results are printed, until the peer
+    /// disconnects (0: close at once).
+    linger: f64,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -68,6 +73,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         fractions: vec![0.5, 0.9],
         rate: None,
         link_timeout: 30.0,
+        linger: 0.0,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
@@ -89,6 +95,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--max-loss" => o.limits.max_loss = num("--max-loss", args.next())?,
             "--rate" => o.rate = Some(num("--rate", args.next())?),
             "--link-timeout" => o.link_timeout = num("--link-timeout", args.next())?,
+            "--linger" => o.linger = num("--linger", args.next())?,
             "--fractions" => {
                 let v: String = num("--fractions", args.next())?;
                 o.fractions = v
@@ -242,7 +249,7 @@ fn outcome_json(rate: f64, o: &TrialOutcome) -> String {
     )
 }
 
-fn run(o: &Options) -> Result<String, String> {
+fn run(o: &Options) -> Result<(), String> {
     let spec = FrameSpec {
         dst_mac: [0x02, 0x70, 0x63, 0x61, 0x70, 0x00],
         src_mac: [0x02, 0, 0, 0, 0, 0x01],
@@ -377,9 +384,21 @@ fn run(o: &Options) -> Result<String, String> {
         g.total_offered, g.total_sent, g.total_received, g.foreign
     );
     drop(g);
+    // The results go out before the port closes; with --linger the port stays open until
+    // the peer has gone. The memif PMD of DPDK 22.11 unmaps the shared regions from its
+    // interrupt thread when the other side disconnects, while the peer's poll thread may
+    // still be inside rx_burst: the peer that closes second can crash. So the harness
+    // stops the forwarder first, and the generator, the memif server, closes last.
+    println!("{out}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let deadline = Instant::now() + Duration::from_secs_f64(o.linger.max(0.0));
+    while Instant::now() < deadline && port.link().map(|l| l.up).unwrap_or(false) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(port);
     drop(eal);
-    Ok(out)
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -391,10 +410,7 @@ fn main() -> ExitCode {
         }
     };
     match run(&opts) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("flcgen: {e}");
             ExitCode::FAILURE
@@ -430,6 +446,8 @@ mod tests {
         assert_eq!(o.fractions, vec![0.5, 0.9, 0.99]);
         assert_eq!(o.len, 96);
         assert!(o.rate.is_none());
+        assert_eq!(o.linger, 0.0, "closes at once unless asked to linger");
+        assert_eq!(parse_args(args("--eal x --linger 15")).unwrap().linger, 15.0);
     }
 
     #[test]

@@ -6,6 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the L7 pool allocates per request (hyper's heads, bodies, tasks), where
+/// glibc's malloc and free were 9% of an HTTP/1.1 request's instructions; mimalloc's
+/// per-thread free lists cost about a third of that. The L4 data path allocates nothing
+/// per packet, so it is the same either way.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A userspace L4 load balancer on DPDK.
 #[derive(Parser)]
 #[command(name = "fulcrum", version, about)]

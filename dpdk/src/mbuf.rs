@@ -126,7 +126,7 @@ impl Mbuf {
     /// and writes each once (the encapsulating data path does both to every packet; in
     /// two steps the second re-reads what the first just stored, a narrow store then a
     /// wider load, which the CPU cannot forward). Nothing changes on an error.
-    #[inline]
+    #[inline(always)]
     pub fn set_len_and_prepend(&mut self, len: usize, front: usize) -> Result<(), MbufError> {
         if let Some(m) = self.single_segment() {
             let (off, buf_len) = (usize::from(m.data_off), usize::from(m.buf_len));
@@ -143,6 +143,14 @@ impl Mbuf {
             m.pkt_len = u32::from(data_len);
             return Ok(());
         }
+        self.set_len_and_prepend_chained(len, front)
+    }
+
+    /// [`set_len_and_prepend`](Self::set_len_and_prepend) for a chain of segments (out of
+    /// line: the single-segment case above is the one every encapsulated packet takes).
+    #[cold]
+    #[inline(never)]
+    fn set_len_and_prepend_chained(&mut self, len: usize, front: usize) -> Result<(), MbufError> {
         if front > self.headroom() {
             return Err(MbufError::NoHeadroom);
         }

@@ -298,7 +298,7 @@ impl Engine {
 
     /// The second half of [`process`](Self::process): the verdict for a classified
     /// packet, counted.
-    #[inline]
+    #[inline(always)]
     fn finish<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
@@ -629,7 +629,7 @@ fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
 /// `mtu` is the receiving port's (`None`: a port the snapshot does not know), `memo` the
 /// burst's last VIP lookup. Reads only the packet and the snapshot; writes only `out`
 /// and `memo`.
-#[inline]
+#[inline(always)]
 fn classify(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, u32>,

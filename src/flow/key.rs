@@ -124,7 +124,7 @@ impl FlowKey {
     /// five rounds and finaliser, since it runs for every packet. It is not frozen
     /// (nothing outside one process sees it) and, like `hash`, not keyed: the table
     /// remixes it with its secret seed and caps chain lengths.
-    #[inline]
+    #[inline(always)]
     pub fn table_hash(&self) -> u64 {
         let [a, b, c, d, e] = self.words();
         let h1 = fold_mul(a ^ TABLE_HASH_K[0], b ^ TABLE_HASH_K[1]);

@@ -373,7 +373,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
 
     /// The bucket a flow hash falls in, so a worker can compute all buckets of
     /// a burst (and prefetch them) before looking any flow up.
-    #[inline]
+    #[inline(always)]
     pub fn bucket_of(&self, hash: u64) -> usize {
         let b = fmix64(hash ^ self.seed) & self.high_mask;
         // The upper half's buckets not yet split off still live in the lower half.

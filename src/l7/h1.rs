@@ -108,9 +108,14 @@ pub struct ResponseHead {
 /// byte ranges of its header values: the caller splits the head off its buffer with
 /// [`take_head`], which shares those bytes instead of copying them.
 fn parse_response_head(buf: &[u8]) -> Result<ParsedHead, H1Error> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut lines);
-    let len = match resp.parse(buf) {
+    // uninitialised: httparse writes the lines it finds; zeroing all of them cost more
+    // than parsing a short head
+    let mut lines =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut lines)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= MAX_RESPONSE_HEAD {

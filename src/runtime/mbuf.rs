@@ -25,7 +25,7 @@ impl PacketBuf for Mbuf {
     fn prepend(&mut self, n: usize) -> Result<(), BufError> {
         Mbuf::prepend(self, n).map_err(err)
     }
-    #[inline]
+    #[inline(always)]
     fn set_len_and_prepend(&mut self, len: usize, front: usize) -> Result<(), BufError> {
         Mbuf::set_len_and_prepend(self, len, front).map_err(err)
     }

@@ -447,7 +447,10 @@ mod tests {
         assert_eq!(o.len, 96);
         assert!(o.rate.is_none());
         assert_eq!(o.linger, 0.0, "closes at once unless asked to linger");
-        assert_eq!(parse_args(args("--eal x --linger 15")).unwrap().linger, 15.0);
+        assert_eq!(
+            parse_args(args("--eal x --linger 15")).unwrap().linger,
+            15.0
+        );
     }
 
     #[test]

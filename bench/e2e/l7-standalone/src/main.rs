@@ -6,6 +6,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The same allocator as the `fulcrum` binary's (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let (Some(config), None) = (args.next(), args.next()) else {

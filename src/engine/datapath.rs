@@ -320,7 +320,7 @@ impl Engine {
                 bucket,
             } => match snap.service(service) {
                 Some(service) => {
-                    self.to_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
+                    self.handle_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
                 }
                 None => Verdict::Drop(DropReason::NoService),
             },
@@ -483,14 +483,14 @@ impl Engine {
             }
         }
         if snap.vip_index.is_vip(&meta.dst, meta.is_v6()) {
-            return self.to_vip(snap, in_port, pkt, meta, now);
+            return self.handle_vip(snap, in_port, pkt, meta, now);
         }
         let own = match dst {
             IpAddr::V4(a) => port.ipv4.map(|(p, _)| p) == Some(a),
             IpAddr::V6(a) => port.ipv6.map(|(p, _)| p) == Some(a),
         };
         if own {
-            return self.to_lb(snap, port, pkt, meta, now);
+            return self.handle_lb(snap, port, pkt, meta, now);
         }
         Verdict::Drop(DropReason::NotForUs)
     }
@@ -532,7 +532,7 @@ impl Engine {
         Verdict::Drop(DropReason::NotForUs)
     }
 
-    fn to_vip<B: PacketBuf>(
+    fn handle_vip<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
         in_port: u16,
@@ -570,14 +570,14 @@ impl Engine {
         }
         let hash = flow_key(meta, service.id).table_hash();
         let bucket = self.flows.bucket_of(hash);
-        self.to_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
+        self.handle_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
     }
 
     /// A TCP or UDP packet (or fragment) for an L4 service: its flow's backend, then the
     /// rewrite. `hash` is the hash of [`flow_key`], `bucket` its flow-table bucket.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn to_service<B: PacketBuf>(
+    fn handle_service<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
         in_port: u16,
@@ -995,7 +995,7 @@ impl Engine {
     }
 
     /// Traffic to the LB's own address: full-NAT replies, else the kernel.
-    fn to_lb<B: PacketBuf>(
+    fn handle_lb<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
         port: &PortInfo,

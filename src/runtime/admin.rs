@@ -66,6 +66,9 @@ pub struct ServiceView {
     pub backends: Vec<BackendView>,
 }
 
+/// A port as the admin API shows it: name, basic stats, extended stats.
+pub type PortView = (String, PortStats, Vec<(String, u64)>);
+
 /// What the control thread publishes for the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct View {
@@ -77,8 +80,8 @@ pub struct View {
     pub reload_failures: u64,
     /// Services.
     pub services: Vec<ServiceView>,
-    /// Per port: name, basic stats, extended stats.
-    pub ports: Vec<(String, PortStats, Vec<(String, u64)>)>,
+    /// Per port.
+    pub ports: Vec<PortView>,
     /// Whether active health checks run.
     pub health_checks: bool,
 }

@@ -367,7 +367,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     for p in ports.into_iter().chain(taps) {
         let _ = p.close();
     }
-    drop(pool);
+    // the mbuf pool has no destructor of its own: its memory goes with the EAL
     drop(eal);
     result
 }

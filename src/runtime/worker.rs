@@ -126,12 +126,11 @@ impl Worker {
             let snap = snapshots.load();
             let now = clock.now(loop_start);
             let mut got = 0usize;
-            for q in ports..queues {
+            for (q, &out) in port_of_kernel.iter().enumerate().skip(ports) {
                 // frames the kernel sends (health checks, the L7 pool, ARP) go out unchanged
                 let n = self.rx[q].rx_burst(&mut rx_batch);
                 c.from_kernel += n as u64;
                 got += n;
-                let out = port_of_kernel[q];
                 for m in rx_batch.drain() {
                     push_tx(&mut self.tx, &mut tx_batches, out, m, &mut c);
                 }
@@ -151,7 +150,7 @@ impl Worker {
                     }
                     let verdicts = &mut verdicts[..n];
                     self.engine.process_burst(
-                        &snap,
+                        snap,
                         port as u16,
                         rx_batch.as_mut_slice(),
                         verdicts,
@@ -170,7 +169,7 @@ impl Worker {
                 got += 1;
                 c.handoff_in += 1;
                 let port = m.port();
-                self.dispatch(&snap, port, m, now, &mut tx_batches, &mut c);
+                self.dispatch(snap, port, m, now, &mut tx_batches, &mut c);
             }
             // frames from the control side (ARP requests, neighbour solicitations)
             while let Some(f) = me.inject.pop() {
@@ -187,7 +186,7 @@ impl Worker {
                 flush(&mut self.tx[port], batch, &mut c);
             }
             if loops % HOUSEKEEPING_EVERY == 0 {
-                self.engine.housekeeping(&snap, now, EXPIRE_BUDGET);
+                self.engine.housekeeping(snap, now, EXPIRE_BUDGET);
             }
 
             if got > 0 {

@@ -99,6 +99,46 @@ fn run_mode(name: &str, forwarding: &str, topo_mode: &str) {
     }
 }
 
+/// Full NAT from a pool of source addresses (`snat_addresses`): real TCP connections
+/// leave from the port's address and both pool addresses in turn (the backends see all
+/// three), fulcrum answers the backends' ARP for the pool, and every reply finds its way
+/// back to the client.
+#[test]
+fn nat_from_a_pool_of_source_addresses() {
+    let _t = Topology::up("nat", 1);
+    let f = Fulcrum::start(
+        "nat-pool",
+        &topo_config_with(
+            PREFIX,
+            "nat-pool",
+            "10.99.0.2/24",
+            &[1],
+            "    snat_addresses: [10.99.0.3, 10.99.0.4]\n",
+            "",
+            &service("nat", VIP4, &equal3()),
+        ),
+    );
+    let s = requests(VIP4, 600, &[]);
+    assert_eq!(s.failed, 0, "{}", s.raw);
+    assert_spread(
+        &s,
+        &[("backend1", 1.0), ("backend2", 1.0), ("backend3", 1.0)],
+        0.25,
+    );
+    let total: u64 = s.seen_as.values().sum();
+    assert_eq!(total, 600, "{}", s.raw);
+    for src in ["10.99.0.2", "10.99.0.3", "10.99.0.4"] {
+        let n = s.seen_as.get(src).copied().unwrap_or(0);
+        assert!((150..=250).contains(&n), "{src} seen {n} times: {}", s.raw);
+    }
+    let log = f.stop();
+    assert!(counter(&log, "engine_nat_replies") >= 600 * 3, "{log}");
+    assert!(
+        counter(&log, "engine_arp_replies") >= 2,
+        "the pool's ARP: {log}"
+    );
+}
+
 #[test]
 fn dsr_real_tcp_through_fulcrum() {
     run_mode("dsr", "dsr", "dsr");

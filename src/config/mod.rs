@@ -41,6 +41,7 @@
 //! | `ports[].address` | req. | `ADDR/LEN`, unicast |
 //! | `ports[].gateway` | none | same family, on the subnet, not the port address |
 //! | `ports[].neighbors[]` | `[]` | `address` (same family, unique) + unicast `mac` |
+//! | `ports[].snat_addresses` | `[]` | up to 255 more full-NAT source addresses: unicast, same family, on the subnet, none of the port's address, gateway, neighbours, VIPs or backends, each once |
 //! | `ports[].mtu` | 1500 | 68..=9000; IPv6 ports at least 1280 |
 //! | `ports[].rx_desc`, `tx_desc` | 1024 | power of two, 64..=16384 |
 //! | `workers.cores` | req. | at least one; unique; online on the host |

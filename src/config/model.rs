@@ -65,6 +65,9 @@ pub mod limits {
     pub const MTU: std::ops::RangeInclusive<u16> = 68..=9000;
     /// IPv6 needs links of at least 1280 bytes (RFC 8200).
     pub const MTU_IPV6_MIN: u16 = 1280;
+    /// `ports[].snat_addresses`: at most this many (with the port's address, 256 full-NAT
+    /// source addresses).
+    pub const SNAT_ADDRESSES: usize = 255;
     /// `dpdk.mbuf_data_room`.
     pub const MBUF_DATA_ROOM: std::ops::RangeInclusive<u16> = 256..=16384;
     /// What an mbuf holds besides the IP packet of a port's MTU: 128 bytes of headroom,
@@ -179,9 +182,19 @@ pub struct PortConfig {
     /// to the kernel through it, and what the kernel sends leaves through the port.
     /// Health checks and the L7 pool need it. None: no kernel interface.
     pub kernel_interface: Option<String>,
+    /// Further source addresses of full NAT (`forwarding: nat`) on this port, after
+    /// `address`: each adds a full range of NAT source ports per backend, as DPVS's
+    /// local-address pools do. Same family, on the subnet; fulcrum answers ARP / ND for
+    /// them.
+    pub snat_addresses: Vec<IpAddr>,
 }
 
 impl PortConfig {
+    /// The port's full-NAT source addresses: `address` first, then `snat_addresses`.
+    pub fn nat_sources(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.address).chain(self.snat_addresses.iter().copied())
+    }
+
     /// Whether `address` is on this port's subnet.
     pub fn on_link(&self, address: IpAddr) -> bool {
         super::address::Cidr {

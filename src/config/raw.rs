@@ -63,6 +63,8 @@ pub struct RawPort {
     pub tx_desc: Option<S<i64>>,
     #[serde(default)]
     pub kernel_interface: Option<S<String>>,
+    #[serde(default)]
+    pub snat_addresses: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -379,6 +379,7 @@ impl Validator<'_> {
             }
             Some(name.clone())
         });
+        let snat_addresses = self.snat_addresses(p, cidr, gateway, &neighbors);
         Some(PortConfig {
             name: p.name.value.clone(),
             device: p.device.value.clone(),
@@ -390,7 +391,67 @@ impl Validator<'_> {
             rx_desc,
             tx_desc,
             kernel_interface,
+            snat_addresses,
         })
+    }
+
+    /// `ports[].snat_addresses`: unicast, the port's family, on its subnet, none of the
+    /// port's own, gateway or neighbours, each once, at most [`limits::SNAT_ADDRESSES`].
+    fn snat_addresses(
+        &mut self,
+        p: &RawPort,
+        cidr: super::address::Cidr,
+        gateway: Option<IpAddr>,
+        neighbors: &[Neighbor],
+    ) -> Vec<IpAddr> {
+        let Some(list) = &p.snat_addresses else {
+            return Vec::new();
+        };
+        let address = cidr.address;
+        let mut out = Vec::new();
+        let mut seen: HashMap<IpAddr, Location> = HashMap::new();
+        for (i, a) in list.iter().enumerate() {
+            if i == limits::SNAT_ADDRESSES {
+                self.report.error(
+                    &a.referenced,
+                    format!(
+                        "snat_addresses: at most {} addresses",
+                        limits::SNAT_ADDRESSES
+                    ),
+                );
+                break;
+            }
+            let Some(ip) = self.unicast_ip(a, "snat address") else {
+                continue;
+            };
+            let problem = if ip.is_ipv4() != address.is_ipv4() {
+                Some(format!(
+                    "snat address {ip} is {} but the port address {cidr} is {}",
+                    family_name(ip),
+                    family_name(address)
+                ))
+            } else if ip == address {
+                Some(format!(
+                    "snat address {ip} is the port's own address (used for NAT already)"
+                ))
+            } else if !cidr.contains(ip) {
+                Some(format!(
+                    "snat address {ip} is not on the port's subnet {cidr}"
+                ))
+            } else if gateway == Some(ip) {
+                Some(format!("snat address {ip} is the port's gateway"))
+            } else if neighbors.iter().any(|n| n.address == ip) {
+                Some(format!("snat address {ip} is a neighbor of the port"))
+            } else {
+                seen.insert(ip, a.referenced)
+                    .map(|first| format!("snat address {ip} is listed twice ({})", line_of(&first)))
+            };
+            match problem {
+                Some(m) => self.report.error(&a.referenced, m),
+                None => out.push(ip),
+            }
+        }
+        out
     }
 
     fn descriptors(&mut self, value: Option<&S<i64>>, key: &str) -> u16 {
@@ -575,6 +636,11 @@ impl Validator<'_> {
                 self.report.error(
                     &s.vip.referenced,
                     format!("vip {vip} is the address of port `{}`", port.name),
+                );
+            } else if let Some(port) = ports.iter().find(|p| p.snat_addresses.contains(&vip)) {
+                self.report.error(
+                    &s.vip.referenced,
+                    format!("vip {vip} is a snat address of port `{}`", port.name),
                 );
             }
         }
@@ -775,6 +841,11 @@ impl Validator<'_> {
                 self.report.error(
                     at,
                     format!("backend {address} is the address of port `{}`", own.name),
+                );
+            } else if let Some(own) = ports.iter().find(|p| p.snat_addresses.contains(&address)) {
+                self.report.error(
+                    at,
+                    format!("backend {address} is a snat address of port `{}`", own.name),
                 );
             } else if !ports.is_empty()
                 && !ports

@@ -135,6 +135,7 @@ pub fn build_snapshot(
                     IpAddr::V6(a) => Some((a, p.prefix_len)),
                     IpAddr::V4(_) => None,
                 },
+                nat_sources: p.nat_sources().map(Into::into).collect(),
                 mtu: p.mtu,
             }
         })

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use crate::buffer::PacketBuf;
 use crate::flow::{
-    tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTimeouts,
+    tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTarget, FlowTimeouts,
     InsertOutcome, IpAddr16, BUCKETS_PER_FLOW,
 };
 use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
@@ -82,6 +82,9 @@ pub struct EngineConfig {
 pub struct NatKey {
     /// The backend's address (the reply's source).
     pub backend: IpAddr16,
+    /// The LB's source address for the flow (the reply's destination): the port's
+    /// address or one of its `snat_addresses`.
+    pub lb: IpAddr16,
     /// The backend's port.
     pub backend_port: u16,
     /// The LB's source port for the flow (the reply's destination port).
@@ -95,7 +98,7 @@ impl FlowKeyT for NatKey {
     fn flow_hash(&self) -> u64 {
         FlowKey {
             src: self.backend,
-            dst: IpAddr16::default(),
+            dst: self.lb,
             src_port: self.backend_port,
             dst_port: self.lb_port,
             proto: self.proto,
@@ -130,10 +133,15 @@ pub struct NatValue {
     pub awaiting_answer: bool,
 }
 
-/// A forward flow's value: backend id in the low 16 bits, full-NAT port in the high 16.
-#[inline]
-fn flow_value(backend: u32, nat_port: u16) -> u32 {
-    (backend & 0xffff) | (nat_port as u32) << 16
+/// A full-NAT source: the LB's address and port a flow leaves for its backend with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NatSource {
+    /// Index into the egress port's [`PortInfo::nat_sources`].
+    addr_index: u8,
+    /// That address.
+    addr: IpAddr16,
+    /// The source port.
+    port: u16,
 }
 
 /// What the first pass over a burst learned of one packet. A struct rather than an enum
@@ -180,7 +188,7 @@ impl Classified {
 /// One worker's engine.
 pub struct Engine {
     worker: u16,
-    flows: FlowTable<FlowKey, u32>,
+    flows: FlowTable<FlowKey, FlowTarget>,
     nat: FlowTable<NatKey, NatValue>,
     nat_cursor: u32,
     nat_exhausted: Box<[Option<u32>]>,
@@ -342,7 +350,7 @@ impl Engine {
         self.grow_flows();
         let backends = &mut self.backends;
         self.flows.expire_some(now, budget, |_, v| {
-            flow_ended(backends, *v);
+            flow_ended(backends, v);
         });
         self.nat.expire_some(now, budget, |_, _| {});
         for _ in 0..budget {
@@ -454,8 +462,10 @@ impl Engine {
         }
         let target = arp.target_protocol_addr();
         let ours = port.ipv4.map(|(a, _)| a) == Some(target);
+        let answered =
+            ours || port.is_nat_source(&target.into()) || snap.is_vip(IpAddr::V4(target));
         match ArpOperation::from_code(arp.operation()) {
-            Some(ArpOperation::Request) if ours || snap.is_vip(IpAddr::V4(target)) => {
+            Some(ArpOperation::Request) if answered => {
                 arp_reply(pkt, meta.l3, port.mac);
                 self.counters.arp_replies += 1;
                 Verdict::Reply
@@ -485,10 +495,11 @@ impl Engine {
         if snap.vip_index.is_vip(&meta.dst, meta.is_v6()) {
             return self.handle_vip(snap, in_port, pkt, meta, now);
         }
+        // the port's address and its other full-NAT sources
         let own = match dst {
             IpAddr::V4(a) => port.ipv4.map(|(p, _)| p) == Some(a),
             IpAddr::V6(a) => port.ipv6.map(|(p, _)| p) == Some(a),
-        };
+        } || port.is_nat_source(&meta.dst);
         if own {
             return self.handle_lb(snap, port, pkt, meta, now);
         }
@@ -522,7 +533,10 @@ impl Engine {
                 Verdict::Drop(DropReason::NotForUs)
             };
         }
-        if own == Some(target) || snap.is_vip(IpAddr::V6(target)) {
+        if own == Some(target)
+            || port.is_nat_source(&target.into())
+            || snap.is_vip(IpAddr::V6(target))
+        {
             if neighbor_advert(pkt, meta, target, port.mac) {
                 self.counters.nd_replies += 1;
                 return Verdict::Reply;
@@ -590,7 +604,7 @@ impl Engine {
         now: u32,
     ) -> Verdict {
         let key = flow_key(meta, service.id);
-        let (backend, nat_port) = match self.pinned(snap, service, &key, bucket, meta, now) {
+        let (backend, target) = match self.pinned(snap, service, &key, bucket, meta, now) {
             Some(found) => found,
             None => {
                 let client_mac = src_mac(pkt.data());
@@ -600,7 +614,7 @@ impl Engine {
                 }
             }
         };
-        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, nat_port)
+        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, target)
     }
 }
 
@@ -632,7 +646,7 @@ fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
 #[inline(always)]
 fn classify(
     snap: &Snapshot,
-    flows: &FlowTable<FlowKey, u32>,
+    flows: &FlowTable<FlowKey, FlowTarget>,
     mtu: Option<u16>,
     memo: &mut VipMemo,
     data: &[u8],
@@ -645,7 +659,7 @@ fn classify(
 #[inline(always)]
 fn classify_into(
     snap: &Snapshot,
-    flows: &FlowTable<FlowKey, u32>,
+    flows: &FlowTable<FlowKey, FlowTarget>,
     mtu: Option<u16>,
     memo: &mut VipMemo,
     data: &[u8],
@@ -694,7 +708,7 @@ impl Engine {
         in_port: u16,
         client_mac: Mac,
         now: u32,
-    ) -> Result<(&'s Backend, u16), DropReason> {
+    ) -> Result<(&'s Backend, FlowTarget), DropReason> {
         let bucket = self.flows.bucket_of(hash);
         match self.pinned(snap, service, key, bucket, meta, now) {
             Some(found) => Ok(found),
@@ -702,7 +716,7 @@ impl Engine {
         }
     }
 
-    /// The backend a flow in the table is pinned to (and its NAT port), while that
+    /// The backend a flow in the table is pinned to (and its NAT source), while that
     /// backend may keep the flow; `None` when the packet must be balanced afresh. The
     /// lookup advances the flow's TCP state. `bucket` is the key's flow-table bucket.
     #[inline(always)]
@@ -714,7 +728,7 @@ impl Engine {
         bucket: usize,
         meta: &Meta,
         now: u32,
-    ) -> Option<(&'s Backend, u16)> {
+    ) -> Option<(&'s Backend, FlowTarget)> {
         let e = self.flows.lookup_entry_in_bucket(bucket, key, now)?;
         // A bare SYN on a flow that already closed (FIN or RST seen) is a new connection
         // reusing the 5-tuple (as IPVS's conn_reuse_mode): it is balanced afresh, so it
@@ -727,13 +741,13 @@ impl Engine {
         }
         e.observe_tcp(meta.tcp_flags);
         let v = *e.value();
-        if let Some(b) = snap.backend(v & 0xffff) {
+        if let Some(b) = snap.backend(u32::from(v.backend)) {
             let keep = match b.state {
                 BackendState::Active => b.healthy || !service.reset_on_unhealthy,
                 BackendState::Draining { until } => now < until,
             };
             if keep {
-                return Some((b, (v >> 16) as u16));
+                return Some((b, v));
             }
         }
         self.counters.flows_repicked += 1;
@@ -754,7 +768,7 @@ impl Engine {
         in_port: u16,
         client_mac: Mac,
         now: u32,
-    ) -> Result<(&'s Backend, u16), DropReason> {
+    ) -> Result<(&'s Backend, FlowTarget), DropReason> {
         // A new flow. The Maglev hash leaves out the local service id, so every fulcrum
         // with the same configuration picks the same backend for the same 5-tuple.
         let selection = FlowKey { service: 0, ..*key }.hash();
@@ -767,7 +781,7 @@ impl Engine {
             .get(member as usize)
             .ok_or(DropReason::NoBackend)?;
         let b = snap.backend(id).ok_or(DropReason::NoBackend)?;
-        let nat_port = if fwd == Forwarding::Nat {
+        let nat = if fwd == Forwarding::Nat {
             let bport = b.port.unwrap_or(meta.dport);
             // A SYN opens a handshake whose outcome passive health wants (answered,
             // refused, unreachable or timed out); a UDP flow's first datagram is
@@ -776,22 +790,28 @@ impl Engine {
                 && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             let watched = service.connect_timeout_ms > 0;
             let awaiting = watched && (syn || meta.proto == IpProtocol::UDP.0);
-            let port = self.alloc_nat_port(
+            let src = self.alloc_nat_source(
                 snap, b, bport, meta, service.id, in_port, client_mac, awaiting, now,
             )?;
             if watched && syn {
                 let nk = NatKey {
                     backend: b.addr.into(),
+                    lb: src.addr,
                     backend_port: bport,
-                    lb_port: port,
+                    lb_port: src.port,
                     proto: meta.proto,
                 };
                 self.watch
                     .push(nk, now.wrapping_add(service.connect_timeout_ms));
             }
-            port
+            Some(src)
         } else {
-            0
+            None
+        };
+        let target = FlowTarget {
+            backend: id as u16,
+            nat_port: nat.map_or(0, |n| n.port),
+            nat_addr: nat.map_or(0, |n| n.addr_index),
         };
         // one insert, already in the state this packet's flags put the flow in
         let state = if meta.proto == IpProtocol::TCP.0 {
@@ -802,15 +822,12 @@ impl Engine {
         } else {
             FlowState::Established
         };
-        match self
-            .flows
-            .insert_with_state(*key, flow_value(id, nat_port), state, now)
-        {
+        match self.flows.insert_with_state(*key, target, state, now) {
             InsertOutcome::Inserted => {}
-            InsertOutcome::Replaced { old } => flow_ended(&mut self.backends, old),
+            InsertOutcome::Replaced { old } => flow_ended(&mut self.backends, &old),
             InsertOutcome::Evicted { value, .. }
             | InsertOutcome::ExpiredReclaimed { value, .. } => {
-                flow_ended(&mut self.backends, value)
+                flow_ended(&mut self.backends, &value)
             }
         }
         if let Some(c) = self.backends.get_mut(id as usize) {
@@ -820,11 +837,15 @@ impl Engine {
         if let Some(c) = self.backends.get_mut(id as usize) {
             c.new_flows += 1;
         }
-        Ok((b, nat_port))
+        Ok((b, target))
     }
 
+    /// A free full-NAT source towards backend `b`:`bport`: the next (address, port) of
+    /// this worker's port range over the egress port's NAT source addresses, taken
+    /// address by address in turn so flows spread evenly over them; its reverse entry is
+    /// inserted here.
     #[allow(clippy::too_many_arguments)]
-    fn alloc_nat_port(
+    fn alloc_nat_source(
         &mut self,
         snap: &Snapshot,
         b: &Backend,
@@ -835,23 +856,39 @@ impl Engine {
         client_mac: Mac,
         awaiting_answer: bool,
         now: u32,
-    ) -> Result<u16, DropReason> {
+    ) -> Result<NatSource, DropReason> {
         // after a failed search, fail fast for a while instead of probing the table
         // NAT_PORT_TRIES times for every packet of a flood
         let slot = b.id as usize % NAT_EXHAUSTED_SLOTS;
         if self.nat_exhausted[slot].is_some_and(|until| now < until) {
             return Err(DropReason::NatPortsExhausted);
         }
+        let sources = match snap.ports.get(b.egress_port as usize) {
+            Some(out)
+                if out
+                    .nat_sources
+                    .first()
+                    .is_some_and(|a| a.to_v4().is_some() == b.addr.is_ipv4()) =>
+            {
+                &out.nat_sources[..out.nat_sources.len().min(256)]
+            }
+            _ => return Err(DropReason::NoNeighbor),
+        };
         let range = snap.nat_ports.range(self.worker);
-        let n = range.end.saturating_sub(range.start);
+        let ports = range.end.saturating_sub(range.start);
+        let addrs = sources.len() as u32;
+        let n = ports * addrs;
         if n == 0 {
             return Err(DropReason::NatPortsExhausted);
         }
         for _ in 0..NAT_PORT_TRIES {
             self.nat_cursor = (self.nat_cursor + 1) % n;
-            let port = (range.start + self.nat_cursor) as u16;
+            let addr_index = self.nat_cursor % addrs;
+            let addr = sources[addr_index as usize];
+            let port = (range.start + self.nat_cursor / addrs) as u16;
             let nk = NatKey {
                 backend: b.addr.into(),
+                lb: addr,
                 backend_port: bport,
                 lb_port: port,
                 proto: meta.proto,
@@ -870,7 +907,11 @@ impl Engine {
                 let _ = self.nat.insert(nk, v, now);
                 self.counters.nat_sessions += 1;
                 self.nat_exhausted[slot] = None;
-                return Ok(port);
+                return Ok(NatSource {
+                    addr_index: addr_index as u8,
+                    addr,
+                    port,
+                });
             }
         }
         self.nat_exhausted[slot] = Some(now.wrapping_add(NAT_EXHAUSTED_BACKOFF_MS));
@@ -890,7 +931,7 @@ impl Engine {
         b: &Backend,
         fwd: Forwarding,
         hash: u64,
-        nat_port: u16,
+        target: FlowTarget,
     ) -> Verdict {
         let len = pkt.len();
         // The template exists only with the next hop resolved and the port known, so the
@@ -916,7 +957,7 @@ impl Engine {
             return Verdict::Drop(DropReason::NoNeighbor);
         };
         self.count_to_backend(b, len);
-        self.rewrite(snap, in_port, pkt, meta, b, mac, out, fwd, hash, nat_port)
+        self.rewrite(snap, in_port, pkt, meta, b, mac, out, fwd, hash, target)
     }
 
     /// Counts a packet of `len` bytes sent to backend `b`.
@@ -943,7 +984,7 @@ impl Engine {
         out: &PortInfo,
         fwd: Forwarding,
         hash: u64,
-        nat_port: u16,
+        target: FlowTarget,
     ) -> Verdict {
         let egress = Verdict::Forward {
             port: b.egress_port,
@@ -973,17 +1014,19 @@ impl Engine {
                 }
             }
             Forwarding::Nat => {
-                let src: IpAddr16 = match (b.addr, out.ipv4, out.ipv6) {
-                    (IpAddr::V4(_), Some((a, _)), _) => a.into(),
-                    (IpAddr::V6(_), _, Some((a, _))) => a.into(),
-                    _ => return Verdict::Drop(DropReason::NoNeighbor),
+                // the source the flow was given (gone if a reload shortened the list)
+                let Some(&src) = out.nat_sources.get(usize::from(target.nat_addr)) else {
+                    return Verdict::Drop(DropReason::NoNatEntry);
                 };
+                if src.to_v4().is_some() != b.addr.is_ipv4() {
+                    return Verdict::Drop(DropReason::NoNeighbor);
+                }
                 let dport = b.port.unwrap_or(meta.dport);
                 nat_rewrite(
                     pkt.data_mut(),
                     meta,
                     src,
-                    nat_port,
+                    target.nat_port,
                     b.addr.into(),
                     dport,
                     mac,
@@ -1019,6 +1062,7 @@ impl Engine {
         }
         let nk = NatKey {
             backend: meta.src,
+            lb: meta.dst,
             backend_port: meta.sport,
             lb_port: meta.dport,
             proto: meta.proto,
@@ -1126,6 +1170,7 @@ impl Engine {
         }
         let nk = NatKey {
             backend,
+            lb,
             backend_port,
             lb_port,
             proto,
@@ -1234,21 +1279,21 @@ impl Engine {
             ..*meta
         };
         let hash = key.table_hash();
-        let (backend, _) = match self.pin(
+        let (backend, target) = match self.pin(
             snap, service, fwd, &key, hash, &flow_meta, in_port, [0; 6], now,
         ) {
             Ok(x) => x,
             Err(r) => return Verdict::Drop(r),
         };
         self.counters.icmp_errors_forwarded += 1;
-        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, 0)
+        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, target)
     }
 }
 
 /// A forward flow holding `value` ended (expired, evicted or replaced).
 #[inline]
-fn flow_ended(backends: &mut [BackendCounters], value: u32) {
-    if let Some(c) = backends.get_mut((value & 0xffff) as usize) {
+fn flow_ended(backends: &mut [BackendCounters], value: &FlowTarget) {
+    if let Some(c) = backends.get_mut(usize::from(value.backend)) {
         c.active_flows = c.active_flows.saturating_sub(1);
     }
 }

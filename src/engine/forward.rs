@@ -388,6 +388,7 @@ mod tests {
             mac: [0x02, 0, 0, 0, 0, 0x01],
             ipv4: Some((Ipv4Addr::new(10, 0, 0, 2), 16)),
             ipv6: Some(("fd00::2".parse().unwrap(), 64)),
+            nat_sources: vec![Ipv4Addr::new(10, 0, 0, 2).into()],
             mtu,
         }
     }

@@ -124,6 +124,7 @@ mod tests {
     fn key(port: u16) -> NatKey {
         NatKey {
             backend: IpAddr16::default(),
+            lb: IpAddr16::default(),
             backend_port: 80,
             lb_port: port,
             proto: 6,

@@ -67,6 +67,9 @@ pub struct PortInfo {
     pub ipv4: Option<(std::net::Ipv4Addr, u8)>,
     /// The LB's own IPv6 address on this port and its prefix length.
     pub ipv6: Option<(std::net::Ipv6Addr, u8)>,
+    /// Full-NAT source addresses: the port's own address first, then
+    /// `ports[].snat_addresses` (at most 256, all of the port's family).
+    pub nat_sources: Vec<crate::flow::IpAddr16>,
     /// The port MTU (bytes of IP packet).
     pub mtu: u16,
 }
@@ -169,6 +172,14 @@ impl NatPorts {
     pub fn range(&self, worker: u16) -> core::ops::Range<u32> {
         let start = self.base as u32 + worker as u32 * self.per_worker as u32;
         start..start + self.per_worker as u32
+    }
+}
+
+impl PortInfo {
+    /// Whether `addr` is one of the port's full-NAT source addresses (its own among them).
+    #[inline]
+    pub fn is_nat_source(&self, addr: &crate::flow::IpAddr16) -> bool {
+        self.nat_sources.contains(addr)
     }
 }
 

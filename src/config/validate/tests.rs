@@ -1048,3 +1048,80 @@ fn dsr_backends_are_on_link() {
         assert_eq!(diagnostics(&yaml), Vec::<String>::new(), "{routed}");
     }
 }
+
+#[test]
+fn snat_addresses() {
+    let with = |list: &str| {
+        edit(
+            "    address: 10.0.0.5/24\n",
+            &format!(
+                "    address: 10.0.0.5/24\n    gateway: 10.0.0.1\n    snat_addresses: {list}\n"
+            ),
+        )
+    };
+    let ok = check(&with("[10.0.0.6, 10.0.0.7]")).unwrap();
+    let port = &ok.config.ports[0];
+    assert_eq!(port.snat_addresses, [ip("10.0.0.6"), ip("10.0.0.7")]);
+    assert_eq!(
+        port.nat_sources().collect::<Vec<_>>(),
+        [ip("10.0.0.5"), ip("10.0.0.6"), ip("10.0.0.7")]
+    );
+    // absent: the port's address alone
+    let base = check(BASE).unwrap();
+    assert_eq!(base.config.ports[0].nat_sources().count(), 1);
+
+    assert_eq!(
+        diagnostics(&with("[10.0.0.6, 10.0.0.6]")),
+        ["8:32: snat address 10.0.0.6 is listed twice (line 8)"]
+    );
+    assert_eq!(
+        diagnostics(&with("[10.0.1.6]")),
+        ["8:22: snat address 10.0.1.6 is not on the port's subnet 10.0.0.5/24"]
+    );
+    assert_eq!(
+        diagnostics(&with("[fd00::6]")),
+        ["8:22: snat address fd00::6 is IPv6 but the port address 10.0.0.5/24 is IPv4"]
+    );
+    assert_eq!(
+        diagnostics(&with("[10.0.0.5]")),
+        ["8:22: snat address 10.0.0.5 is the port's own address (used for NAT already)"]
+    );
+    assert_eq!(
+        diagnostics(&with("[10.0.0.1]")),
+        ["8:22: snat address 10.0.0.1 is the port's gateway"]
+    );
+    assert_eq!(
+        diagnostics(&with("[224.0.0.1]")),
+        ["8:22: snat address 224.0.0.1 is not a unicast address"]
+    );
+    // a VIP or a backend may not be one
+    assert_eq!(
+        diagnostics(&with("[10.0.0.100]")),
+        ["13:10: vip 10.0.0.100 is a snat address of port `lan`"]
+    );
+    assert_eq!(
+        diagnostics(&with("[10.0.0.11]")),
+        ["17:18: backend 10.0.0.11 is a snat address of port `lan`"]
+    );
+    let many: Vec<String> = (0..256)
+        .map(|i| format!("10.0.{}.{}", 1 + i / 200, 10 + i % 200))
+        .collect();
+    let too_many = BASE.replace("10.0.0.5/24", "10.0.0.5/16").replacen(
+        "    address: 10.0.0.5/16\n",
+        &format!(
+            "    address: 10.0.0.5/16\n    snat_addresses: [{}]\n",
+            many.join(", ")
+        ),
+        1,
+    );
+    let d = diagnostics(&too_many);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].ends_with("snat_addresses: at most 255 addresses"),
+        "{d:?}"
+    );
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}

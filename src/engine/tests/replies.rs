@@ -9,7 +9,7 @@ use crate::engine::DropReason;
 
 const CLIENT4: [u8; 4] = [10, 0, 0, 99];
 
-fn arp_request(target: [u8; 4]) -> Vec<u8> {
+pub(super) fn arp_request(target: [u8; 4]) -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&CLIENT_MAC);
     f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
@@ -45,7 +45,7 @@ fn arp_for_vips_and_the_port_address_is_answered() {
     }
 }
 
-fn neighbor_solicitation(target: &str, hop_limit: u8) -> Vec<u8> {
+pub(super) fn neighbor_solicitation(target: &str, hop_limit: u8) -> Vec<u8> {
     let t: std::net::Ipv6Addr = target.parse().unwrap();
     let o = t.octets();
     let dst: std::net::Ipv6Addr = format!("ff02::1:ff{:02x}:{:02x}{:02x}", o[13], o[14], o[15])

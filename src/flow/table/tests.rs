@@ -41,6 +41,9 @@ fn forward_entry_is_64_bytes() {
     let size = core::mem::size_of::<FlowEntry<FlowKey, u32>>();
     println!("FlowEntry<FlowKey, u32>: {size} bytes");
     assert_eq!(size, 64);
+    let size = core::mem::size_of::<crate::flow::ForwardEntry>();
+    println!("ForwardEntry: {size} bytes");
+    assert_eq!(size, 64);
 }
 
 #[test]

@@ -292,8 +292,13 @@ fulcrum_bin() {
 #   are sized for it (as testpmd's pool is) instead of for 1500-byte packets
 write_fulcrum_config() {
   local cfg="$1" vdev="$2" device="$3" forwarding="$4" prefix="$5" mbufs="$6" idle="$7" core="${8:-1}"
-  local frame="${9:-}" mbufs_line="" room_line="" mtu_line=""
+  local frame="${9:-}" mbufs_line="" room_line="" mtu_line="" snat_line=""
   if [ -n "$mbufs" ]; then mbufs_line="  mbufs: $mbufs"; fi
+  if [ "$forwarding" = nat ]; then
+    # full NAT from 16 source addresses: each gives every backend one flow per NAT port
+    # (31,744), so 3 backends hold 1.5M flows: the 1M-flow and SYN-flood scenarios fit
+    snat_line="    snat_addresses: [$(seq -s, -f '10.99.0.%g' 32 47 | sed 's/,/, /g')]"
+  fi
   if [ -n "$frame" ]; then
     # the IP packet plus 48 bytes for any encapsulation; the room adds fulcrum's 198 bytes
     # of headroom, Ethernet/VLAN headers and encapsulation allowance (dpdk.mbuf_data_room)
@@ -314,6 +319,7 @@ ports:
     device: $device
     address: 10.99.0.2/24
 $mtu_line
+$snat_line
     neighbors:
       - address: 10.99.0.11
         mac: "02:00:00:99:00:11"

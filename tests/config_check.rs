@@ -179,5 +179,9 @@ fn nat_health_checks_probe_each_backend_port() {
         .map(|b| web.health_check.port_for(web, b))
         .collect();
     assert_eq!(ports, [Some(8080), Some(8080), Some(80)]);
-    assert_eq!(config.ports[0].nat_sources().count(), 3, "the address and two more");
+    assert_eq!(
+        config.ports[0].nat_sources().count(),
+        3,
+        "the address and two more"
+    );
 }

@@ -631,6 +631,16 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
     {
         return Some("a change of port devices or kernel interfaces");
     }
+    // A flow holds its full-NAT source by its position in the port's list: the list may
+    // grow at the end while running, not lose or move an address.
+    if old
+        .ports
+        .iter()
+        .zip(&new.ports)
+        .any(|(a, b)| !b.snat_addresses.starts_with(&a.snat_addresses))
+    {
+        return Some("removing or reordering ports[].snat_addresses (adding at the end is fine)");
+    }
     if old.workers.cores != new.workers.cores {
         return Some("a change of workers.cores");
     }
@@ -641,4 +651,40 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         return Some("a change of admin");
     }
     super::l7::restart_needed(old, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restart_needed;
+    use crate::config::{from_str, Config, Host};
+
+    fn config(snat: &str) -> Config {
+        let yaml = format!(
+            "dpdk:\n  eal_args: [\"--no-pci\", \"--vdev=net_null0\"]\nports:\n  - name: lan\n    \
+             device: net_null0\n    address: 10.0.0.2/24\n    snat_addresses: [{snat}]\n\
+             workers:\n  cores: [0]\nservices:\n  - name: web\n    vip: 10.1.0.1\n    port: 80\n    \
+             forwarding: nat\n    backends: [{{ address: 10.0.0.11 }}]\n"
+        );
+        match from_str("t.yaml", &yaml, &Host::with_cpus(4)) {
+            Ok(l) => l.config,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn snat_addresses_may_only_grow_at_the_end_on_reload() {
+        let old = config("10.0.0.3, 10.0.0.4");
+        assert_eq!(restart_needed(&old, &config("10.0.0.3, 10.0.0.4")), None);
+        assert_eq!(
+            restart_needed(&old, &config("10.0.0.3, 10.0.0.4, 10.0.0.5")),
+            None
+        );
+        for changed in ["10.0.0.3", "10.0.0.4, 10.0.0.3", "10.0.0.3, 10.0.0.5", ""] {
+            let why = restart_needed(&old, &config(changed));
+            assert!(
+                why.is_some_and(|w| w.contains("snat_addresses")),
+                "[{changed}]: {why:?}"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! target/release/deps/hotpath-* ipip-1m 3200000      # ns/packet, natively
 //! ```
 //!
-//! Scenarios: `ipip-10k`, `ipip-1m` (established flows, ACKs cycling over them, the
+//! Scenarios: `ipip-10k`, `nat-10k` (the same flows to a full-NAT service), `ipip-1m` (established flows, ACKs cycling over them, the
 //! flow table sized like the bench harness's: 2097152), `syn-1m` (every packet a SYN of
 //! a new flow into a full table of 1M), `single-10k` (ipip-10k through
 //! `Engine::process` one packet at a time, for comparison).
@@ -42,14 +42,19 @@ services:
     port: 80
     forwarding: ipip
     backends: [{ address: 10.0.0.14 }, { address: 10.0.0.15 }, { address: 10.0.0.16 }]
+  - name: nat
+    vip: 10.1.0.3
+    port: 80
+    forwarding: nat
+    backends: [{ address: 10.0.0.14 }, { address: 10.0.0.15 }, { address: 10.0.0.16 }]
 "#;
 
 const BURST: usize = 32;
 const TABLE: usize = 2_097_152;
 
-/// A 64-byte IPv4 TCP frame to 10.1.0.2:80 from `src`:`sport`, flags `flags`, IPv4
+/// A 64-byte IPv4 TCP frame to `vip`:80 from `src`:`sport`, flags `flags`, IPv4
 /// checksum filled.
-fn frame(src: u32, sport: u16, flags: u8) -> Vec<u8> {
+fn frame(vip: [u8; 4], src: u32, sport: u16, flags: u8) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     f[0..6].copy_from_slice(&[0x02, 0xfc, 0, 0, 0, 0xa0]);
     f[6..12].copy_from_slice(&[0x02, 0xcc, 0, 0, 0, 1]);
@@ -62,7 +67,7 @@ fn frame(src: u32, sport: u16, flags: u8) -> Vec<u8> {
         ip[8] = 64;
         ip[9] = 6;
         ip[12..16].copy_from_slice(&src.to_be_bytes());
-        ip[16..20].copy_from_slice(&[10, 1, 0, 2]);
+        ip[16..20].copy_from_slice(&vip);
         let mut s: u32 = ip
             .chunks(2)
             .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
@@ -156,12 +161,18 @@ fn main() {
     let packets: usize = pos.get(1).and_then(|s| s.parse().ok()).unwrap_or(320_000);
     let snap = snapshot_from_yaml(YAML, &mut IdRegistry::default(), 1, 1).unwrap();
     let (flows, syn_flood, single) = match scenario {
-        "ipip-10k" => (10_000u64, false, false),
+        "ipip-10k" | "nat-10k" => (10_000u64, false, false),
         "single-10k" => (10_000, false, true),
         "ipip-1m" => (1_000_000, false, false),
         "single-1m" => (1_000_000, false, true),
         "syn-1m" => (1_000_000, true, false),
         other => panic!("unknown scenario {other}"),
+    };
+    // the `ipip` service, or the full-NAT one
+    let vip = if scenario.starts_with("nat") {
+        [10, 1, 0, 3]
+    } else {
+        [10, 1, 0, 2]
     };
     let mut e = Engine::new(EngineConfig {
         worker: 0,
@@ -169,10 +180,10 @@ fn main() {
         timeouts: FlowTimeouts::DEFAULT_MS,
     })
     .unwrap();
-    let mut b = HeapBuf::from_slice(&frame(0, 0, 0x02));
+    let mut b = HeapBuf::from_slice(&frame(vip, 0, 0, 0x02));
     for f in 0..flows {
         let (src, sport) = client(f);
-        reload(&mut b, &frame(src, sport, 0x02));
+        reload(&mut b, &frame(vip, src, sport, 0x02));
         assert_eq!(
             e.process(&snap, 0, &mut b, 1000),
             Verdict::Forward { port: 0 }
@@ -185,14 +196,14 @@ fn main() {
         (0..1_000_000u64)
             .map(|i| {
                 let (src, sport) = client(flows + 1 + i);
-                frame(src, sport, 0x02)
+                frame(vip, src, sport, 0x02)
             })
             .collect()
     } else {
         (0..flows)
             .map(|i| {
                 let (src, sport) = client(i * 7919 % flows);
-                frame(src, sport, 0x10)
+                frame(vip, src, sport, 0x10)
             })
             .collect()
     };

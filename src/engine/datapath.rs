@@ -1018,7 +1018,8 @@ impl Engine {
                 let Some(&src) = out.nat_sources.get(usize::from(target.nat_addr)) else {
                     return Verdict::Drop(DropReason::NoNatEntry);
                 };
-                if src.to_v4().is_some() != b.addr.is_ipv4() {
+                // (every source of a port is of the port's family)
+                if out.ipv4.is_some() != b.addr.is_ipv4() {
                     return Verdict::Drop(DropReason::NoNeighbor);
                 }
                 let dport = b.port.unwrap_or(meta.dport);

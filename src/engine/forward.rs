@@ -308,6 +308,13 @@ fn outer_ipv4_header(
     h
 }
 
+/// The IPv4 address of a v4-mapped [`IpAddr16`] as a big-endian word.
+#[inline(always)]
+fn v4_word(a: &IpAddr16) -> u32 {
+    let [.., b0, b1, b2, b3] = a.0;
+    u32::from_be_bytes([b0, b1, b2, b3])
+}
+
 /// Full NAT rewrite of the packet's addresses and ports; TTL / hop limit decremented.
 /// Checksums (IPv4 header, TCP, UDP) are updated incrementally.
 #[allow(clippy::too_many_arguments)]
@@ -338,12 +345,17 @@ pub fn nat_rewrite(
                 if v6 {
                     c = checksum::update128(c, &meta.src.0, &src.0);
                     c = checksum::update128(c, &meta.dst.0, &dst.0);
+                    c = checksum::update16(c, meta.sport, sport);
+                    c = checksum::update16(c, meta.dport, dport);
                 } else {
-                    c = checksum::update_bytes(c, &meta.src.0[12..], &src.0[12..]);
-                    c = checksum::update_bytes(c, &meta.dst.0[12..], &dst.0[12..]);
+                    // the pseudo-header's addresses and the ports, folded once
+                    c = checksum::Update::new(c)
+                        .word32(v4_word(&meta.src), v4_word(&src))
+                        .word32(v4_word(&meta.dst), v4_word(&dst))
+                        .word16(meta.sport, sport)
+                        .word16(meta.dport, dport)
+                        .finish();
                 }
-                c = checksum::update16(c, meta.sport, sport);
-                c = checksum::update16(c, meta.dport, dport);
                 if zero_is_none && c == 0 {
                     c = 0xffff;
                 }
@@ -362,12 +374,13 @@ pub fn nat_rewrite(
             ip[24..40].copy_from_slice(&dst.0);
         }
     } else if let Some(ip) = data.get_mut(l3..l3 + IPV4_HEADER_LEN) {
-        let mut c = u16::from_be_bytes([ip[10], ip[11]]);
-        c = checksum::update_bytes(c, &meta.src.0[12..], &src.0[12..]);
-        c = checksum::update_bytes(c, &meta.dst.0[12..], &dst.0[12..]);
         let old_ttl = u16::from_be_bytes([ip[8], ip[9]]);
         ip[8] = ip[8].saturating_sub(1);
-        c = checksum::update16(c, old_ttl, u16::from_be_bytes([ip[8], ip[9]]));
+        let c = checksum::Update::new(u16::from_be_bytes([ip[10], ip[11]]))
+            .word32(v4_word(&meta.src), v4_word(&src))
+            .word32(v4_word(&meta.dst), v4_word(&dst))
+            .word16(old_ttl, u16::from_be_bytes([ip[8], ip[9]]))
+            .finish();
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         ip[12..16].copy_from_slice(&src.0[12..]);
         ip[16..20].copy_from_slice(&dst.0[12..]);

@@ -462,8 +462,8 @@ impl Engine {
         }
         let target = arp.target_protocol_addr();
         let ours = port.ipv4.map(|(a, _)| a) == Some(target);
-        let answered =
-            ours || port.is_nat_source(&target.into()) || snap.is_vip(IpAddr::V4(target));
+        // the port's own address is the first of its NAT sources
+        let answered = port.is_nat_source(&target.into()) || snap.is_vip(IpAddr::V4(target));
         match ArpOperation::from_code(arp.operation()) {
             Some(ArpOperation::Request) if answered => {
                 arp_reply(pkt, meta.l3, port.mac);
@@ -485,7 +485,6 @@ impl Engine {
         meta: &Meta,
         now: u32,
     ) -> Verdict {
-        let dst = meta.dst_ip();
         if meta.is_v6() && meta.proto == IpProtocol::ICMPV6.0 && meta.has_l4 {
             let kind = pkt.data().get(meta.l4).copied().unwrap_or(0);
             if kind == ICMPV6_NS || kind == ICMPV6_NA {
@@ -495,12 +494,8 @@ impl Engine {
         if snap.vip_index.is_vip(&meta.dst, meta.is_v6()) {
             return self.handle_vip(snap, in_port, pkt, meta, now);
         }
-        // the port's address and its other full-NAT sources
-        let own = match dst {
-            IpAddr::V4(a) => port.ipv4.map(|(p, _)| p) == Some(a),
-            IpAddr::V6(a) => port.ipv6.map(|(p, _)| p) == Some(a),
-        } || port.is_nat_source(&meta.dst);
-        if own {
+        // the port's address (the first of its full-NAT sources) and the others
+        if port.is_nat_source(&meta.dst) {
             return self.handle_lb(snap, port, pkt, meta, now);
         }
         Verdict::Drop(DropReason::NotForUs)
@@ -533,10 +528,7 @@ impl Engine {
                 Verdict::Drop(DropReason::NotForUs)
             };
         }
-        if own == Some(target)
-            || port.is_nat_source(&target.into())
-            || snap.is_vip(IpAddr::V6(target))
-        {
+        if port.is_nat_source(&target.into()) || snap.is_vip(IpAddr::V6(target)) {
             if neighbor_advert(pkt, meta, target, port.mac) {
                 self.counters.nd_replies += 1;
                 return Verdict::Reply;
@@ -1014,7 +1006,8 @@ impl Engine {
                 }
             }
             Forwarding::Nat => {
-                // the source the flow was given (gone if a reload shortened the list)
+                // the source the flow was given (reloads may only append to the list;
+                // a changed port address still leaves index 0 in place)
                 let Some(&src) = out.nat_sources.get(usize::from(target.nat_addr)) else {
                     return Verdict::Drop(DropReason::NoNatEntry);
                 };

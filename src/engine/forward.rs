@@ -341,21 +341,18 @@ pub fn nat_rewrite(
         if let Some(field) = data.get(at..at + 2) {
             let old = u16::from_be_bytes([field[0], field[1]]);
             if !(zero_is_none && old == 0) {
-                let mut c = old;
-                if v6 {
-                    c = checksum::update128(c, &meta.src.0, &src.0);
-                    c = checksum::update128(c, &meta.dst.0, &dst.0);
-                    c = checksum::update16(c, meta.sport, sport);
-                    c = checksum::update16(c, meta.dport, dport);
+                // the pseudo-header's addresses and the ports, folded once
+                let u = checksum::Update::new(old);
+                let u = if v6 {
+                    u.word128(&meta.src.0, &src.0).word128(&meta.dst.0, &dst.0)
                 } else {
-                    // the pseudo-header's addresses and the ports, folded once
-                    c = checksum::Update::new(c)
-                        .word32(v4_word(&meta.src), v4_word(&src))
+                    u.word32(v4_word(&meta.src), v4_word(&src))
                         .word32(v4_word(&meta.dst), v4_word(&dst))
-                        .word16(meta.sport, sport)
-                        .word16(meta.dport, dport)
-                        .finish();
-                }
+                };
+                let mut c = u
+                    .word16(meta.sport, sport)
+                    .word16(meta.dport, dport)
+                    .finish();
                 if zero_is_none && c == 0 {
                     c = 0xffff;
                 }

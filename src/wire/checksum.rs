@@ -197,6 +197,17 @@ impl Update {
         Update(self.0 + u64::from(!old) + u64::from(new))
     }
 
+    /// A 16-byte value (an IPv6 address) at an even offset changed from `old` to `new`.
+    #[inline(always)]
+    pub fn word128(self, old: &[u8; 16], new: &[u8; 16]) -> Update {
+        let (o, n) = (u128::from_be_bytes(*old), u128::from_be_bytes(*new));
+        let mut acc = self.0;
+        for shift in [0u32, 32, 64, 96] {
+            acc += u64::from(!((o >> shift) as u32)) + u64::from((n >> shift) as u32);
+        }
+        Update(acc)
+    }
+
     /// The new checksum field value.
     #[inline(always)]
     pub fn finish(self) -> u16 {
@@ -370,6 +381,7 @@ mod tests {
             pkt[at..at + 16].copy_from_slice(&new);
             let expect = finish(data(&pkt));
             prop_assert_eq!(update128(csum, &old, &new), expect);
+            prop_assert_eq!(Update::new(csum).word128(&old, &new).finish(), expect);
             prop_assert_eq!(update_bytes(csum, &old, &new), expect);
         }
 

@@ -284,14 +284,12 @@ impl L7Pool {
             drop(entered);
             prepared.push((runtime, sockets));
         }
-        let available: Vec<usize> = core_affinity::get_core_ids()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        // The CPUs the machine has online, not the calling thread's affinity: under
+        // fulcrum run that thread is the EAL main lcore, pinned to one CPU.
+        let online = crate::config::Host::detect();
         let mut handles = Vec::with_capacity(threads);
         for (i, (runtime, sockets)) in prepared.into_iter().enumerate() {
-            let core = cores.get(i).copied().filter(|c| available.contains(c));
+            let core = cores.get(i).copied().filter(|&c| online.has_cpu(c as u32));
             let shared = shared.clone();
             let stop = stop_rx.clone();
             let mut halt = halt_rx.clone();
@@ -299,7 +297,9 @@ impl L7Pool {
                 .name(format!("fulcrum-l7-{i}"))
                 .spawn(move || {
                     if let Some(core) = core {
-                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            eprintln!("fulcrum l7: worker {i} could not be pinned to core {core}");
+                        }
                     }
                     runtime.block_on(async move {
                         for (listener, spec) in sockets {

@@ -86,10 +86,11 @@ impl Worker {
     /// processes such as dpdk-dumpcap).
     pub fn run(mut self, std_thread: bool) -> Engine {
         if std_thread {
-            if let Some(id) = core_affinity::get_core_ids()
-                .and_then(|ids| ids.into_iter().find(|c| c.id == self.core as usize))
-            {
-                core_affinity::set_for_current(id);
+            // Pinned to the configured core itself: the thread inherits the EAL main
+            // lcore's one-CPU affinity, so the CPUs it may run on now are not the ones
+            // it may be pinned to (validation checked that the core is online).
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: self.core as usize }) {
+                eprintln!("fulcrum: worker could not be pinned to core {}", self.core);
             }
             let _ = fulcrum_dpdk::register_thread();
         }

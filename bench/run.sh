@@ -418,7 +418,9 @@ fulcrum_not_ready() {
 # the forwarder is the memif *client*, all its threads on CPU 1 (testpmd: EAL
 # lcore 1 with --port-topology=loop, so port 0 forwards back to port 0; fulcrum: worker
 # core 1, its TX to the backends' MACs goes out the same port). flcgen finds the highest
-# lossless rate (loss <= MEMIF_MAX_LOSS in a trial) and measures latency at 50% and 90% of it.
+# lossless rate (loss <= MEMIF_MAX_LOSS in the steady 80% of a trial's 100 ms windows: a host stall
+# spoils the windows it falls in, an overloaded forwarder all of them) and measures latency
+# at 50% and 90% of it, over all windows and over the steady ones.
 memif_gen_bin() {
   if [ -n "${FLCGEN_BIN:-}" ]; then echo "$FLCGEN_BIN"; return; fi
   local d
@@ -426,6 +428,32 @@ memif_gen_bin() {
     if [ -n "$d" ] && [ -x "$d/release/flcgen" ]; then echo "$d/release/flcgen"; return; fi
   done
   echo "$REPO_DIR/target/release/flcgen"
+}
+
+# run_stall_probe: bench/gen's flcstall spins on each CPU at once (as the two memif processes
+# will), under the same scheduling, and tallies the gaps in which it was off its CPU (host
+# preemption, timer ticks, other work): the floor under any latency percentile taken here.
+run_stall_probe() {
+  local stall cpu pids=() secs=5
+  stall="$(dirname "$(memif_gen_bin)")/flcstall"
+  if [ ! -x "$stall" ]; then
+    record '{"scenario":"stall","system":"cpu0","status":"failed: no flcstall binary (cargo build --release -p fulcrum-bench-gen)"}'
+    return 0
+  fi
+  if [ "$QUICK" = 1 ]; then secs=2; fi
+  for cpu in 0 1; do
+    taskset -c "$cpu" "${MEMIF_RUN[@]}" "$stall" "$secs" >"$WORK_DIR/stall.cpu$cpu.json" 2>/dev/null &
+    pids+=($!)
+  done
+  wait "${pids[@]}" 2>/dev/null || true
+  for cpu in 0 1; do
+    if [ -s "$WORK_DIR/stall.cpu$cpu.json" ]; then
+      record "{\"scenario\":\"stall\",\"system\":\"cpu$cpu\",\"status\":\"ok\",\"probe\":$(cat "$WORK_DIR/stall.cpu$cpu.json")}"
+      log "stall probe cpu$cpu: $(cat "$WORK_DIR/stall.cpu$cpu.json")"
+    else
+      record "{\"scenario\":\"stall\",\"system\":\"cpu$cpu\",\"status\":\"failed\"}"
+    fi
+  done
 }
 
 run_memif() {
@@ -574,6 +602,7 @@ main() {
     if [ "$FULCRUM_BENCH" != off ] && [ -x "$(fulcrum_bin)" ]; then
       if [ "$QUICK" = 1 ]; then memif_systems+=(fulcrum-ipip); else memif_systems+=(fulcrum-ipip fulcrum-dsr fulcrum-nat); fi
     fi
+    run_stall_probe
     for mode in "${memif_systems[@]}"; do run_memif "$mode"; done
   fi
   if [ "$FULCRUM_BENCH" != off ] && { [ -z "$ONLY" ] || echo idle | grep -Eq -- "$ONLY"; }; then

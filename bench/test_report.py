@@ -130,6 +130,38 @@ class ReportTest(unittest.TestCase):
         _, md, _ = self.run_report(base + [memif("testpmd-io", 30, 0.0026), memif("fulcrum-ipip", 40, 0.0)], check=False)
         self.assertIn("not judged: disturbed window (testpmd-io lost 0.260% at 50%)", row(md))
 
+    def test_memif_latency_target_is_judged_on_steady_windows(self):
+        def memif(system, p99_us, steady_p99_us, loss, steady_loss):
+            steady = {"windows": 40, "of": 50, "p50_ns": 1000, "p99_ns": steady_p99_us * 1000, "p999_ns": 9e5,
+                      "samples": 8}
+            gen = {"max_loss": 0.001, "lossless_pps": 1e6, "search": [], "window_ms": 100, "steady_share": 0.8,
+                   "latency": [{"fraction": 0.5, "p50_ns": 1000, "p99_ns": p99_us * 1000, "p999_ns": 9e6,
+                                "samples": 10, "steady": steady,
+                                "trial": {"loss": loss, "steady_loss": steady_loss}}],
+                   "totals": {"received": 1000}}
+            return {"scenario": "memif", "system": system, "status": "ok", "gen": gen}
+        stall = {"scenario": "stall", "system": "cpu1", "status": "ok",
+                 "probe": {"secs": 5, "gaps_over_1us": 900, "over_10us": 300, "over_20us": 200, "over_100us": 12,
+                           "over_1ms": 2, "over_5ms": 0, "lost_share": 0.0123, "lost_share_over_20us": 0.0101,
+                           "max_ns": 2500000}}
+        base = [ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6), stall]
+        row = lambda md: next(l for l in md.splitlines() if l.startswith("| added p99 latency"))
+        # stalls spoil the whole trial (raw +300 us) but the steady windows add 12 us: judged yes
+        _, md, _ = self.run_report(base + [memif("testpmd-io", 500, 30, 0.004, 0.0),
+                                           memif("fulcrum-ipip", 800, 42, 0.005, 0.0005)], check=False)
+        self.assertIn("12.0 us (42.0 - 30.0; all windows 300.0 us)", row(md))
+        self.assertTrue(row(md).endswith("| yes |"), row(md))
+        self.assertIn("| cpu1 | 5 | 300 | 200 | 12 | 2 | 0 | 1.23% | 1.01% | 2500 us |", md)
+        self.assertIn("| 800.0 / 42.0 |", md)
+        # steady windows that still lost too much: not judged
+        _, md, _ = self.run_report(base + [memif("testpmd-io", 500, 30, 0.004, 0.0),
+                                           memif("fulcrum-ipip", 800, 42, 0.005, 0.002)], check=False)
+        self.assertIn("not judged: disturbed window (fulcrum-ipip lost 0.200% at 50%)", row(md))
+        # steady windows 25 us apart: no
+        _, md, _ = self.run_report(base + [memif("testpmd-io", 500, 30, 0.0, 0.0),
+                                           memif("fulcrum-ipip", 40, 55, 0.0, 0.0)], check=False)
+        self.assertTrue(row(md).endswith("| **no** |"), row(md))
+
     def test_nice_max(self):
         import plot
         self.assertEqual(plot.nice_max(37), 50)

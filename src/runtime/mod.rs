@@ -112,15 +112,18 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     }
     // Workers run on EAL lcores (pinned, with mempool caches, and compatible with
     // secondary processes such as dpdk-dumpcap). Unless eal_args choose lcores
-    // themselves, fulcrum adds `--lcores=0@(all CPUs),1@core0,2@core1,...`: the main
-    // lcore (the control thread) floats, worker lcore i+1 is pinned to cores[i].
+    // themselves, fulcrum adds `--lcores=0@(other CPUs),1@core0,2@core1,...`: worker
+    // lcore i+1 is pinned to cores[i]; the main lcore (the control thread, and DPDK's
+    // own control threads with it) floats over the CPUs fulcrum may use that no worker
+    // owns, so its periodic work does not preempt a worker (all of them if none is left).
     let user_lcores = args.iter().any(|a| {
         a == "-l" || a == "-c" || a.starts_with("--lcores") || (a.starts_with("-l") && a.len() > 2)
     });
     if !user_lcores {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let allowed: Vec<u32> = match core_affinity::get_core_ids() {
+            Some(ids) if !ids.is_empty() => ids.into_iter().map(|c| c.id as u32).collect(),
+            _ => crate::config::Host::detect().online_cpus,
+        };
         let workers_spec: Vec<String> = cfg
             .workers
             .cores
@@ -129,8 +132,8 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             .map(|(i, c)| format!("{}@{c}", i + 1))
             .collect();
         args.push(format!(
-            "--lcores=0@(0-{}),{}",
-            cpus.saturating_sub(1),
+            "--lcores=0@({}),{}",
+            control_cpus(&allowed, &cfg.workers.cores).cpu_list(),
             workers_spec.join(",")
         ));
     }
@@ -370,4 +373,36 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     // the mbuf pool has no destructor of its own: its memory goes with the EAL
     drop(eal);
     result
+}
+
+/// The CPUs of the main lcore: those of `allowed` (the process's affinity) that no worker
+/// owns, or all of `allowed` when the workers own every one.
+fn control_cpus(allowed: &[u32], workers: &[u32]) -> crate::config::Host {
+    let mut cpus: Vec<u32> = allowed
+        .iter()
+        .copied()
+        .filter(|c| !workers.contains(c))
+        .collect();
+    if cpus.is_empty() {
+        cpus = allowed.to_vec();
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    crate::config::Host { online_cpus: cpus }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control_cpus;
+
+    #[test]
+    fn the_control_thread_keeps_off_the_workers_cores() {
+        assert_eq!(control_cpus(&[0, 1, 2, 3], &[2, 3]).cpu_list(), "0-1");
+        assert_eq!(control_cpus(&[0, 1, 2, 3, 4], &[1, 3]).cpu_list(), "0,2,4");
+        // a process confined (taskset) to its workers' cores keeps its control thread there
+        assert_eq!(control_cpus(&[1], &[1]).cpu_list(), "1");
+        assert_eq!(control_cpus(&[2, 3], &[2, 3]).cpu_list(), "2-3");
+        // CPUs outside the process's affinity are never used
+        assert_eq!(control_cpus(&[4, 5], &[1]).cpu_list(), "4-5");
+    }
 }

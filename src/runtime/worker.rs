@@ -19,9 +19,13 @@ use crate::engine::{DropReason, Engine, Snapshot, Verdict};
 use super::shared::{Frame, Published, Shared};
 
 /// Time between two publications of the counters (for `/metrics` and `fulcrum top`). A
-/// publication copies every counter, the backend slots and two histograms (~15 us); it was
-/// every 256 loops, which on a busy worker was every ~1 ms and 1.3% of its time.
+/// publication copies every counter and the backend slots; it was every 256 loops, which
+/// on a busy worker was every ~1 ms and 1.3% of its time.
 const PUBLISH_INTERVAL_MS: u64 = 10;
+/// Publications between two copies of the burst and loop histograms (every 100 ms):
+/// the copy is most of a publication's cost, time in which the worker does not poll
+/// and frames wait (the tail latency over memif).
+const HISTOGRAMS_EVERY: u64 = 10;
 /// Empty polls after which an adaptive worker starts yielding the core.
 const IDLE_SPIN_POLLS: u32 = 256;
 /// Sleep of an idle adaptive worker.
@@ -89,7 +93,9 @@ impl Worker {
             // Pinned to the configured core itself: the thread inherits the EAL main
             // lcore's one-CPU affinity, so the CPUs it may run on now are not the ones
             // it may be pinned to (validation checked that the core is online).
-            if !core_affinity::set_for_current(core_affinity::CoreId { id: self.core as usize }) {
+            if !core_affinity::set_for_current(core_affinity::CoreId {
+                id: self.core as usize,
+            }) {
                 eprintln!("fulcrum: worker could not be pinned to core {}", self.core);
             }
             let _ = fulcrum_dpdk::register_thread();
@@ -114,6 +120,7 @@ impl Worker {
         let mut empty_polls = 0u32;
         let mut loops = 0u64;
         let mut last_publish = fulcrum_dpdk::tsc_cycles();
+        let mut publications = 0u64;
         let shared = Arc::clone(&self.shared);
         let me = &shared.workers[self.id as usize];
         // The snapshot through arc-swap's cache: one atomic load a loop while it is
@@ -201,7 +208,10 @@ impl Worker {
                 last_publish = loop_start;
                 clock.anchor(&shared);
                 me.loops.store(loops, Ordering::Relaxed);
-                self.publish(me, &c, &burst_hist, &loop_hist);
+                publications += 1;
+                let hists =
+                    (publications % HISTOGRAMS_EVERY == 0).then_some((&burst_hist, &loop_hist));
+                self.publish(me, &c, hists);
             }
             if got == 0 {
                 c.idle_polls += 1;
@@ -223,7 +233,7 @@ impl Worker {
         while let Some(m) = me.handoff.pop() {
             drop(m);
         }
-        self.publish(me, &c, &burst_hist, &loop_hist);
+        self.publish(me, &c, Some((&burst_hist, &loop_hist)));
         if std_thread {
             fulcrum_dpdk::unregister_thread();
         }
@@ -297,20 +307,22 @@ impl Worker {
         }
     }
 
+    /// Publishes the counters and, when given, the burst and loop histograms.
     fn publish(
         &self,
         me: &super::shared::WorkerShared,
         c: &LoopCounters,
-        burst: &Histogram<u64>,
-        loop_ns: &Histogram<u64>,
+        hists: Option<(&Histogram<u64>, &Histogram<u64>)>,
     ) {
         if let Ok(mut p) = me.published.try_lock() {
             fill_published(&mut p, &self.engine, c);
-            // same bounds: add() copies counts without allocating
-            p.burst.reset();
-            let _ = p.burst.add(burst);
-            p.loop_ns.reset();
-            let _ = p.loop_ns.add(loop_ns);
+            if let Some((burst, loop_ns)) = hists {
+                // same bounds: add() copies counts without allocating
+                p.burst.reset();
+                let _ = p.burst.add(burst);
+                p.loop_ns.reset();
+                let _ = p.loop_ns.add(loop_ns);
+            }
         }
     }
 }

@@ -64,7 +64,7 @@ impl core::fmt::Display for FrameError {
 impl FrameSpec {
     /// Checks the spec.
     pub fn validate(&self) -> Result<(), FrameError> {
-        if self.len < MIN_FRAME || self.len > MAX_FRAME || self.len % 2 != 0 {
+        if self.len < MIN_FRAME || self.len > MAX_FRAME || !self.len.is_multiple_of(2) {
             return Err(FrameError::BadLength(self.len));
         }
         if self.flows == 0 {

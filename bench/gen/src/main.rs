@@ -10,6 +10,12 @@
 //! 2. latency percentiles (p50, p99, p99.9, max) at given fractions of that rate
 //!    (default 50% and 90%), from an HDR histogram of send-to-receive TSC deltas.
 //!
+//! Every trial is cut into windows of `--window-ms` by send time; beside its raw figures
+//! it reports those of its *steady* windows, the best `--steady-share` of them by loss
+//! and worst latency ([`window`]): a host stall spoils the windows it falls in, a
+//! forwarder that cannot keep up spoils them all. The search judges losslessness on the
+//! steady windows.
+//!
 //! One JSON object goes to stdout, progress to stderr; with `--linger SECS` the port then
 //! stays open until the peer disconnects (at most SECS), so the peer can close first. Run it on one lcore
 //! (`-l 0`): the main thread does TX and RX.
@@ -18,7 +24,7 @@
 //! flcgen --eal "-l 0 --file-prefix=gen --no-pci --vdev=net_memif0,role=server,socket=/run/x.sock" \
 //!        [--port net_memif0] [--flows 10000] [--len 96] [--trial-secs 1] [--lat-secs 5] \
 //!        [--max-steps 8] [--resolution 0.02] [--max-loss 0.001] [--fractions 0.5,0.9] [--rate PPS] \
-//!        [--linger SECS]
+//!        [--window-ms 100] [--steady-share 0.8] [--linger SECS]
 //! ```
 
 #![deny(unsafe_code)]
@@ -26,6 +32,7 @@
 
 mod frame;
 mod search;
+mod window;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -38,6 +45,7 @@ use hdrhistogram::Histogram;
 
 use frame::{read_stamp, write_frame, FrameSpec};
 use search::{highest_lossless, SearchLimits, TrialOutcome};
+use window::Window;
 
 /// Command-line options.
 #[derive(Debug, Clone)]
@@ -55,6 +63,10 @@ struct Options {
     /// Seconds to keep the port open after the results are printed, until the peer
     /// disconnects (0: close at once).
     linger: f64,
+    /// Length of a trial's windows, in milliseconds.
+    window_ms: f64,
+    /// Share of a trial's windows that are its steady part.
+    steady_share: f64,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -74,6 +86,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         rate: None,
         link_timeout: 30.0,
         linger: 0.0,
+        window_ms: 100.0,
+        steady_share: 0.8,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
@@ -96,6 +110,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--rate" => o.rate = Some(num("--rate", args.next())?),
             "--link-timeout" => o.link_timeout = num("--link-timeout", args.next())?,
             "--linger" => o.linger = num("--linger", args.next())?,
+            "--window-ms" => o.window_ms = num("--window-ms", args.next())?,
+            "--steady-share" => o.steady_share = num("--steady-share", args.next())?,
             "--fractions" => {
                 let v: String = num("--fractions", args.next())?;
                 o.fractions = v
@@ -115,6 +131,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     }
     if o.eal.is_empty() {
         return Err("--eal is required".into());
+    }
+    if o.window_ms.is_nan() || o.window_ms < 1.0 {
+        return Err("--window-ms: at least 1".into());
+    }
+    if !(o.steady_share > 0.0 && o.steady_share <= 1.0) {
+        return Err("--steady-share: in (0, 1]".into());
     }
     Ok(o)
 }
@@ -143,21 +165,36 @@ struct Generator {
     total_sent: u64,
     total_received: u64,
     foreign: u64,
+    /// Window length in TSC cycles, and the steady share.
+    window_cycles: u64,
+    steady_share: f64,
 }
 
 impl Generator {
+    /// How many windows a trial of `secs` has.
+    fn windows_in(&self, secs: f64) -> usize {
+        ((secs * self.hz as f64 / self.window_cycles as f64).ceil() as usize).max(1)
+    }
+
     /// Sends for `secs` at `rate` pps (`None`: as fast as TX takes them), then drains
-    /// for 200 ms. Latencies of this trial's frames go to `hist` when given.
+    /// for 200 ms. Latencies of this trial's frames go to `hists` when given, one
+    /// histogram a window ([`Generator::windows_in`] of them). Returns the outcome and
+    /// the windows' tallies.
     fn trial(
         &mut self,
         rate: Option<f64>,
         secs: f64,
-        mut hist: Option<&mut Histogram<u64>>,
-    ) -> TrialOutcome {
+        mut hists: Option<&mut [Histogram<u64>]>,
+    ) -> (TrialOutcome, Vec<Window>) {
         self.trial = self.trial.wrapping_add(1);
         let trial = self.trial;
         let hz = self.hz as f64;
+        let mut windows = vec![Window::default(); self.windows_in(secs)];
+        let last_window = windows.len() - 1;
+        let window_cycles = self.window_cycles;
         let start = tsc_cycles();
+        let window_of =
+            |tsc: u64| ((tsc.saturating_sub(start) / window_cycles) as usize).min(last_window);
         let end = start + (secs * hz) as u64;
         let drain_end = end + self.hz / 5;
         let (mut offered, mut sent, mut received) = (0u64, 0u64, 0u64);
@@ -179,6 +216,7 @@ impl Generator {
                 };
                 if due > 0 && self.pool.alloc_bulk(&mut batch, due as usize).is_ok() {
                     let stamp_tsc = tsc_cycles();
+                    windows[window_of(stamp_tsc)].offered += batch.len() as u64;
                     for m in batch.as_mut_slice() {
                         if m.set_len(len).is_ok() {
                             write_frame(
@@ -205,8 +243,12 @@ impl Generator {
                     match read_stamp(m.data()) {
                         Some(s) if s.trial == trial => {
                             received += 1;
-                            if let Some(h) = hist.as_deref_mut() {
-                                let ns = (now.saturating_sub(s.tsc) as f64 * 1e9 / hz) as u64;
+                            let ns = (now.saturating_sub(s.tsc) as f64 * 1e9 / hz) as u64;
+                            let i = window_of(s.tsc);
+                            let w = &mut windows[i];
+                            w.received += 1;
+                            w.worst_ns = w.worst_ns.max(ns);
+                            if let Some(h) = hists.as_deref_mut().and_then(|h| h.get_mut(i)) {
                                 let _ = h.record(ns.max(1));
                             }
                         }
@@ -219,11 +261,16 @@ impl Generator {
         self.total_offered += offered;
         self.total_sent += sent;
         self.total_received += received;
-        TrialOutcome {
+        let steady = window::steady(&windows, self.steady_share);
+        let (steady_offered, steady_received) = window::totals(&windows, &steady);
+        let outcome = TrialOutcome {
             offered,
             received,
             sent_pps: sent as f64 / secs,
-        }
+            steady_offered,
+            steady_received,
+        };
+        (outcome, windows)
     }
 }
 
@@ -240,12 +287,20 @@ fn latency_of(h: &Histogram<u64>) -> Latency {
 
 fn outcome_json(rate: f64, o: &TrialOutcome) -> String {
     format!(
-        "{{\"rate_pps\":{:.0},\"offered\":{},\"received\":{},\"sent_pps\":{:.0},\"loss\":{:.6}}}",
+        "{{\"rate_pps\":{:.0},\"offered\":{},\"received\":{},\"sent_pps\":{:.0},\"loss\":{:.6},\"steady_loss\":{:.6}}}",
         rate,
         o.offered,
         o.received,
         o.sent_pps,
-        o.loss()
+        o.loss(),
+        o.steady_loss()
+    )
+}
+
+fn latency_json(l: &Latency) -> String {
+    format!(
+        "\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"mean_ns\":{:.0},\"samples\":{}",
+        l.p50, l.p99, l.p999, l.max, l.mean, l.samples
     )
 }
 
@@ -305,12 +360,14 @@ fn run(o: &Options) -> Result<(), String> {
         total_sent: 0,
         total_received: 0,
         foreign: 0,
+        window_cycles: ((o.window_ms / 1000.0 * hz as f64) as u64).max(1),
+        steady_share: o.steady_share,
     };
 
     // Warm-up: every flow once at a moderate rate (creates the forwarder's flow state),
     // and proof that something comes back.
     let warm_secs = (f64::from(o.flows) / 500_000.0).max(0.5);
-    let warm = g.trial(Some(f64::from(o.flows) / warm_secs * 1.05), warm_secs, None);
+    let (warm, _) = g.trial(Some(f64::from(o.flows) / warm_secs * 1.05), warm_secs, None);
     eprintln!("flcgen: warm-up {}", outcome_json(0.0, &warm));
     if warm.received == 0 {
         return Err("nothing came back in the warm-up: is the forwarder up and forwarding?".into());
@@ -320,7 +377,7 @@ fn run(o: &Options) -> Result<(), String> {
     let (best, log) = match o.rate {
         Some(r) => (r, Vec::new()),
         None => highest_lossless(o.limits, |rate| {
-            let t = g.trial(rate, o.trial_secs, None);
+            let (t, _) = g.trial(rate, o.trial_secs, None);
             eprintln!(
                 "flcgen: trial {}",
                 outcome_json(rate.unwrap_or(f64::NAN), &t)
@@ -330,8 +387,8 @@ fn run(o: &Options) -> Result<(), String> {
     };
     let _ = write!(
         out,
-        "{{\"flows\":{},\"frame_len\":{},\"tsc_hz\":{},\"max_loss\":{},\"lossless_pps\":{:.0},\"search\":[",
-        o.flows, o.len, hz, o.limits.max_loss, best
+        "{{\"flows\":{},\"frame_len\":{},\"tsc_hz\":{},\"max_loss\":{},\"window_ms\":{},\"steady_share\":{},\"lossless_pps\":{:.0},\"search\":[",
+        o.flows, o.len, hz, o.limits.max_loss, o.window_ms, o.steady_share, best
     );
     for (i, (rate, t)) in log.iter().enumerate() {
         let rate = if rate.is_finite() { *rate } else { 0.0 };
@@ -350,32 +407,51 @@ fn run(o: &Options) -> Result<(), String> {
     };
     for (i, f) in o.fractions.iter().enumerate() {
         let rate = base * f;
-        let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
+        let empty = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
             .map_err(|e| format!("histogram: {e}"))?;
-        let t = g.trial(Some(rate.max(1.0)), o.lat_secs, Some(&mut h));
-        let l = latency_of(&h);
+        let mut hists = vec![empty.clone(); g.windows_in(o.lat_secs)];
+        let (t, windows) = g.trial(Some(rate.max(1.0)), o.lat_secs, Some(&mut hists));
+        let steady = window::steady(&windows, o.steady_share);
+        let (mut all, mut calm) = (empty.clone(), empty);
+        for (k, h) in hists.iter().enumerate() {
+            let _ = all.add(h);
+            if steady.contains(&k) {
+                let _ = calm.add(h);
+            }
+        }
+        let (l, s) = (latency_of(&all), latency_of(&calm));
         eprintln!(
-            "flcgen: {:.0}% of {:.0} pps: p50 {} ns p99 {} ns p99.9 {} ns ({} samples, loss {:.6})",
+            "flcgen: {:.0}% of {:.0} pps: p50 {} ns p99 {} ns p99.9 {} ns ({} samples, loss {:.6}); \
+             steady {}/{} windows: p50 {} ns p99 {} ns p99.9 {} ns (loss {:.6})",
             f * 100.0,
             base,
             l.p50,
             l.p99,
             l.p999,
             l.samples,
-            t.loss()
+            t.loss(),
+            steady.len(),
+            windows.len(),
+            s.p50,
+            s.p99,
+            s.p999,
+            t.steady_loss()
         );
         let _ = write!(
             out,
-            "{}{{\"fraction\":{},\"trial\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"mean_ns\":{:.0},\"samples\":{}}}",
+            "{}{{\"fraction\":{},\"trial\":{},{},\"steady\":{{\"windows\":{},\"of\":{},{}}},\"window_p99_ns\":[{}]}}",
             if i > 0 { "," } else { "" },
             f,
             outcome_json(rate, &t),
-            l.p50,
-            l.p99,
-            l.p999,
-            l.max,
-            l.mean,
-            l.samples
+            latency_json(&l),
+            steady.len(),
+            windows.len(),
+            latency_json(&s),
+            hists
+                .iter()
+                .map(|h| if h.is_empty() { "null".to_owned() } else { h.value_at_quantile(0.99).to_string() })
+                .collect::<Vec<_>>()
+                .join(",")
         );
     }
     let _ = write!(

@@ -10,6 +10,11 @@ pub struct TrialOutcome {
     pub received: u64,
     /// Packets per second actually put on the port (accepted by TX).
     pub sent_pps: f64,
+    /// Of `offered`, those sent in the trial's steady windows ([`crate::window`]);
+    /// 0 when the trial kept no windows.
+    pub steady_offered: u64,
+    /// Of `received`, those sent in the steady windows.
+    pub steady_received: u64,
 }
 
 impl TrialOutcome {
@@ -21,9 +26,19 @@ impl TrialOutcome {
         self.offered.saturating_sub(self.received) as f64 / self.offered as f64
     }
 
-    /// Whether the trial counts as lossless with tolerance `max_loss`.
+    /// Lost share of the frames sent in the steady windows (the raw loss when the
+    /// trial kept no windows).
+    pub fn steady_loss(&self) -> f64 {
+        if self.steady_offered == 0 {
+            return self.loss();
+        }
+        self.steady_offered.saturating_sub(self.steady_received) as f64 / self.steady_offered as f64
+    }
+
+    /// Whether the trial counts as lossless with tolerance `max_loss`: judged on its
+    /// steady windows, so that a host stall in one window does not decide the search.
     pub fn lossless(&self, max_loss: f64) -> bool {
-        self.offered > 0 && self.loss() <= max_loss
+        self.offered > 0 && self.steady_loss() <= max_loss
     }
 }
 
@@ -92,6 +107,8 @@ mod tests {
                 offered,
                 received,
                 sent_pps: r,
+                steady_offered: 0,
+                steady_received: 0,
             }
         }
     }
@@ -126,14 +143,39 @@ mod tests {
             offered: 100_000,
             received: 99_995,
             sent_pps: 1.0,
+            steady_offered: 0,
+            steady_received: 0,
         };
         assert!(!o.lossless(0.0));
         assert!(o.lossless(1e-4));
         assert!(!TrialOutcome {
             offered: 0,
             received: 0,
-            sent_pps: 0.0
+            sent_pps: 0.0,
+            steady_offered: 0,
+            steady_received: 0,
         }
         .lossless(1.0));
+    }
+
+    #[test]
+    fn steady_windows_decide_losslessness() {
+        // 2% lost in a stall, none in the steady 80%
+        let stalled = TrialOutcome {
+            offered: 100_000,
+            received: 98_000,
+            sent_pps: 1.0,
+            steady_offered: 80_000,
+            steady_received: 80_000,
+        };
+        assert!((stalled.loss() - 0.02).abs() < 1e-12);
+        assert_eq!(stalled.steady_loss(), 0.0);
+        assert!(stalled.lossless(0.001));
+        // an overloaded forwarder loses in its steady windows too
+        let overloaded = TrialOutcome {
+            steady_received: 79_000,
+            ..stalled
+        };
+        assert!(!overloaded.lossless(0.001));
     }
 }

@@ -348,8 +348,10 @@ def report(args):
                   f"{p.get('over_1ms')} | {p.get('over_5ms')} | {100 * p.get('lost_share', 0):.2f}% | "
                   f"{100 * p.get('lost_share_over_20us', 0):.2f}% | {p.get('max_ns', 0) / 1e3:.0f} us |")
             w("")
-            w("A frame crosses both CPUs: when together they lose about 1% of the time in gaps over 20 us,")
-            w("the p99 of any forwarder over a whole window lands inside a gap, testpmd's too.")
+            lost = " and ".join(f"{100 * r['probe'].get('lost_share_over_20us', 0):.2f}%" for r in stalls)
+            w(f"A frame crosses both CPUs; here they lost {lost} of their time in gaps over 20 us. Once that")
+            w("passes about 1% together, the p99 of any forwarder over a whole trial lands inside such a gap,")
+            w("testpmd's too: hence the steady windows.")
             w("")
         w(f"**Read with the load average** (start {meta.get('loadavg_start')}, end {meta.get('loadavg_end', '?')}): with more")
         w("runnable compile jobs than CPUs, the forwarder is off its CPU for milliseconds at a time, and")

@@ -153,6 +153,7 @@ class ReportTest(unittest.TestCase):
         self.assertTrue(row(md).endswith("| yes |"), row(md))
         self.assertIn("| cpu1 | 5 | 300 | 200 | 12 | 2 | 0 | 1.23% | 1.01% | 2500 us |", md)
         self.assertIn("| 800.0 / 42.0 |", md)
+        self.assertIn("here they lost 1.01% of their time in gaps over 20 us", md)
         # steady windows that still lost too much: not judged
         _, md, _ = self.run_report(base + [memif("testpmd-io", 500, 30, 0.004, 0.0),
                                            memif("fulcrum-ipip", 800, 42, 0.005, 0.002)], check=False)

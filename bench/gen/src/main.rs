@@ -14,7 +14,7 @@
 //! it reports those of its *steady* windows, the best `--steady-share` of them by loss
 //! and worst latency ([`window`]): a host stall spoils the windows it falls in, a
 //! forwarder that cannot keep up spoils them all. The search judges losslessness on the
-//! steady windows.
+//! steady windows, and tries a failed rate once more (`--retries`) before bisecting down.
 //!
 //! One JSON object goes to stdout, progress to stderr; with `--linger SECS` the port then
 //! stays open until the peer disconnects (at most SECS), so the peer can close first. Run it on one lcore
@@ -24,7 +24,7 @@
 //! flcgen --eal "-l 0 --file-prefix=gen --no-pci --vdev=net_memif0,role=server,socket=/run/x.sock" \
 //!        [--port net_memif0] [--flows 10000] [--len 96] [--trial-secs 1] [--lat-secs 5] \
 //!        [--max-steps 8] [--resolution 0.02] [--max-loss 0.001] [--fractions 0.5,0.9] [--rate PPS] \
-//!        [--window-ms 100] [--steady-share 0.8] [--linger SECS]
+//!        [--retries 1] [--window-ms 100] [--steady-share 0.8] [--linger SECS]
 //! ```
 
 #![deny(unsafe_code)]
@@ -81,6 +81,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             max_steps: 8,
             resolution: 0.02,
             max_loss: 1e-3,
+            retries: 1,
         },
         fractions: vec![0.5, 0.9],
         rate: None,
@@ -107,6 +108,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--max-steps" => o.limits.max_steps = num("--max-steps", args.next())?,
             "--resolution" => o.limits.resolution = num("--resolution", args.next())?,
             "--max-loss" => o.limits.max_loss = num("--max-loss", args.next())?,
+            "--retries" => o.limits.retries = num("--retries", args.next())?,
             "--rate" => o.rate = Some(num("--rate", args.next())?),
             "--link-timeout" => o.link_timeout = num("--link-timeout", args.next())?,
             "--linger" => o.linger = num("--linger", args.next())?,

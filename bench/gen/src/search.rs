@@ -51,13 +51,17 @@ pub struct SearchLimits {
     pub resolution: f64,
     /// Largest loss share still called lossless.
     pub max_loss: f64,
+    /// Paced trials that fail are run again this many times, and the rate is lossless
+    /// if any run is: a host stall that spoils most of one trial's windows then does not
+    /// lower the bound for the rest of the search.
+    pub retries: u32,
 }
 
 /// Finds the highest rate (pps) at which `trial` is lossless: first `trial(None)`
 /// (unpaced, as fast as the generator goes) sets the upper bound from its sent rate;
 /// if that is lossless it is the answer; otherwise bisect `(0, hi)` for at most
-/// `max_steps` trials. Returns the best lossless rate found (0.0 if none) and every
-/// `(rate, outcome)` tried.
+/// `max_steps` rates, each tried up to `1 + retries` times. Returns the best lossless
+/// rate found (0.0 if none) and every `(rate, outcome)` tried.
 pub fn highest_lossless<F>(limits: SearchLimits, mut trial: F) -> (f64, Vec<(f64, TrialOutcome)>)
 where
     F: FnMut(Option<f64>) -> TrialOutcome,
@@ -75,10 +79,17 @@ where
             break;
         }
         let mid = if lo == 0.0 { hi / 2.0 } else { (lo + hi) / 2.0 };
-        let out = trial(Some(mid));
-        log.push((mid, out));
-        // a paced trial that could not even send 90% of `mid` is a failure too
-        if out.lossless(limits.max_loss) && out.sent_pps >= mid * 0.9 {
+        let mut passed = false;
+        for _ in 0..=limits.retries {
+            let out = trial(Some(mid));
+            log.push((mid, out));
+            // a paced trial that could not even send 90% of `mid` is a failure too
+            if out.lossless(limits.max_loss) && out.sent_pps >= mid * 0.9 {
+                passed = true;
+                break;
+            }
+        }
+        if passed {
             lo = mid;
         } else {
             hi = mid;
@@ -95,6 +106,7 @@ mod tests {
         max_steps: 12,
         resolution: 0.01,
         max_loss: 0.0,
+        retries: 0,
     };
 
     /// A device that drops everything above `cap` pps; the generator manages `max`.
@@ -135,6 +147,42 @@ mod tests {
         let (best, log) = highest_lossless(LIMITS, device(0.0, 1e6));
         assert_eq!(best, 0.0);
         assert_eq!(log.len(), 13);
+    }
+
+    #[test]
+    fn a_retry_forgives_one_disturbed_trial() {
+        // capacity 3 Mpps, but every other trial is hit by a stall and loses
+        let mut n = 0u32;
+        let mut dev = device(3_000_000.0, 10_000_000.0);
+        let flaky = |rate: Option<f64>| {
+            n += 1;
+            let mut o = dev(rate);
+            if rate.is_some() && n.is_multiple_of(2) {
+                o.received = o.offered / 2;
+            }
+            o
+        };
+        let limits = SearchLimits {
+            retries: 1,
+            ..LIMITS
+        };
+        let (best, _) = highest_lossless(limits, flaky);
+        assert!(best > 2_950_000.0 && best <= 3_000_000.0, "best {best}");
+        // without the retry the stalls pull the answer down
+        let mut m = 0u32;
+        let mut dev = device(3_000_000.0, 10_000_000.0);
+        let (worse, _) = highest_lossless(LIMITS, |rate| {
+            m += 1;
+            let mut o = dev(rate);
+            if rate.is_some() && m.is_multiple_of(2) {
+                o.received = o.offered / 2;
+            }
+            o
+        });
+        assert!(worse < best, "{worse} vs {best}");
+        // a retry cannot make a rate above the capacity lossless
+        let (capped, _) = highest_lossless(limits, device(3_000_000.0, 10_000_000.0));
+        assert!(capped <= 3_000_000.0);
     }
 
     #[test]

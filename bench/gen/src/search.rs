@@ -20,10 +20,7 @@ pub struct TrialOutcome {
 impl TrialOutcome {
     /// Lost share of the offered packets (0 when nothing was offered).
     pub fn loss(&self) -> f64 {
-        if self.offered == 0 {
-            return 0.0;
-        }
-        self.offered.saturating_sub(self.received) as f64 / self.offered as f64
+        crate::window::loss_share(self.offered, self.received)
     }
 
     /// Lost share of the frames sent in the steady windows (the raw loss when the
@@ -32,7 +29,7 @@ impl TrialOutcome {
         if self.steady_offered == 0 {
             return self.loss();
         }
-        self.steady_offered.saturating_sub(self.steady_received) as f64 / self.steady_offered as f64
+        crate::window::loss_share(self.steady_offered, self.steady_received)
     }
 
     /// Whether the trial counts as lossless with tolerance `max_loss`: judged on its

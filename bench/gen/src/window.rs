@@ -22,13 +22,18 @@ pub struct Window {
     pub worst_ns: u64,
 }
 
+/// The share of `offered` frames that did not come back (0 when none were offered).
+pub fn loss_share(offered: u64, received: u64) -> f64 {
+    if offered == 0 {
+        return 0.0;
+    }
+    offered.saturating_sub(received) as f64 / offered as f64
+}
+
 impl Window {
-    /// Lost share of the window's frames (0 when none were offered).
+    /// Lost share of the window's frames.
     pub fn loss(&self) -> f64 {
-        if self.offered == 0 {
-            return 0.0;
-        }
-        self.offered.saturating_sub(self.received) as f64 / self.offered as f64
+        loss_share(self.offered, self.received)
     }
 }
 

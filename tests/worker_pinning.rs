@@ -103,14 +103,7 @@ fn threads_cpus(
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.wait();
-    if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(prefix) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    common::remove_dpdk_files(prefix);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     (main_cpus, worker_cpus, text)
 }

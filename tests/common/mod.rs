@@ -272,19 +272,20 @@ impl Drop for Fulcrum {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // hugepage files of this run's file prefix
-        if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
-            for e in rd.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&self.file_prefix)
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
+        remove_dpdk_files(&self.file_prefix);
+    }
+}
+
+/// Removes the hugepage files and the runtime directory of DPDK file prefix `prefix`.
+pub fn remove_dpdk_files(prefix: &str) {
+    if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = std::fs::remove_file(e.path());
             }
         }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.file_prefix));
     }
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
 }
 
 /// A final counter `name` from fulcrum's exit report (`counter NAME VALUE` lines).

@@ -9,7 +9,8 @@
 //! target/release/deps/hotpath-* ipip-1m 3200000      # ns/packet, natively
 //! ```
 //!
-//! Scenarios: `ipip-10k`, `nat-10k` (the same flows to a full-NAT service), `ipip-1m` (established flows, ACKs cycling over them, the
+//! Scenarios: `ipip-10k`, `nat-10k` (the same flows to a full-NAT service), `options-10k`
+//! (ipip-10k's frames with 4 bytes of IPv4 options: the general parser's path), `ipip-1m` (established flows, ACKs cycling over them, the
 //! flow table sized like the bench harness's: 2097152), `syn-1m` (every packet a SYN of
 //! a new flow into a full table of 1M), `single-10k` (ipip-10k through
 //! `Engine::process` one packet at a time, for comparison).
@@ -83,6 +84,27 @@ fn frame(vip: [u8; 4], src: u32, sport: u16, flags: u8) -> Vec<u8> {
     f[47] = flags;
     f[48..50].copy_from_slice(&65535u16.to_be_bytes());
     f
+}
+
+/// `f` with four NOP bytes of IPv4 options (IHL 6): a frame the general parser reads.
+fn with_ip_options(f: Vec<u8>) -> Vec<u8> {
+    let mut g = f[..34].to_vec();
+    g.extend_from_slice(&[1, 1, 1, 1]);
+    g.extend_from_slice(&f[34..]);
+    let ip = &mut g[14..38];
+    ip[0] = 0x46;
+    let len = u16::from_be_bytes([ip[2], ip[3]]) + 4;
+    ip[2..4].copy_from_slice(&len.to_be_bytes());
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let mut s: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    g
 }
 
 /// Flow `i`'s client (address, port).
@@ -161,7 +183,7 @@ fn main() {
     let packets: usize = pos.get(1).and_then(|s| s.parse().ok()).unwrap_or(320_000);
     let snap = snapshot_from_yaml(YAML, &mut IdRegistry::default(), 1, 1).unwrap();
     let (flows, syn_flood, single) = match scenario {
-        "ipip-10k" | "nat-10k" => (10_000u64, false, false),
+        "ipip-10k" | "nat-10k" | "options-10k" => (10_000u64, false, false),
         "single-10k" => (10_000, false, true),
         "ipip-1m" => (1_000_000, false, false),
         "single-1m" => (1_000_000, false, true),
@@ -180,6 +202,16 @@ fn main() {
         timeouts: FlowTimeouts::DEFAULT_MS,
     })
     .unwrap();
+    // `options-10k`: ipip-10k's frames with IPv4 options, through the general parser
+    let options = scenario.starts_with("options");
+    let frame = |vip, src, sport, flags| {
+        let f = frame(vip, src, sport, flags);
+        if options {
+            with_ip_options(f)
+        } else {
+            f
+        }
+    };
     let mut b = HeapBuf::from_slice(&frame(vip, 0, 0, 0x02));
     for f in 0..flows {
         let (src, sport) = client(f);

@@ -157,13 +157,12 @@ pub fn parse_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), DropReas
     if parse_common(data, mtu, meta).is_some() {
         return Ok(());
     }
-    *meta = parse_general(data, mtu)?;
-    Ok(())
+    parse_general_into(data, mtu, meta)
 }
 
 /// The frame most traffic is: untagged Ethernet, IPv4 without options, not a fragment,
 /// TCP or UDP, every check passed. Reads fixed offsets with the length checked once.
-/// `None` means "not that frame" (or not valid), for [`parse_general`] to read and, if
+/// `None` means "not that frame" (or not valid), for [`parse_general_into`] to read and, if
 /// it is bad, to name why (`meta` is then untouched); whenever this fills `meta`,
 /// `parse_general` returns the same one (a test holds the two to it).
 /// `meta` is written field by field only once every check passed (no 72-byte value
@@ -247,11 +246,22 @@ fn common_meta(data: &[u8], mtu: u16) -> Option<Meta> {
     parse_common(data, mtu, &mut m).map(|()| m)
 }
 
-/// [`parse`] for any frame: VLAN tags, ARP, IPv4 options and fragments, IPv6 and its
-/// extension headers, every malformation named.
+/// [`parse_general_into`] as a value, for the tests.
+#[cfg(test)]
+fn parse_general(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
+    let mut meta = Meta::EMPTY;
+    parse_general_into(data, mtu, &mut meta).map(|()| meta)
+}
+
+/// [`parse_into`] for any frame: VLAN tags, ARP, IPv4 options and fragments, IPv6 and its
+/// extension headers, every malformation named. It writes `meta` in place, field by
+/// field: a `Meta` returned by value was copied into the scratch slot in 16-byte pieces at
+/// an odd offset, and the data path's 64-bit reads of the addresses then straddled two of
+/// those stores (a store-forwarding stall, as with the common frame's addresses). On an
+/// error `meta` holds garbage.
 #[inline(never)]
 #[cold]
-fn parse_general(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
+fn parse_general_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), DropReason> {
     let eth = EthernetFrame::new_checked(data).map_err(|_| DropReason::Runt)?;
     let nl = eth.network_layer().map_err(|e| match e {
         WireError::TooManyHeaders => DropReason::BadVlan,
@@ -261,10 +271,10 @@ fn parse_general(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
     if data.len() > l3 + mtu as usize {
         return Err(DropReason::Oversize);
     }
-    let mut meta = Meta { l3, ..Meta::EMPTY };
+    *meta = Meta { l3, ..Meta::EMPTY };
     let payload = data.get(l3..).ok_or(DropReason::Runt)?;
     match nl.ethertype {
-        EtherType::ARP => Ok(meta),
+        EtherType::ARP => Ok(()),
         EtherType::IPV4 => {
             // a frame that ends inside the header its EtherType announces is a runt
             if payload.len() < IPV4_HEADER_LEN {
@@ -286,9 +296,9 @@ fn parse_general(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
             meta.ttl = ip.ttl();
             meta.tos = (ip.dscp() << 2) | ip.ecn();
             if meta.has_l4 {
-                l4_ports(&mut meta, data)?;
+                l4_ports(meta, data)?;
             }
-            Ok(meta)
+            Ok(())
         }
         EtherType::IPV6 => {
             if payload.len() < IPV6_HEADER_LEN {
@@ -307,9 +317,9 @@ fn parse_general(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
             meta.fragment = ext.fragment.is_some();
             meta.has_l4 = ext.fragment.is_none_or(|f| f.is_first());
             if meta.has_l4 {
-                l4_ports(&mut meta, data)?;
+                l4_ports(meta, data)?;
             }
-            Ok(meta)
+            Ok(())
         }
         _ => Err(DropReason::UnknownEthertype),
     }

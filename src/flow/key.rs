@@ -222,6 +222,14 @@ mod tests {
         let a = IpAddr16::from(Ipv4Addr::new(10, 1, 2, 3));
         assert_eq!(a.to_v4(), Some([10, 1, 2, 3]));
         assert_eq!(IpAddr::from(a), IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        // the byte layout is std's v4-mapped address, whatever the build's endianness
+        for v in [0u32, 1, 0x0a01_0203, 0x8000_0001, 0xdead_beef, u32::MAX] {
+            let v4 = Ipv4Addr::from(v);
+            assert_eq!(
+                IpAddr16::from_v4(v4.octets()).0,
+                v4.to_ipv6_mapped().octets()
+            );
+        }
         let b = IpAddr16::from(Ipv6Addr::LOCALHOST);
         assert_eq!(b.to_v4(), None);
         assert_eq!(IpAddr::from(b), IpAddr::V6(Ipv6Addr::LOCALHOST));

@@ -25,6 +25,8 @@
 #                                    $CARGO_TARGET_DIR/release/fulcrum)
 #   BENCH_HUGEPAGES=N                2 MiB hugepages to make sure are reserved (default 2048)
 #   MEMIF_FLOWS=N, MEMIF_MAX_LOSS=F  flows of the memif generator (10000), loss share still "lossless" (0.001)
+#   MEMIF_SYSTEMS="testpmd-io fulcrum-ipip"  the memif systems to measure (default: testpmd io and
+#                                    macswap, fulcrum ipip, dsr and nat; quick: ipip only)
 #
 # Needs root (hugepages, DPDK). Leaves no hugepage files: every process uses
 # --file-prefix=flcbench-* with --huge-unlink, and /dev/hugepages/flcbench-* and
@@ -602,6 +604,7 @@ main() {
     if [ "$FULCRUM_BENCH" != off ] && [ -x "$(fulcrum_bin)" ]; then
       if [ "$QUICK" = 1 ]; then memif_systems+=(fulcrum-ipip); else memif_systems+=(fulcrum-ipip fulcrum-dsr fulcrum-nat); fi
     fi
+    if [ -n "${MEMIF_SYSTEMS:-}" ]; then read -ra memif_systems <<< "$MEMIF_SYSTEMS"; fi
     run_stall_probe
     for mode in "${memif_systems[@]}"; do run_memif "$mode"; done
   fi

@@ -24,8 +24,36 @@ use super::passive::{PassiveEvent, PassiveTracker};
 use super::shared::{Frame, Shared};
 use super::RunError;
 
-/// How often the control loop wakes.
+/// How often the control loop wakes while something is going on (a neighbour unresolved,
+/// frames from the workers, health events, a reload, an admin command).
 const TICK: Duration = Duration::from_millis(10);
+/// The longest the control loop sleeps when nothing is going on. The control thread may
+/// share a CPU with a worker (a small machine, or `--lcores` mapping both to one CPU), and
+/// every wake-up preempts that worker; admin commands wake the loop at once regardless.
+const QUIET_TICK: Duration = Duration::from_millis(100);
+
+/// The control loop's sleep: [`TICK`] after a round that did something, doubling up to
+/// [`QUIET_TICK`] over quiet rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Backoff {
+    wait: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { wait: TICK }
+    }
+
+    /// The sleep after a round; `busy` says whether the round did anything.
+    fn after(&mut self, busy: bool) -> Duration {
+        self.wait = if busy {
+            TICK
+        } else {
+            (self.wait * 2).min(QUIET_TICK)
+        };
+        self.wait
+    }
+}
 /// How often the workers' connection outcomes are looked at (passive health).
 const PASSIVE_EVERY: Duration = Duration::from_millis(20);
 /// How often port statistics are refreshed for the admin API.
@@ -184,13 +212,18 @@ impl Control {
         }
         self.refresh_view();
         let mut last_stats = Instant::now() - PORT_STATS_EVERY;
+        let mut backoff = Backoff::new();
+        let mut woken = false;
         while !term.load(Ordering::Relaxed) {
+            let mut busy = woken;
             if hup.swap(false, Ordering::Relaxed) {
                 let _ = self.reload();
+                busy = true;
             }
-            self.serve_commands();
+            busy |= self.serve_commands();
             let now = self.shared.now_ms();
-            let mut dirty = self.neighbor_tick(now);
+            let frames = self.shared.to_control.len();
+            let (mut dirty, solicited) = self.neighbor_tick(now);
             if self.reg.departed().any(|(_, d)| d.until_ms <= now) {
                 dirty = true;
             }
@@ -203,7 +236,8 @@ impl Control {
                 last_stats = Instant::now();
                 self.refresh_port_stats(ports);
             }
-            std::thread::sleep(TICK);
+            busy |= dirty || solicited || frames > 0 || !self.neigh.all_resolved();
+            woken = self.wait_for_command(backoff.after(busy));
         }
         println!("fulcrum: stopping");
         if let Some(h) = self.health.take() {
@@ -213,8 +247,8 @@ impl Control {
     }
 
     /// Reads neighbour answers and sends the requests that are due; returns whether a
-    /// MAC changed (a new snapshot is due).
-    fn neighbor_tick(&mut self, now: u32) -> bool {
+    /// MAC changed (a new snapshot is due) and whether any request was sent.
+    fn neighbor_tick(&mut self, now: u32) -> (bool, bool) {
         let mut dirty = false;
         while let Some(f) = self.shared.to_control.pop() {
             if let Some((ip, mac)) = frames::parse_neighbor_answer(&f.bytes) {
@@ -222,10 +256,11 @@ impl Control {
             }
         }
         let (due, forgot) = self.neigh.due(now);
+        let solicited = !due.is_empty();
         for ip in due {
             self.solicit(ip);
         }
-        dirty | forgot
+        (dirty | forgot, solicited)
     }
 
     /// At start-up: resolves the next hops before fulcrum says it is running, for at most
@@ -234,7 +269,7 @@ impl Control {
         let start = Instant::now();
         while start.elapsed() < max {
             let now = self.shared.now_ms();
-            if self.neighbor_tick(now) {
+            if self.neighbor_tick(now).0 {
                 self.publish(now);
             }
             if self.neigh.all_resolved() {
@@ -281,27 +316,58 @@ impl Control {
         }
     }
 
-    fn serve_commands(&mut self) {
+    /// Serves the admin commands waiting; returns whether there were any.
+    fn serve_commands(&mut self) -> bool {
         let Some(rx) = self.commands.take() else {
-            return;
+            return false;
         };
+        let mut served = false;
         while let Ok(cmd) = rx.try_recv() {
-            match cmd {
-                Command::Reload(reply) => {
-                    let _ = reply.send(self.reload());
-                }
-                Command::SetWeight {
-                    service,
-                    backend,
-                    weight,
-                    drain,
-                    reply,
-                } => {
-                    let _ = reply.send(self.set_weight(&service, &backend, weight, drain));
-                }
-            }
+            self.serve(cmd);
+            served = true;
         }
         self.commands = Some(rx);
+        served
+    }
+
+    /// Sleeps for `wait`, or until an admin command arrives (served at once); returns
+    /// whether one did.
+    fn wait_for_command(&mut self, wait: Duration) -> bool {
+        let Some(rx) = self.commands.take() else {
+            std::thread::sleep(wait);
+            return false;
+        };
+        let got = match rx.recv_timeout(wait) {
+            Ok(cmd) => {
+                self.serve(cmd);
+                true
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                // the admin server is gone: sleep instead of spinning on the channel
+                std::thread::sleep(wait);
+                false
+            }
+        };
+        self.commands = Some(rx);
+        got
+    }
+
+    fn serve(&mut self, cmd: Command) {
+        match cmd {
+            Command::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+            Command::SetWeight {
+                service,
+                backend,
+                weight,
+                drain,
+                reply,
+            } => {
+                let _ = reply.send(self.set_weight(&service, &backend, weight, drain));
+            }
+        }
     }
 
     fn set_weight(
@@ -655,8 +721,20 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::restart_needed;
+    use super::{restart_needed, Backoff, QUIET_TICK, TICK};
     use crate::config::{from_str, Config, Host};
+
+    #[test]
+    fn the_loop_backs_off_when_quiet_and_wakes_fast_when_busy() {
+        let mut b = Backoff::new();
+        assert_eq!(b.after(true), TICK);
+        let quiet: Vec<_> = (0..6).map(|_| b.after(false).as_millis()).collect();
+        assert_eq!(quiet, vec![20, 40, 80, 100, 100, 100]);
+        assert_eq!(QUIET_TICK.as_millis(), 100);
+        // one busy round is enough to come back to the short tick
+        assert_eq!(b.after(true), TICK);
+        assert_eq!(b.after(false).as_millis(), 20);
+    }
 
     fn config(snat: &str) -> Config {
         let yaml = format!(

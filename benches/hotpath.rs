@@ -69,14 +69,7 @@ fn frame(vip: [u8; 4], src: u32, sport: u16, flags: u8) -> Vec<u8> {
         ip[9] = 6;
         ip[12..16].copy_from_slice(&src.to_be_bytes());
         ip[16..20].copy_from_slice(&vip);
-        let mut s: u32 = ip
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+        fill_ipv4_checksum(ip);
     }
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&80u16.to_be_bytes());
@@ -95,6 +88,12 @@ fn with_ip_options(f: Vec<u8>) -> Vec<u8> {
     ip[0] = 0x46;
     let len = u16::from_be_bytes([ip[2], ip[3]]) + 4;
     ip[2..4].copy_from_slice(&len.to_be_bytes());
+    fill_ipv4_checksum(ip);
+    g
+}
+
+/// Writes the checksum of the IPv4 header `ip` (whole header, options included).
+fn fill_ipv4_checksum(ip: &mut [u8]) {
     ip[10..12].copy_from_slice(&[0, 0]);
     let mut s: u32 = ip
         .chunks(2)
@@ -104,7 +103,6 @@ fn with_ip_options(f: Vec<u8>) -> Vec<u8> {
         s = (s & 0xffff) + (s >> 16);
     }
     ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
-    g
 }
 
 /// Flow `i`'s client (address, port).

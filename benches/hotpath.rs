@@ -23,6 +23,7 @@ use fulcrum::control::IdRegistry;
 use fulcrum::engine::fuzzing::snapshot_from_yaml;
 use fulcrum::engine::{Engine, EngineConfig, Snapshot, Verdict};
 use fulcrum::flow::FlowTimeouts;
+use fulcrum::wire::Ipv4Packet;
 
 const YAML: &str = r#"
 dpdk:
@@ -69,7 +70,7 @@ fn frame(vip: [u8; 4], src: u32, sport: u16, flags: u8) -> Vec<u8> {
         ip[9] = 6;
         ip[12..16].copy_from_slice(&src.to_be_bytes());
         ip[16..20].copy_from_slice(&vip);
-        fill_ipv4_checksum(ip);
+        Ipv4Packet::new_unchecked(ip).fill_checksum();
     }
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&80u16.to_be_bytes());
@@ -88,21 +89,8 @@ fn with_ip_options(f: Vec<u8>) -> Vec<u8> {
     ip[0] = 0x46;
     let len = u16::from_be_bytes([ip[2], ip[3]]) + 4;
     ip[2..4].copy_from_slice(&len.to_be_bytes());
-    fill_ipv4_checksum(ip);
+    Ipv4Packet::new_unchecked(ip).fill_checksum();
     g
-}
-
-/// Writes the checksum of the IPv4 header `ip` (whole header, options included).
-fn fill_ipv4_checksum(ip: &mut [u8]) {
-    ip[10..12].copy_from_slice(&[0, 0]);
-    let mut s: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
 }
 
 /// Flow `i`'s client (address, port).

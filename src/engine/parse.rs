@@ -354,14 +354,7 @@ mod tests {
         ip[9] = proto;
         ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
         ip[16..20].copy_from_slice(&[10, 0, 0, 1]);
-        let mut sum: u32 = ip
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        crate::wire::Ipv4Packet::new_unchecked(&mut ip[..]).fill_checksum();
         f.extend_from_slice(&ip);
         f.extend_from_slice(l4);
         f

@@ -32,6 +32,11 @@ const TICK: Duration = Duration::from_millis(10);
 /// every wake-up preempts that worker; admin commands wake the loop at once regardless.
 const QUIET_TICK: Duration = Duration::from_millis(100);
 
+/// How often the workers' connection outcomes are looked at (passive health).
+const PASSIVE_EVERY: Duration = Duration::from_millis(20);
+/// How often port statistics are refreshed for the admin API.
+const PORT_STATS_EVERY: Duration = Duration::from_secs(1);
+
 /// The control loop's sleep: [`TICK`] after a round that did something, doubling up to
 /// [`QUIET_TICK`] over quiet rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +59,6 @@ impl Backoff {
         self.wait
     }
 }
-/// How often the workers' connection outcomes are looked at (passive health).
-const PASSIVE_EVERY: Duration = Duration::from_millis(20);
-/// How often port statistics are refreshed for the admin API.
-const PORT_STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// `02:00:00:00:00:01`.
 pub fn fmt_mac(m: &Mac) -> String {
@@ -222,8 +223,7 @@ impl Control {
             }
             busy |= self.serve_commands();
             let now = self.shared.now_ms();
-            let frames = self.shared.to_control.len();
-            let (mut dirty, solicited) = self.neighbor_tick(now);
+            let (mut dirty, neighbors_busy) = self.neighbor_tick(now);
             if self.reg.departed().any(|(_, d)| d.until_ms <= now) {
                 dirty = true;
             }
@@ -236,7 +236,7 @@ impl Control {
                 last_stats = Instant::now();
                 self.refresh_port_stats(ports);
             }
-            busy |= dirty || solicited || frames > 0 || !self.neigh.all_resolved();
+            busy |= dirty || neighbors_busy || !self.neigh.all_resolved();
             woken = self.wait_for_command(backoff.after(busy));
         }
         println!("fulcrum: stopping");
@@ -247,20 +247,23 @@ impl Control {
     }
 
     /// Reads neighbour answers and sends the requests that are due; returns whether a
-    /// MAC changed (a new snapshot is due) and whether any request was sent.
+    /// MAC changed (a new snapshot is due) and whether there was anything to do (a frame
+    /// from the workers read, a request sent).
     fn neighbor_tick(&mut self, now: u32) -> (bool, bool) {
         let mut dirty = false;
+        let mut busy = false;
         while let Some(f) = self.shared.to_control.pop() {
+            busy = true;
             if let Some((ip, mac)) = frames::parse_neighbor_answer(&f.bytes) {
                 dirty |= self.neigh.learn(ip, mac, now);
             }
         }
         let (due, forgot) = self.neigh.due(now);
-        let solicited = !due.is_empty();
+        busy |= !due.is_empty();
         for ip in due {
             self.solicit(ip);
         }
-        (dirty | forgot, solicited)
+        (dirty | forgot, busy)
     }
 
     /// At start-up: resolves the next hops before fulcrum says it is running, for at most

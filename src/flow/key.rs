@@ -167,9 +167,9 @@ const TABLE_HASH_K: [u64; 6] = [
     0x9e37_79b9_7f4a_7c15,
 ];
 
-/// The 128-bit product of `a` and `b`, its halves xored.
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
+/// The 128-bit product of `a` and `b`, its halves xored (wyhash's mixing step).
+#[inline(always)]
+pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
     (r as u64) ^ (r >> 64) as u64
 }
@@ -285,7 +285,8 @@ mod tests {
                 src_port: 1024 + (i % 16) as u16,
                 ..base
             };
-            buckets[(fmix64(k.table_hash() ^ 0x1234) & 1023) as usize] += 1;
+            buckets[(fold_mul(k.table_hash() ^ 0x1234, 0xa076_1d64_78bd_642f) & 1023) as usize] +=
+                1;
         }
         let max = *buckets.iter().max().unwrap();
         assert!(max <= 3 * 64, "fullest bucket {max}, mean 64");

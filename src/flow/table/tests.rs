@@ -264,8 +264,12 @@ fn bucket_split_for_prefetch() {
     let _ = t.insert(k, 5u32, 0);
     assert_eq!(t.bucket_head(b).map(|e| *e.key()), Some(k));
     assert_eq!(t.lookup_hashed(k.flow_hash(), &k, 1).copied(), Some(5));
-    // A wrong hash only misses.
-    assert_eq!(t.lookup_hashed(k.flow_hash() ^ 1, &k, 1), None);
+    // A wrong hash (one of another bucket) only misses.
+    let wrong = (1..64u64)
+        .map(|d| k.flow_hash() ^ d)
+        .find(|&h| t.bucket_of(h) != b)
+        .unwrap();
+    assert_eq!(t.lookup_hashed(wrong, &k, 1), None);
     assert!(t.bucket_head(usize::MAX).is_none());
 }
 

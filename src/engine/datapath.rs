@@ -95,7 +95,7 @@ pub struct NatKey {
 
 impl FlowKeyT for NatKey {
     #[inline]
-    fn flow_hash(&self) -> u64 {
+    fn flow_hash(&self, seed: u64) -> u64 {
         FlowKey {
             src: self.backend,
             dst: self.lb,
@@ -104,7 +104,7 @@ impl FlowKeyT for NatKey {
             proto: self.proto,
             service: u16::MAX,
         }
-        .table_hash()
+        .table_hash(seed)
     }
     #[inline]
     fn is_tcp(&self) -> bool {
@@ -167,8 +167,7 @@ enum Class {
     Flow {
         service: ServiceId,
         fwd: Forwarding,
-        hash: u64,
-        /// The flow table bucket of `hash`.
+        /// The flow's flow-table bucket.
         bucket: usize,
     },
 }
@@ -324,11 +323,10 @@ impl Engine {
             Class::Flow {
                 service,
                 fwd,
-                hash,
                 bucket,
             } => match snap.service(service) {
                 Some(service) => {
-                    self.handle_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
+                    self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now)
                 }
                 None => Verdict::Drop(DropReason::NoService),
             },
@@ -574,13 +572,14 @@ impl Engine {
         if fwd == Forwarding::Nat && meta.fragment {
             return Verdict::Drop(DropReason::FragmentNat);
         }
-        let hash = flow_key(meta, service.id).table_hash();
-        let bucket = self.flows.bucket_of(hash);
-        self.handle_service(snap, in_port, pkt, meta, service, fwd, hash, bucket, now)
+        let bucket = self
+            .flows
+            .bucket_of(self.flows.hash_of(&flow_key(meta, service.id)));
+        self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now)
     }
 
     /// A TCP or UDP packet (or fragment) for an L4 service: its flow's backend, then the
-    /// rewrite. `hash` is the hash of [`flow_key`], `bucket` its flow-table bucket.
+    /// rewrite. `bucket` is the flow-table bucket of its [`flow_key`].
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn handle_service<B: PacketBuf>(
@@ -591,7 +590,6 @@ impl Engine {
         meta: &Meta,
         service: &Service,
         fwd: Forwarding,
-        hash: u64,
         bucket: usize,
         now: u32,
     ) -> Verdict {
@@ -606,7 +604,7 @@ impl Engine {
                 }
             }
         };
-        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, target)
+        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, &key, target)
     }
 }
 
@@ -677,12 +675,10 @@ fn classify_into(
     let ServiceMode::L4(fwd) = service.mode else {
         return Class::General;
     };
-    let hash = flow_key(meta, service.id).table_hash();
     Class::Flow {
         service: service.id,
         fwd,
-        hash,
-        bucket: flows.bucket_of(hash),
+        bucket: flows.bucket_of(flows.hash_of(&flow_key(meta, service.id))),
     }
 }
 
@@ -922,7 +918,7 @@ impl Engine {
         meta: &Meta,
         b: &Backend,
         fwd: Forwarding,
-        hash: u64,
+        flow: &FlowKey,
         target: FlowTarget,
     ) -> Verdict {
         let len = pkt.len();
@@ -949,7 +945,7 @@ impl Engine {
             return Verdict::Drop(DropReason::NoNeighbor);
         };
         self.count_to_backend(b, len);
-        self.rewrite(snap, in_port, pkt, meta, b, mac, out, fwd, hash, target)
+        self.rewrite(snap, in_port, pkt, meta, b, mac, out, fwd, flow, target)
     }
 
     /// Counts a packet of `len` bytes sent to backend `b`.
@@ -975,7 +971,7 @@ impl Engine {
         mac: Mac,
         out: &PortInfo,
         fwd: Forwarding,
-        hash: u64,
+        flow: &FlowKey,
         target: FlowTarget,
     ) -> Verdict {
         let egress = Verdict::Forward {
@@ -992,10 +988,18 @@ impl Engine {
                     _ => Encap::Ipip,
                 };
                 self.ident = self.ident.wrapping_add(1);
+                // The outer header's entropy (GUE source port, IPv6 flow label): the
+                // 5-tuple's hash, unkeyed, so it is the same on every worker and every
+                // fulcrum with the flow (the flow table's hash is keyed per table).
+                let entropy = FlowKey {
+                    service: 0,
+                    ..*flow
+                }
+                .table_hash(0);
                 // a "too big" answer leaves by the port the packet came in on
                 let reply_mac = snap.ports.get(in_port as usize).map_or(out.mac, |p| p.mac);
                 match encapsulate(
-                    pkt, meta, out, b.addr, mac, encap, hash, self.ident, reply_mac,
+                    pkt, meta, out, b.addr, mac, encap, entropy, self.ident, reply_mac,
                 ) {
                     EncapOutcome::Done => egress,
                     EncapOutcome::ReplyTooBig => {
@@ -1061,7 +1065,10 @@ impl Engine {
             lb_port: meta.dport,
             proto: meta.proto,
         };
-        let Some(e) = self.nat.lookup_entry_hashed(nk.flow_hash(), &nk, now) else {
+        let Some(e) = self
+            .nat
+            .lookup_entry_hashed(self.nat.hash_of(&nk), &nk, now)
+        else {
             // not a translation of ours: a socket of the LB host
             return Verdict::ToKernel;
         };
@@ -1272,7 +1279,7 @@ impl Engine {
             tcp_flags: 0,
             ..*meta
         };
-        let hash = key.table_hash();
+        let hash = self.flows.hash_of(&key);
         let (backend, target) = match self.pin(
             snap, service, fwd, &key, hash, &flow_meta, in_port, [0; 6], now,
         ) {
@@ -1280,7 +1287,7 @@ impl Engine {
             Err(r) => return Verdict::Drop(r),
         };
         self.counters.icmp_errors_forwarded += 1;
-        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, hash, target)
+        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, &key, target)
     }
 }
 

@@ -9,9 +9,10 @@ pub const IPPROTO_UDP: u8 = 17;
 
 /// What a [`FlowTable`](super::FlowTable) needs from its key type.
 pub trait FlowKeyT: Copy + Eq {
-    /// A well-mixed 64-bit hash of the key. It must be a pure function of the
-    /// key (the table recomputes it to unlink entries).
-    fn flow_hash(&self) -> u64;
+    /// A well-mixed 64-bit hash of the key keyed by the table's secret `seed`, whose
+    /// low bits are the bucket. It must be a pure function of the key and the seed (the
+    /// table recomputes it to unlink entries).
+    fn flow_hash(&self, seed: u64) -> u64;
     /// Whether the flow is TCP (and so follows the TCP timeouts) rather than
     /// a connectionless protocol (the UDP timeout).
     fn is_tcp(&self) -> bool;
@@ -126,16 +127,19 @@ impl FlowKey {
         fmix64(h)
     }
 
-    /// The flow table's hash of the key ([`FlowKeyT::flow_hash`]): three folded
-    /// 64x64->128-bit multiplies (wyhash's mixing step) instead of [`hash`](Self::hash)'s
-    /// five rounds and finaliser, since it runs for every packet. It is not frozen
-    /// (nothing outside one process sees it) and, like `hash`, not keyed: the table
-    /// remixes it with its secret seed and caps chain lengths.
+    /// The flow table's hash of the key ([`FlowKeyT::flow_hash`]), keyed by the
+    /// table's secret `seed`: three folded 64x64->128-bit multiplies (wyhash's mixing
+    /// step, two of them side by side) instead of [`hash`](Self::hash)'s five rounds
+    /// and finaliser, since it runs for every packet, and the table takes its low bits
+    /// as the bucket without a further mix (the chain from a packet's header to its
+    /// bucket's prefetch is two multiplies long). It is not frozen: nothing outside one
+    /// process sees it. Without the seed an attacker who knows the function could pick
+    /// tuples that share a bucket; the table also caps chain lengths.
     #[inline(always)]
-    pub fn table_hash(&self) -> u64 {
+    pub fn table_hash(&self, seed: u64) -> u64 {
         let [a, b, c, d, e] = self.words();
-        let h1 = fold_mul(a ^ TABLE_HASH_K[0], b ^ TABLE_HASH_K[1]);
-        let h2 = fold_mul(c ^ TABLE_HASH_K[2], d ^ TABLE_HASH_K[3]);
+        let h1 = fold_mul(a ^ seed ^ TABLE_HASH_K[0], b ^ TABLE_HASH_K[1]);
+        let h2 = fold_mul(c ^ seed ^ TABLE_HASH_K[2], d ^ TABLE_HASH_K[3]);
         fold_mul(h1 ^ e ^ TABLE_HASH_K[4], h2 ^ TABLE_HASH_K[5])
     }
 
@@ -169,7 +173,7 @@ const TABLE_HASH_K: [u64; 6] = [
 
 /// The 128-bit product of `a` and `b`, its halves xored (wyhash's mixing step).
 #[inline(always)]
-pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
+fn fold_mul(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
     (r as u64) ^ (r >> 64) as u64
 }
@@ -187,8 +191,8 @@ pub(crate) const fn fmix64(mut k: u64) -> u64 {
 
 impl FlowKeyT for FlowKey {
     #[inline]
-    fn flow_hash(&self) -> u64 {
-        self.table_hash()
+    fn flow_hash(&self, seed: u64) -> u64 {
+        self.table_hash(seed)
     }
 
     #[inline]
@@ -274,23 +278,30 @@ mod tests {
     fn every_field_changes_the_table_hash_and_buckets_spread() {
         let base = key();
         for v in one_field_changed(base) {
-            assert_ne!(v.table_hash(), base.table_hash(), "{v:?}");
+            assert_ne!(v.table_hash(7), base.table_hash(7), "{v:?}");
         }
-        // sequential clients and ports (what a load test sends) fill 1024 buckets
-        // evenly after the table's remix: no bucket above 3x its share
-        let mut buckets = [0u32; 1024];
-        for i in 0..65_536u32 {
-            let k = FlowKey {
-                src: IpAddr16::from_v4((0x0a00_0000 + i / 16).to_be_bytes()),
-                src_port: 1024 + (i % 16) as u16,
-                ..base
-            };
-            buckets[(fold_mul(k.table_hash() ^ 0x1234, 0xa076_1d64_78bd_642f) & 1023) as usize] +=
-                1;
+        // the seed changes every key's hash
+        assert_ne!(base.table_hash(7), base.table_hash(8));
+        // sequential clients and ports (what a load test sends) fill 1024 buckets (the
+        // hash's low bits, as the table takes them) evenly: no bucket above 3x its
+        // share, whatever the seed
+        for seed in [0, 0x1234, u64::MAX] {
+            let mut buckets = [0u32; 1024];
+            for i in 0..65_536u32 {
+                let k = FlowKey {
+                    src: IpAddr16::from_v4((0x0a00_0000 + i / 16).to_be_bytes()),
+                    src_port: 1024 + (i % 16) as u16,
+                    ..base
+                };
+                buckets[(k.table_hash(seed) & 1023) as usize] += 1;
+            }
+            let max = *buckets.iter().max().unwrap();
+            assert!(
+                max <= 3 * 64,
+                "seed {seed:#x}: fullest bucket {max}, mean 64"
+            );
+            assert!(buckets.iter().all(|&b| b > 0));
         }
-        let max = *buckets.iter().max().unwrap();
-        assert!(max <= 3 * 64, "fullest bucket {max}, mean 64");
-        assert!(buckets.iter().all(|&b| b > 0));
     }
 
     #[test]

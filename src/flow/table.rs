@@ -16,9 +16,10 @@
 //!   entry already seen at the same `now` does not relink it, so the list is
 //!   always sorted by last-seen time (newest first).
 //!
-//! The bucket comes from `remix(hash, seed)` (one folded multiply), with a per-table `seed` the
-//! caller supplies (e.g. random at start): the flow hash is public and stable,
-//! so without the seed an attacker could pick tuples that share a bucket.
+//! The bucket is the low bits of the key's hash keyed by a per-table `seed` the
+//! caller supplies (e.g. random at start, [`FlowKeyT::flow_hash`]): without the
+//! seed an attacker who knows the hash function could pick tuples that share a
+//! bucket.
 //!
 //! # Buckets in use grow with the flows (linear hashing)
 //!
@@ -67,7 +68,7 @@
 //! entry is reclaimed. A full table evicts its LRU tail on insert (counting an
 //! eviction, or an expiry if the tail had expired).
 
-use super::key::{fold_mul, FlowKeyT};
+use super::key::FlowKeyT;
 use super::state::{FlowState, FlowTimeouts};
 
 /// The "no entry" index.
@@ -81,19 +82,6 @@ pub const MAX_CHAIN: usize = 16;
 pub const INITIAL_BUCKETS: usize = 1024;
 /// Buckets in use per live flow that growth keeps (while the head array has room).
 pub const BUCKETS_PER_FLOW: u64 = 4;
-
-/// The odd multiplier of [`remix`] (wyhash's first secret).
-const REMIX_MUL: u64 = 0xa076_1d64_78bd_642f;
-
-/// The bucket function's mix of a flow hash with the table's secret `seed`: one
-/// folded 64x64->128-bit multiply, whose low bits depend on every bit of both. It sits
-/// on each packet's path from its header to its bucket's prefetch, where MurmurHash's
-/// finaliser (two multiplies and three shift-xors in a chain) cost 7% of the worker's
-/// samples.
-#[inline(always)]
-fn remix(hash: u64, seed: u64) -> u64 {
-    fold_mul(hash ^ seed, REMIX_MUL)
-}
 
 /// Why a table could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -247,8 +235,8 @@ pub struct FlowTable<K, V> {
 impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     /// Creates a table for `capacity` flows, allocating all its memory now.
     ///
-    /// `seed` keys the bucket function (pick it at random per process; the
-    /// table never reads randomness itself).
+    /// `seed` keys the hash the buckets come from (pick it at random per process;
+    /// the table never reads randomness itself).
     pub fn new(
         capacity: usize,
         timeouts: FlowTimeouts,
@@ -384,11 +372,18 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         self.timeouts
     }
 
-    /// The bucket a flow hash falls in, so a worker can compute all buckets of
-    /// a burst (and prefetch them) before looking any flow up.
+    /// The key's hash under this table's seed ([`FlowKeyT::flow_hash`]): what
+    /// [`bucket_of`](Self::bucket_of) and the `_hashed` lookups take.
+    #[inline(always)]
+    pub fn hash_of(&self, key: &K) -> u64 {
+        key.flow_hash(self.seed)
+    }
+
+    /// The bucket a flow hash ([`hash_of`](Self::hash_of)) falls in, so a worker can
+    /// compute all buckets of a burst (and prefetch them) before looking any flow up.
     #[inline(always)]
     pub fn bucket_of(&self, hash: u64) -> usize {
-        let b = remix(hash, self.seed) & self.high_mask;
+        let b = hash & self.high_mask;
         // The upper half's buckets not yet split off still live in the lower half.
         (if b < self.active {
             b
@@ -429,11 +424,11 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     /// reported absent (and reclaimed by the next insert or `expire_some`).
     #[inline]
     pub fn lookup(&mut self, key: &K, now: u32) -> Option<&mut V> {
-        self.lookup_hashed(key.flow_hash(), key, now)
+        self.lookup_hashed(self.hash_of(key), key, now)
     }
 
     /// [`lookup`](Self::lookup) with the key's precomputed
-    /// [`flow_hash`](FlowKeyT::flow_hash). A wrong hash only misses.
+    /// [`hash_of`](Self::hash_of). A wrong hash only misses.
     #[inline]
     pub fn lookup_hashed(&mut self, hash: u64, key: &K, now: u32) -> Option<&mut V> {
         self.lookup_entry_hashed(hash, key, now)
@@ -505,7 +500,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         state: FlowState,
         now: u32,
     ) -> InsertOutcome<K, V> {
-        let bucket = self.bucket_of(key.flow_hash());
+        let bucket = self.bucket_of(self.hash_of(&key));
         let (index, chain_len) = self.find(bucket, &key);
         let mut outcome = InsertOutcome::Inserted;
         if index != NIL {
@@ -565,7 +560,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     /// stay as they are); None if absent or expired. For looking at a flow from
     /// outside its packets (connection outcomes, audits).
     pub fn peek_mut(&mut self, key: &K, now: u32) -> Option<&mut FlowEntry<K, V>> {
-        let bucket = self.bucket_of(key.flow_hash());
+        let bucket = self.bucket_of(self.hash_of(key));
         let (index, _) = self.find(bucket, key);
         if index == NIL || self.is_expired(index, now) {
             return None;
@@ -576,7 +571,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     /// Removes a flow, returning its value (also if it had expired but was
     /// not yet reclaimed, so resources tied to it can be released).
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let bucket = self.bucket_of(key.flow_hash());
+        let bucket = self.bucket_of(self.hash_of(key));
         let (index, _) = self.find(bucket, key);
         let value = self.entries.get(index as usize)?.value;
         self.unlink(index, bucket);
@@ -677,7 +672,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
                 break;
             };
             let next = e.chain_next;
-            let b = self.bucket_of(e.key.flow_hash());
+            let b = self.bucket_of(self.hash_of(&e.key));
             let side = usize::from(b == new);
             match self.entries.get_mut(tails[side] as usize) {
                 Some(tail) => tail.chain_next = index,
@@ -732,7 +727,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
 
     fn bucket_of_index(&self, index: u32) -> usize {
         match self.entries.get(index as usize) {
-            Some(e) => self.bucket_of(e.key.flow_hash()),
+            Some(e) => self.bucket_of(self.hash_of(&e.key)),
             None => 0,
         }
     }

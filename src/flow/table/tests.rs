@@ -28,7 +28,7 @@ struct TestKey {
 }
 
 impl FlowKeyT for TestKey {
-    fn flow_hash(&self) -> u64 {
+    fn flow_hash(&self, _seed: u64) -> u64 {
         self.hash
     }
     fn is_tcp(&self) -> bool {
@@ -148,7 +148,7 @@ fn lookup_reports_expired_entry_absent_and_insert_reclaims_it() {
 fn tcp_state_selects_timeout() {
     let mut t = FlowTable::new(4, T, 5).unwrap();
     let k = fk(1, IPPROTO_TCP);
-    let h = k.flow_hash();
+    let h = t.hash_of(&k);
     let _ = t.insert(k, 1u32, 0);
     assert_eq!(
         t.lookup_entry_hashed(h, &k, 5).unwrap().state(),
@@ -167,7 +167,7 @@ fn tcp_state_selects_timeout() {
                                          // UDP keys ignore TCP flags.
     let u = fk(2, IPPROTO_UDP);
     let _ = t.insert(u, 2, 100);
-    let e = t.lookup_entry_hashed(u.flow_hash(), &u, 100).unwrap();
+    let e = t.lookup_entry_hashed(t.hash_of(&u), &u, 100).unwrap();
     assert_eq!(e.observe_tcp(tcp_flags::RST), FlowState::Established);
 }
 
@@ -258,15 +258,15 @@ fn retain_and_iter() {
 fn bucket_split_for_prefetch() {
     let mut t = FlowTable::new(16, T, 11).unwrap();
     let k = fk(1, IPPROTO_UDP);
-    let b = t.bucket_of(k.flow_hash());
+    let b = t.bucket_of(t.hash_of(&k));
     assert!(b < 16);
     assert!(t.bucket_head(b).is_none());
     let _ = t.insert(k, 5u32, 0);
     assert_eq!(t.bucket_head(b).map(|e| *e.key()), Some(k));
-    assert_eq!(t.lookup_hashed(k.flow_hash(), &k, 1).copied(), Some(5));
+    assert_eq!(t.lookup_hashed(t.hash_of(&k), &k, 1).copied(), Some(5));
     // A wrong hash (one of another bucket) only misses.
     let wrong = (1..64u64)
-        .map(|d| k.flow_hash() ^ d)
+        .map(|d| t.hash_of(&k) ^ d)
         .find(|&h| t.bucket_of(h) != b)
         .unwrap();
     assert_eq!(t.lookup_hashed(wrong, &k, 1), None);
@@ -291,7 +291,7 @@ fn buckets_in_use_follow_the_flows() {
     for b in 0..t.buckets_in_use() {
         let mut i = t.heads[b];
         while let Some(e) = t.entries.get(i as usize) {
-            assert_eq!(t.bucket_of(e.key.flow_hash()), b);
+            assert_eq!(t.bucket_of(t.hash_of(&e.key)), b);
             i = e.chain_next;
         }
     }
@@ -326,7 +326,7 @@ fn deferred_growth_keeps_buckets_valid_until_grow() {
     // Buckets computed first, as a burst's first pass does.
     // (32 flows in 8 buckets: chains stay under MAX_CHAIN, nothing is evicted.)
     let buckets: Vec<usize> = (0..32u32)
-        .map(|i| t.bucket_of(fk_n(i).flow_hash()))
+        .map(|i| t.bucket_of(t.hash_of(&fk_n(i))))
         .collect();
     for i in 0..32u32 {
         assert_eq!(t.insert(fk_n(i), i, 0), InsertOutcome::Inserted);
@@ -347,7 +347,7 @@ fn deferred_growth_keeps_buckets_valid_until_grow() {
     assert_eq!(t.buckets_in_use(), want);
     assert!(!t.needs_growth());
     for i in 0..32u32 {
-        let b = t.bucket_of(fk_n(i).flow_hash());
+        let b = t.bucket_of(t.hash_of(&fk_n(i)));
         assert_eq!(
             t.lookup_entry_in_bucket(b, &fk_n(i), 2).map(|e| *e.value()),
             Some(i)
@@ -536,7 +536,7 @@ proptest! {
                 }
                 Op::Observe(id, flags) => {
                     let k = tk(id);
-                    let got = table.lookup_entry_hashed(k.flow_hash(), &k, now).map(|e| e.observe_tcp(flags));
+                    let got = table.lookup_entry_hashed(table.hash_of(&k), &k, now).map(|e| e.observe_tcp(flags));
                     let want = model.lookup(k, now).map(|p| {
                         let e = &mut model.order[p];
                         if k.is_tcp() { e.state = e.state.after_tcp_flags(flags); }

@@ -27,6 +27,9 @@
 #   MEMIF_FLOWS=N, MEMIF_MAX_LOSS=F  flows of the memif generator (10000), loss share still "lossless" (0.001)
 #   MEMIF_SYSTEMS="testpmd-io fulcrum-ipip"  the memif systems to measure (default: testpmd io and
 #                                    macswap, fulcrum ipip, dsr and nat; quick: ipip only)
+#   MEMIF_ROUNDS=N                   rounds of the latency target's pair, testpmd io then fulcrum
+#                                    ipip, back to back (default 3, quick 1); the other systems run
+#                                    in round 1 only. The target is judged on the rounds' median.
 #
 # Needs root (hugepages, DPDK). Leaves no hugepage files: every process uses
 # --file-prefix=flcbench-* with --huge-unlink, and /dev/hugepages/flcbench-* and
@@ -56,11 +59,11 @@ while [ $# -gt 0 ]; do
 done
 if [ "$QUICK" = 1 ]; then
   WARMUP=0.5; DURATION=3; MODE_NAME=quick; REPEAT="${REPEAT:-1}"
-  MEMIF_TRIAL=0.5; MEMIF_LAT=1; MEMIF_STEPS=4; IDLE_SECONDS=3
+  MEMIF_TRIAL=0.5; MEMIF_LAT=1; MEMIF_STEPS=4; IDLE_SECONDS=3; MEMIF_ROUNDS="${MEMIF_ROUNDS:-1}"
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/quick}"
 else
   WARMUP=2; DURATION=10; MODE_NAME=full; REPEAT="${REPEAT:-3}"
-  MEMIF_TRIAL=1; MEMIF_LAT=5; MEMIF_STEPS=8; IDLE_SECONDS=10
+  MEMIF_TRIAL=1; MEMIF_LAT=5; MEMIF_STEPS=8; IDLE_SECONDS=10; MEMIF_ROUNDS="${MEMIF_ROUNDS:-3}"
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results}"
 fi
 FULCRUM_BENCH="${FULCRUM_BENCH:-auto}"
@@ -414,7 +417,7 @@ fulcrum_not_ready() {
 # ==================================================================== end of fulcrum hook
 
 # ---------------------------------------------------------------- memif: generator <-> forwarder
-# run_memif SYSTEM   (testpmd-io | testpmd-macswap | fulcrum-ipip | fulcrum-dsr | fulcrum-nat)
+# run_memif SYSTEM ROUND   (testpmd-io | testpmd-macswap | fulcrum-ipip | fulcrum-dsr | fulcrum-nat)
 #
 # bench/gen (flcgen, on fulcrum-dpdk) is the memif *server* on lcore 0 (CPU 0, its own);
 # the forwarder is the memif *client*, all its threads on CPU 1 (testpmd: EAL
@@ -459,20 +462,20 @@ run_stall_probe() {
 }
 
 run_memif() {
-  local system="$1" gen sock gprefix fprefix glog flog gpid fpid json counters cfg bin
+  local system="$1" round="${2:-1}" gen sock gprefix fprefix glog flog gpid fpid json counters cfg bin
   gen=$(memif_gen_bin)
   if [ ! -x "$gen" ]; then
-    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"status\":\"failed: no flcgen binary (cargo build --release -p fulcrum-bench-gen)\"}"
+    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"round\":$round,\"status\":\"failed: no flcgen binary (cargo build --release -p fulcrum-bench-gen)\"}"
     log "memif $system: no $gen"; return 0
   fi
   sock="/run/flcbench-memif-$$.sock"; rm -f "$sock"
   gprefix="flcbench-gen-$$"; fprefix="flcbench-fm-$$"
-  glog="$WORK_DIR/memif.$system.gen.log"; flog="$WORK_DIR/memif.$system.log"
+  glog="$WORK_DIR/memif.$system.r$round.gen.log"; flog="$WORK_DIR/memif.$system.r$round.log"
   # CPU 0 is the generator's alone; every thread of the forwarder (its EAL main lcore and
   # control threads included, mapped with --lcores) stays on CPU 1 with the forwarding lcore.
   taskset -c 0 "${MEMIF_RUN[@]}" "$gen" --eal "-l 0 --file-prefix=$gprefix --huge-unlink --no-pci --vdev=net_memif0,role=server,socket=$sock,id=0" \
     --flows "$MEMIF_FLOWS" --len 96 --trial-secs "$MEMIF_TRIAL" --lat-secs "$MEMIF_LAT" \
-    --max-steps "$MEMIF_STEPS" --max-loss "$MEMIF_MAX_LOSS" --linger 20 >"$WORK_DIR/memif.$system.json" 2>"$glog" &
+    --max-steps "$MEMIF_STEPS" --max-loss "$MEMIF_MAX_LOSS" --linger 20 >"$WORK_DIR/memif.$system.r$round.json" 2>"$glog" &
   gpid=$!; CHILD_PIDS+=("$gpid")
   for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
   case "$system" in
@@ -496,22 +499,22 @@ run_memif() {
   # forwarder has gone: the forwarder is stopped first. (DPDK 22.11's memif PMD unmaps the
   # shared regions from its interrupt thread when the peer disconnects, racing the poll
   # thread's rx_burst: a forwarder left polling after the generator closed could crash.)
-  while kill -0 "$gpid" 2>/dev/null && [ ! -s "$WORK_DIR/memif.$system.json" ]; do sleep 0.2; done
+  while kill -0 "$gpid" 2>/dev/null && [ ! -s "$WORK_DIR/memif.$system.r$round.json" ]; do sleep 0.2; done
   stop_process "$fpid"
   wait "$gpid" 2>/dev/null || true
   local keep=() i
   for i in "${CHILD_PIDS[@]}"; do [ "$i" = "$gpid" ] || keep+=("$i"); done
   CHILD_PIDS=("${keep[@]+"${keep[@]}"}")
   rm -f "$sock"
-  json=$(cat "$WORK_DIR/memif.$system.json" 2>/dev/null || true)
+  json=$(cat "$WORK_DIR/memif.$system.r$round.json" 2>/dev/null || true)
   counters='{}'
   case "$system" in fulcrum-*) counters=$(fulcrum_counters "$flog") ;; esac
   if [ -n "$json" ]; then
-    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"status\":\"ok\",\"gen\":$json,\"fulcrum\":$counters}"
-    log "memif $system: $(grep -E 'flcgen: [0-9]+% of' "$glog" | tr '\n' ';')"
+    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"round\":$round,\"status\":\"ok\",\"gen\":$json,\"fulcrum\":$counters}"
+    log "memif $system round $round: $(grep -E 'flcgen: [0-9]+% of' "$glog" | tr '\n' ';')"
   else
-    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"status\":\"failed: see $(basename "$glog")\"}"
-    log "memif $system: FAILED (log: $glog)"; tail -3 "$glog" >&2 || true
+    record "{\"scenario\":\"memif\",\"system\":\"$system\",\"round\":$round,\"status\":\"failed: see $(basename "$glog")\"}"
+    log "memif $system round $round: FAILED (log: $glog)"; tail -3 "$glog" >&2 || true
   fi
 }
 
@@ -606,7 +609,14 @@ main() {
     fi
     if [ -n "${MEMIF_SYSTEMS:-}" ]; then read -ra memif_systems <<< "$MEMIF_SYSTEMS"; fi
     run_stall_probe
-    for mode in "${memif_systems[@]}"; do run_memif "$mode"; done
+    for mode in "${memif_systems[@]}"; do run_memif "$mode" 1; done
+    # more rounds of the latency target's pair only, back to back (see MEMIF_ROUNDS)
+    local round
+    for round in $(seq 2 "$MEMIF_ROUNDS"); do
+      for mode in testpmd-io fulcrum-ipip; do
+        if [[ " ${memif_systems[*]} " == *" $mode "* ]]; then run_memif "$mode" "$round"; fi
+      done
+    done
   fi
   if [ "$FULCRUM_BENCH" != off ] && { [ -z "$ONLY" ] || echo idle | grep -Eq -- "$ONLY"; }; then
     run_idle poll; run_idle adaptive

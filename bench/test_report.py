@@ -163,6 +163,35 @@ class ReportTest(unittest.TestCase):
                                            memif("fulcrum-ipip", 40, 55, 0.0, 0.0)], check=False)
         self.assertTrue(row(md).endswith("| **no** |"), row(md))
 
+    def test_memif_latency_target_is_the_median_of_rounds(self):
+        def memif(system, rd, steady_p99_us, steady_loss=0.0):
+            steady = {"windows": 40, "of": 50, "p50_ns": 1000, "p99_ns": steady_p99_us * 1000, "p999_ns": 9e5,
+                      "samples": 8}
+            gen = {"max_loss": 0.001, "lossless_pps": 1e6, "search": [], "window_ms": 100, "steady_share": 0.8,
+                   "latency": [{"fraction": 0.5, "p50_ns": 1000, "p99_ns": 900e3, "p999_ns": 9e6,
+                                "samples": 10, "steady": steady,
+                                "trial": {"loss": 0.0, "steady_loss": steady_loss}}],
+                   "totals": {"received": 1000}}
+            return {"scenario": "memif", "system": system, "round": rd, "status": "ok", "gen": gen}
+        base = [ok("s1", "testpmd-io", 30e6), ok("s1", "testpmd-macswap", 25e6)]
+        row = lambda md: next(l for l in md.splitlines() if l.startswith("| added p99 latency"))
+        # each round against its own baseline: +5, +60, +8 -> median 8: yes (one bad round does not decide)
+        rounds = [memif("testpmd-io", 1, 10), memif("fulcrum-ipip", 1, 15),
+                  memif("testpmd-io", 2, 10), memif("fulcrum-ipip", 2, 70),
+                  memif("testpmd-io", 3, 40), memif("fulcrum-ipip", 3, 48)]
+        _, md, _ = self.run_report(base + rounds, check=False)
+        self.assertIn("8.0 us, median of 3 judged round(s) of 3", row(md))
+        self.assertIn("round 2: 60.0 us", row(md))
+        self.assertTrue(row(md).endswith("| yes |"), row(md))
+        self.assertIn("| fulcrum-ipip (round 3) |", md)
+        # a disturbed round is left out of the median: +60 and +30 judged -> 45: no
+        rounds[1] = memif("fulcrum-ipip", 1, 15, steady_loss=0.01)
+        rounds[5] = memif("fulcrum-ipip", 3, 70)
+        _, md, _ = self.run_report(base + rounds, check=False)
+        self.assertIn("45.0 us, median of 2 judged round(s) of 3", row(md))
+        self.assertIn("round 1: 5.0 us (15.0 - 10.0; all windows 0.0 us), not judged: fulcrum-ipip lost 1.000%", row(md))
+        self.assertTrue(row(md).endswith("| **no** |"), row(md))
+
     def test_nice_max(self):
         import plot
         self.assertEqual(plot.nice_max(37), 50)

@@ -284,10 +284,19 @@ impl Engine {
             .zip(verdicts.chunks_mut(MAX_BURST))
         {
             let scratch = &mut scratch[..pkts.len()];
+            // Classification in two passes (parse all, then route all): each packet's
+            // chain from its headers through the flow hash to its bucket's prefetch then
+            // starts from headers parsed a pass earlier, and a short loop body lets the
+            // chains of several packets overlap.
             for (p, c) in pkts.iter().zip(scratch.iter_mut()) {
-                classify(snap, &self.flows, mtu, &mut memo, p.data(), c);
-                if let Class::Flow { bucket, .. } = c.class {
-                    self.flows.prefetch_bucket(bucket);
+                c.class = parse_class(mtu, p.data(), &mut c.meta);
+            }
+            for c in scratch.iter_mut() {
+                if let Class::General = c.class {
+                    c.class = route(snap, &self.flows, &mut memo, &c.meta);
+                    if let Class::Flow { bucket, .. } = c.class {
+                        self.flows.prefetch_bucket(bucket);
+                    }
                 }
             }
             for c in scratch.iter() {
@@ -632,7 +641,8 @@ fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
 /// port of an L4 service, not a fragment, TTL left), find its service and flow hash.
 /// `mtu` is the receiving port's (`None`: a port the snapshot does not know), `memo` the
 /// burst's last VIP lookup. Reads only the packet and the snapshot; writes only `out`
-/// and `memo`.
+/// and `memo`. ([`Engine::process_burst`] runs its two halves, [`parse_class`] and
+/// [`route`], as two passes over the burst.)
 #[inline(always)]
 fn classify(
     snap: &Snapshot,
@@ -642,25 +652,33 @@ fn classify(
     data: &[u8],
     out: &mut Classified,
 ) {
-    out.class = classify_into(snap, flows, mtu, memo, data, &mut out.meta);
+    out.class = parse_class(mtu, data, &mut out.meta);
+    if let Class::General = out.class {
+        out.class = route(snap, flows, memo, &out.meta);
+    }
 }
 
-/// [`classify`]'s work: parses into `meta` and returns the class.
+/// [`classify`]'s first half: parses into `meta`; `Dropped` or (parsed) `General`.
 #[inline(always)]
-fn classify_into(
-    snap: &Snapshot,
-    flows: &FlowTable<FlowKey, FlowTarget>,
-    mtu: Option<u16>,
-    memo: &mut VipMemo,
-    data: &[u8],
-    meta: &mut Meta,
-) -> Class {
+fn parse_class(mtu: Option<u16>, data: &[u8], meta: &mut Meta) -> Class {
     let Some(mtu) = mtu else {
         return Class::Dropped(DropReason::NotForUs);
     };
-    if let Err(r) = parse_into(data, mtu, meta) {
-        return Class::Dropped(r);
+    match parse_into(data, mtu, meta) {
+        Ok(()) => Class::General,
+        Err(r) => Class::Dropped(r),
     }
+}
+
+/// [`classify`]'s second half, for a parsed packet: `Flow` (its service, forwarding and
+/// flow-table bucket) for the common case, else `General`.
+#[inline(always)]
+fn route(
+    snap: &Snapshot,
+    flows: &FlowTable<FlowKey, FlowTarget>,
+    memo: &mut VipMemo,
+    meta: &Meta,
+) -> Class {
     let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;
     if meta.kind == L3::Arp || !l4 || meta.fragment || meta.ttl <= 1 {
         return Class::General;

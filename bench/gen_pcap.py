@@ -29,10 +29,16 @@ Traffic shape:
   Their IPv4 header checksums are valid wherever there is a full IPv4 header, so the
   malformation is the named one only.
 
+``--ipv6`` writes Ethernet / IPv6 / TCP instead: client ``fd01::<host>`` (the same host
+numbers), VIP ``--vip6``, the same ports and sequence numbers; the smallest such frame is 74
+bytes in the file (78 on the wire), so ``--size 78`` is its minimum-size scenario. (Malformed
+packets and SYN floods are IPv4 only.)
+
 Every well-formed packet has valid IPv4 and TCP checksums (check with ``tcpdump -vvr``).
 """
 
 import argparse
+import ipaddress
 import os
 import random
 import struct
@@ -53,6 +59,12 @@ IP_DF = 0x4000
 CLIENT_NET = (10 << 24) | (1 << 16)  # 10.1.0.0/16
 HOSTS = 65534
 PORTS = 64512
+# Ethernet + IPv6 (ver_tc_flow, payload_len, next_header, hop_limit, src, dst) + TCP.
+HDR6 = struct.Struct("!6s6sHIHBB16s16sHHIIBBHHH")
+IP6_LEN = 40
+HDRS6_LEN = ETH_LEN + IP6_LEN + TCP_LEN  # 74
+ETH_IPV6 = 0x86DD
+CLIENT_NET6 = int(ipaddress.IPv6Address("fd01::"))
 MALFORMED_KINDS = ("bad_ihl", "total_len_beyond_frame", "runt", "unknown_ethertype", "truncated_tcp")
 
 
@@ -129,6 +141,36 @@ class Writer:
         return hdr + payload + tail
 
 
+class Writer6:
+    """Writer's IPv6 twin: Ethernet / IPv6 / TCP frames for one IPv6 VIP."""
+
+    def __init__(self, dst_mac, src_mac, vip6, vport, frame_len):
+        self.dst_mac, self.src_mac = dst_mac, src_mac
+        self.vip, self.vport = vip6, vport
+        self.payload = bytes((0x41 + n % 26) for n in range(frame_len - HDRS6_LEN))
+        self.payload_sum = ones_sum(self.payload)
+        self.vip_sum = ones_sum(vip6.to_bytes(16, "big"))
+
+    def frame(self, host, sport, seq, ack):
+        src = (CLIENT_NET6 | host).to_bytes(16, "big")
+        flags, payload = TCP_ACK | TCP_PSH, self.payload
+        tcp_len = TCP_LEN + len(payload)
+        window, dport = 65535, self.vport
+        # TCP checksum: the IPv6 pseudo header (src, dst, length, next header) + header + payload.
+        tcp_sum = (
+            ones_sum(src) + self.vip_sum + tcp_len + 6
+            + sport + dport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF)
+            + ((0x50 << 8) | flags) + window + self.payload_sum
+        )
+        tcp_csum = ~fold(tcp_sum) & 0xFFFF
+        hdr = HDR6.pack(
+            self.dst_mac, self.src_mac, ETH_IPV6,
+            6 << 28, tcp_len, 6, 64, src, self.vip.to_bytes(16, "big"),
+            sport, dport, seq, ack, 0x50, flags, window, tcp_csum, 0,
+        )
+        return hdr + payload
+
+
 def ip_checksum_fix(frame, ihl_bytes):
     """Rewrites the IPv4 header checksum of `frame` (a bytearray) over `ihl_bytes` header bytes."""
     end = min(ETH_LEN + ihl_bytes, len(frame))
@@ -161,10 +203,16 @@ def malform(good, kind):
 
 
 def generate(args, out):
-    if args.size not in (64, 512):
+    if args.ipv6:
+        if args.size not in (78, 512):
+            raise SystemExit("--size must be 78 or 512 with --ipv6")
+        if args.syn_flood or args.syn_first or args.malformed_pct:
+            raise SystemExit("--ipv6 writes established flows only")
+    elif args.size not in (64, 512):
         raise SystemExit("--size must be 64 or 512")
     frame_len = args.size - 4
     w = Writer(args.dst_mac, args.src_mac, args.vip, args.vport, frame_len)
+    w6 = Writer6(args.dst_mac, args.src_mac, int(args.vip6), args.vport, frame_len) if args.ipv6 else None
     rng = random.Random(args.seed)
     flows = args.packets if args.syn_flood else args.flows
     if flows < 1:
@@ -174,7 +222,7 @@ def generate(args, out):
     n_syn = flows if args.syn_first and not args.syn_flood else 0
     if n_syn > args.packets:
         raise SystemExit("--syn-first needs --packets >= --flows")
-    payload_len = frame_len - HDRS_LEN
+    payload_len = frame_len - (HDRS6_LEN if args.ipv6 else HDRS_LEN)
     out.write(PCAP_GLOBAL)
     chunk = []
     counts = {"packets": 0, "syn": 0, "data": 0, "malformed": 0}
@@ -191,7 +239,10 @@ def generate(args, out):
         isn = (i * 2654435761) & 0xFFFFFFFF
         seq = isn if syn else (isn + 1 + rnd * payload_len) & 0xFFFFFFFF
         ack = 0 if syn else (i * 40503 + 1) & 0xFFFFFFFF
-        frame = w.frame(src, sport, seq, ack, j & 0xFFFF, syn)
+        if w6:
+            frame = w6.frame(src & 0xFFFF, sport, seq, ack)
+        else:
+            frame = w.frame(src, sport, seq, ack, j & 0xFFFF, syn)
         if args.malformed_pct and rng.random() * 100 < args.malformed_pct:
             frame = malform(frame, MALFORMED_KINDS[kind_index % len(MALFORMED_KINDS)])
             kind_index += 1
@@ -226,6 +277,8 @@ def parse_args(argv=None):
     p.add_argument("--src-mac", type=parse_mac, default=parse_mac("02:00:00:00:00:01"), help="source MAC (the client-side router)")
     p.add_argument("--vip", type=parse_ipv4, default=parse_ipv4("10.99.0.100"))
     p.add_argument("--vport", type=int, default=80)
+    p.add_argument("--ipv6", action="store_true", help="Ethernet/IPv6/TCP frames from fd01::/64 clients (established flows only)")
+    p.add_argument("--vip6", type=ipaddress.IPv6Address, default=ipaddress.IPv6Address("fd99::100"))
     p.add_argument("--seed", type=int, default=1, help="seed for choosing malformed packets")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -92,6 +92,39 @@ class GenPcapTest(unittest.TestCase):
             self.assertEqual(f[:6], bytes.fromhex("0200000000aa"))
             self.assertEqual(well_formed(f)[5], 508 - 54)
 
+    def test_ipv6_established(self):
+        for size in (78, 512):
+            data, counts = generate("--ipv6", "--flows", "500", "--packets", "1500", "--size", str(size))
+            frames = list(records(data))
+            self.assertEqual((len(frames), counts["data"]), (1500, 1500))
+            tuples, seqs = set(), {}
+            for f in frames:
+                self.assertEqual(len(f), size - 4)
+                self.assertEqual(f[12:14], b"\x86\xdd")
+                self.assertEqual(f[14] >> 4, 6)
+                plen = struct.unpack("!H", f[18:20])[0]
+                self.assertEqual(plen, len(f) - 54)
+                self.assertEqual(f[20], 6)  # next header TCP
+                src, dst = f[22:38], f[38:54]
+                self.assertEqual(dst, bytes.fromhex("fd990000000000000000000000000100"))
+                self.assertEqual(src[:8], bytes.fromhex("fd01000000000000"))
+                tcp = f[54:]
+                pseudo = src + dst + struct.pack("!IxxxB", len(tcp), 6)
+                self.assertEqual(csum(pseudo + tcp), 0xFFFF, "TCP checksum")
+                sport, dport, seq = struct.unpack("!HHI", tcp[:8])
+                self.assertEqual((dport, tcp[13]), (80, 0x18))
+                # a flow's next packet carries the next sequence number
+                key = (src, sport)
+                if key in seqs:
+                    self.assertEqual(seq, (seqs[key] + len(tcp) - 20) & 0xFFFFFFFF)
+                seqs[key] = seq
+                tuples.add(key)
+            self.assertEqual(len(tuples), 500)
+        with self.assertRaises(SystemExit):
+            generate("--ipv6", "--size", "64")
+        with self.assertRaises(SystemExit):
+            generate("--ipv6", "--size", "78", "--syn-flood")
+
     def test_syn_flood_distinct(self):
         data, _ = generate("--syn-flood", "--packets", "70000")
         seen = set()

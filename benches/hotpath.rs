@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Scenarios: `ipip-10k`, `nat-10k` (the same flows to a full-NAT service), `options-10k`
-//! (ipip-10k's frames with 4 bytes of IPv4 options: the general parser's path), `ipip-1m` (established flows, ACKs cycling over them, the
+//! (ipip-10k's frames with 4 bytes of IPv4 options: the general parser's path), `ipip6-10k`
+//! (10k IPv6 flows to an IPv6 `ipip` service: IPv6-in-IPv6), `ipip-1m` (established flows, ACKs cycling over them, the
 //! flow table sized like the bench harness's: 2097152), `syn-1m` (every packet a SYN of
 //! a new flow into a full table of 1M), `single-10k` (ipip-10k through
 //! `Engine::process` one packet at a time, for comparison).
@@ -27,7 +28,7 @@ use fulcrum::wire::Ipv4Packet;
 
 const YAML: &str = r#"
 dpdk:
-  eal_args: ["--no-pci", "--vdev=net_null0"]
+  eal_args: ["--no-pci", "--vdev=net_null0", "--vdev=net_null1"]
 ports:
   - name: lan
     device: net_null0
@@ -36,6 +37,13 @@ ports:
       - { address: 10.0.0.14, mac: "02:00:00:00:00:0e" }
       - { address: 10.0.0.15, mac: "02:00:00:00:00:0f" }
       - { address: 10.0.0.16, mac: "02:00:00:00:00:10" }
+  - name: lan6
+    device: net_null1
+    address: fd00::2/64
+    neighbors:
+      - { address: "fd00::14", mac: "02:00:00:00:00:0e" }
+      - { address: "fd00::15", mac: "02:00:00:00:00:0f" }
+      - { address: "fd00::16", mac: "02:00:00:00:00:10" }
 workers:
   cores: [0]
 services:
@@ -49,6 +57,11 @@ services:
     port: 80
     forwarding: nat
     backends: [{ address: 10.0.0.14 }, { address: 10.0.0.15 }, { address: 10.0.0.16 }]
+  - name: ipip6
+    vip: "fd01::2"
+    port: 80
+    forwarding: ipip
+    backends: [{ address: "fd00::14" }, { address: "fd00::15" }, { address: "fd00::16" }]
 "#;
 
 const BURST: usize = 32;
@@ -77,6 +90,29 @@ fn frame(vip: [u8; 4], src: u32, sport: u16, flags: u8) -> Vec<u8> {
     f[46] = 0x50;
     f[47] = flags;
     f[48..50].copy_from_slice(&65535u16.to_be_bytes());
+    f
+}
+
+/// The IPv6 twin of [`frame`]: a 74-byte IPv6 TCP frame (the smallest) to `fd01::2`:80
+/// from `fd0b::<src>`:`sport` (what `ipip6-10k` sends through the `lan6` port).
+fn frame6(src: u32, sport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 74];
+    f[0..6].copy_from_slice(&[0x02, 0xfc, 0, 0, 0, 0xa1]);
+    f[6..12].copy_from_slice(&[0x02, 0xcc, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&20u16.to_be_bytes());
+    f[20] = 6;
+    f[21] = 64;
+    f[22..24].copy_from_slice(&[0xfd, 0x0b]);
+    f[34..38].copy_from_slice(&src.to_be_bytes());
+    f[38..40].copy_from_slice(&[0xfd, 0x01]);
+    f[53] = 2;
+    f[54..56].copy_from_slice(&sport.to_be_bytes());
+    f[56..58].copy_from_slice(&80u16.to_be_bytes());
+    f[66] = 0x50;
+    f[67] = flags;
+    f[68..70].copy_from_slice(&65535u16.to_be_bytes());
     f
 }
 
@@ -122,6 +158,7 @@ fn run(
     frames: &[Vec<u8>],
     packets: usize,
     single: bool,
+    in_port: u16,
     bufs: &mut [HeapBuf],
 ) -> u64 {
     let mut verdicts = [Verdict::Reply; BURST];
@@ -144,10 +181,10 @@ fn run(
         }
         if single {
             for (b, v) in bufs.iter_mut().zip(verdicts.iter_mut()) {
-                *v = e.process(snap, 0, b, now);
+                *v = e.process(snap, in_port, b, now);
             }
         } else {
-            e.process_burst(snap, 0, bufs, &mut verdicts, now);
+            e.process_burst(snap, in_port, bufs, &mut verdicts, now);
         }
         forwarded += verdicts
             .iter()
@@ -169,7 +206,7 @@ fn main() {
     let packets: usize = pos.get(1).and_then(|s| s.parse().ok()).unwrap_or(320_000);
     let snap = snapshot_from_yaml(YAML, &mut IdRegistry::default(), 1, 1).unwrap();
     let (flows, syn_flood, single) = match scenario {
-        "ipip-10k" | "nat-10k" | "options-10k" => (10_000u64, false, false),
+        "ipip-10k" | "nat-10k" | "options-10k" | "ipip6-10k" => (10_000u64, false, false),
         "single-10k" => (10_000, false, true),
         "ipip-1m" => (1_000_000, false, false),
         "single-1m" => (1_000_000, false, true),
@@ -188,9 +225,15 @@ fn main() {
         timeouts: FlowTimeouts::DEFAULT_MS,
     })
     .unwrap();
-    // `options-10k`: ipip-10k's frames with IPv4 options, through the general parser
+    // `options-10k`: ipip-10k's frames with IPv4 options, through the general parser;
+    // `ipip6-10k`: IPv6 frames to the `ipip6` service, arriving on port 1 (`lan6`)
     let options = scenario.starts_with("options");
+    let v6 = scenario.starts_with("ipip6");
+    let in_port = u16::from(v6);
     let frame = |vip, src, sport, flags| {
+        if v6 {
+            return frame6(src, sport, flags);
+        }
         let f = frame(vip, src, sport, flags);
         if options {
             with_ip_options(f)
@@ -203,8 +246,8 @@ fn main() {
         let (src, sport) = client(f);
         reload(&mut b, &frame(vip, src, sport, 0x02));
         assert_eq!(
-            e.process(&snap, 0, &mut b, 1000),
-            Verdict::Forward { port: 0 }
+            e.process(&snap, in_port, &mut b, 1000),
+            Verdict::Forward { port: in_port }
         );
     }
     // established: ACKs over the flows in a shuffled order (a stride coprime with the
@@ -229,7 +272,7 @@ fn main() {
         .map(|_| HeapBuf::from_slice(&frames[0]))
         .collect();
     let start = Instant::now();
-    let fwd = run(&mut e, &snap, &frames, packets, single, &mut bufs);
+    let fwd = run(&mut e, &snap, &frames, packets, single, in_port, &mut bufs);
     let ns = start.elapsed().as_nanos() as f64 / packets as f64;
     black_box(fwd);
     let drops: u64 = e.counters().drops.iter().sum();

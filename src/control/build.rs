@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use crate::config::{self, Config};
 use crate::engine::{
-    Backend, BackendId, BackendState, Forwarding, Ipip4Template, Mac, NatPorts, PortInfo, Service,
-    ServiceMode, Snapshot, VipIndex, VipKey, PROTO_TCP, PROTO_UDP,
+    Backend, BackendId, BackendState, Forwarding, Ipip4Template, Ipip6Template, Mac, NatPorts,
+    PortInfo, Service, ServiceMode, Snapshot, VipIndex, VipKey, PROTO_TCP, PROTO_UDP,
 };
 use crate::maglev::{MaglevBackend, MaglevError, MaglevTable};
 
@@ -189,6 +189,10 @@ pub fn build_snapshot(
             let p = ports.get(usize::from(egress_port))?;
             Ipip4Template::new(p, addr, mac)
         });
+        let ipip6 = next_hop_mac.and_then(|mac| {
+            let p = ports.get(usize::from(egress_port))?;
+            Ipip6Template::new(p, addr, mac)
+        });
         Backend {
             id: reg_id,
             service,
@@ -199,6 +203,7 @@ pub fn build_snapshot(
             state,
             healthy,
             ipip4,
+            ipip6,
         }
     };
 

@@ -21,7 +21,7 @@ mod vip_index;
 
 pub use counters::{BackendCounters, Counters, BACKEND_COUNTER_SLOTS};
 pub use datapath::{Engine, EngineConfig, NatKey, NatValue, MAX_BURST, NAT_PORT_TRIES};
-pub use forward::{Encap, Ipip4Template, GUE_SPORT_BASE, GUE_SPORT_MASK};
+pub use forward::{Encap, Ipip4Template, Ipip6Template, GUE_SPORT_BASE, GUE_SPORT_MASK};
 pub use outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 pub use parse::{parse, Meta, L3};
 pub use snapshot::{

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use crate::maglev::MaglevTable;
 
-use super::forward::Ipip4Template;
+use super::forward::{Ipip4Template, Ipip6Template};
 use super::vip_index::VipIndex;
 
 /// A backend's id, stable across snapshots. An index into [`Snapshot::backends`].
@@ -108,6 +108,8 @@ pub struct Backend {
     /// The outer headers of `ipip` frames to it, when it and its egress port have IPv4
     /// addresses and its next hop is resolved (the per-packet fast path copies them).
     pub ipip4: Option<Ipip4Template>,
+    /// The same for IPv6 backends behind a port with an IPv6 address (6in6 and 4in6).
+    pub ipip6: Option<Ipip6Template>,
 }
 
 /// A service (a VIP, optionally a port, and a protocol).

@@ -330,7 +330,7 @@ write_fulcrum_config() {
   if [ "$forwarding" = nat ]; then
     # full NAT from 16 source addresses: each gives every backend one flow per NAT port
     # (31,744), so 3 backends hold 1.5M flows: the 1M-flow and SYN-flood scenarios fit
-    snat_line="    snat_addresses: [$(seq -s, -f '10.99.0.%g' 32 47 | sed 's/,/, /g')]"
+    snat_line="    snat_addresses: [$(seq -s, -f "${net}%g" 32 47 | sed 's/,/, /g')]"
   fi
   if [ -n "$frame" ]; then
     room_line="  mbuf_data_room: $(fulcrum_data_room "$frame" "$family")"

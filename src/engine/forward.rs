@@ -479,18 +479,24 @@ mod tests {
         }
     }
 
-    /// The fast 4in4 writer produces the general writer's bytes, and declines (changing
-    /// nothing) every frame it is not made for.
-    #[test]
-    fn ipip4_fast_path_writes_what_encapsulate_writes() {
-        let backend: IpAddr = "10.0.0.14".parse().unwrap();
+    /// Runs a fast `ipip` writer and [`encapsulate`] over TCP frames of both families,
+    /// of several sizes, with and without DF, DSCP and a VLAN tag: wherever `fast` takes a
+    /// frame, its outcome and bytes are the general writer's; a frame it declines is left
+    /// untouched and is tagged or too big with `outer` more bytes. `fast` gets the frame,
+    /// its `Meta`, the port, the outer IPv4 identification and the flow's entropy (the
+    /// general writer gets the same two). Returns how many frames `fast` took.
+    fn fast_writer_agrees(
+        backend: IpAddr,
+        outer: usize,
+        fast: impl Fn(&mut HeapBuf, &Meta, &PortInfo, u16, u64) -> Option<EncapOutcome>,
+    ) -> usize {
         let mac = [0x02, 0, 0, 0, 0, 0x0e];
         let mut fast_cases = 0;
         for (i, (src, dst)) in [("192.0.2.7", "10.1.0.2"), ("2001:db8::7", "fd01::2")]
             .iter()
             .enumerate()
         {
-            for payload in [0usize, 1, 100, 1400, 1460, 1480] {
+            for payload in [0usize, 1, 100, 1400, 1440, 1460, 1480] {
                 for (tos, df, vlan) in [(0u8, true, None), (0xb8, false, None), (4, true, Some(7))]
                 {
                     let mut spec = Spec::tcp(src, 40000 + payload as u16, dst, 80).payload(payload);
@@ -503,6 +509,7 @@ mod tests {
                     let p = port(1500);
                     let meta = parse(&frame, 9000).unwrap();
                     let ident = 0x1234 + i as u16;
+                    let entropy = 0xabcd_ef12_3456_789a ^ payload as u64;
                     let mut general = HeapBuf::from_slice(&frame);
                     let want = encapsulate(
                         &mut general,
@@ -511,22 +518,25 @@ mod tests {
                         backend,
                         mac,
                         Encap::Ipip,
-                        99,
+                        entropy,
                         ident,
                         p.mac,
                     );
-                    let mut fast = HeapBuf::from_slice(&frame);
-                    let t = Ipip4Template::new(&p, backend, mac).expect("a v4 backend and port");
-                    match encapsulate_ipip4(&mut fast, &meta, &t, ident) {
+                    let mut fast_buf = HeapBuf::from_slice(&frame);
+                    match fast(&mut fast_buf, &meta, &p, ident, entropy) {
                         Some(got) => {
                             fast_cases += 1;
                             assert_eq!(got, want, "{src} {payload} {tos}");
-                            assert_eq!(fast.data(), general.data(), "{src} {payload} {tos}");
+                            assert_eq!(fast_buf.data(), general.data(), "{src} {payload} {tos}");
                         }
                         None => {
-                            assert_eq!(fast.data(), &frame[..], "declined frames are untouched");
+                            assert_eq!(
+                                fast_buf.data(),
+                                &frame[..],
+                                "declined frames are untouched"
+                            );
                             assert!(
-                                vlan.is_some() || meta.ip_len + 20 > 1500,
+                                vlan.is_some() || meta.ip_len + outer > 1500,
                                 "declined a plain frame: {src} {payload}"
                             );
                         }
@@ -534,6 +544,19 @@ mod tests {
                 }
             }
         }
+        fast_cases
+    }
+
+    /// The fast 4in4 (and 6in4) writer produces the general writer's bytes, and declines
+    /// (changing nothing) every frame it is not made for.
+    #[test]
+    fn ipip4_fast_path_writes_what_encapsulate_writes() {
+        let backend: IpAddr = "10.0.0.14".parse().unwrap();
+        let mac = [0x02, 0, 0, 0, 0, 0x0e];
+        let fast_cases = fast_writer_agrees(backend, 20, |buf, meta, p, ident, _| {
+            let t = Ipip4Template::new(p, backend, mac).expect("a v4 backend and port");
+            encapsulate_ipip4(buf, meta, &t, ident)
+        });
         assert!(fast_cases >= 8, "the fast path ran {fast_cases} times");
         // an IPv6 backend or a port without IPv4 is not its case
         let v6: IpAddr = "fd00::14".parse().unwrap();
@@ -548,50 +571,10 @@ mod tests {
     fn ipip6_fast_path_writes_what_encapsulate_writes() {
         let backend: IpAddr = "fd00::14".parse().unwrap();
         let mac = [0x02, 0, 0, 0, 0, 0x0e];
-        let mut fast_cases = 0;
-        for (src, dst) in [("192.0.2.7", "10.1.0.2"), ("2001:db8::7", "fd01::2")] {
-            for payload in [0usize, 1, 100, 1400, 1440, 1460] {
-                for (tos, vlan) in [(0u8, None), (0xb8, None), (4, Some(7))] {
-                    let mut spec = Spec::tcp(src, 40000 + payload as u16, dst, 80).payload(payload);
-                    spec.tos = tos;
-                    let mut frame = spec.build();
-                    if let Some(id) = vlan {
-                        add_vlan(&mut frame, id);
-                    }
-                    let p = port(1500);
-                    let meta = parse(&frame, 9000).unwrap();
-                    let entropy = 0xabcd_ef12_3456_789a ^ payload as u64;
-                    let mut general = HeapBuf::from_slice(&frame);
-                    let want = encapsulate(
-                        &mut general,
-                        &meta,
-                        &p,
-                        backend,
-                        mac,
-                        Encap::Ipip,
-                        entropy,
-                        7,
-                        p.mac,
-                    );
-                    let mut fast = HeapBuf::from_slice(&frame);
-                    let t = Ipip6Template::new(&p, backend, mac).expect("a v6 backend and port");
-                    match encapsulate_ipip6(&mut fast, &meta, &t, entropy) {
-                        Some(got) => {
-                            fast_cases += 1;
-                            assert_eq!(got, want, "{src} {payload} {tos}");
-                            assert_eq!(fast.data(), general.data(), "{src} {payload} {tos}");
-                        }
-                        None => {
-                            assert_eq!(fast.data(), &frame[..], "declined frames are untouched");
-                            assert!(
-                                vlan.is_some() || meta.ip_len + 40 > 1500,
-                                "declined a plain frame: {src} {payload}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        let fast_cases = fast_writer_agrees(backend, 40, |buf, meta, p, _, entropy| {
+            let t = Ipip6Template::new(p, backend, mac).expect("a v6 backend and port");
+            encapsulate_ipip6(buf, meta, &t, entropy)
+        });
         assert!(fast_cases >= 8, "the fast path ran {fast_cases} times");
         let v4: IpAddr = "10.0.0.14".parse().unwrap();
         assert_eq!(Ipip6Template::new(&port(1500), v4, mac), None);

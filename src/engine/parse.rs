@@ -18,6 +18,8 @@ pub const IPV6_HEADER_LEN: usize = 40;
 pub const IPV4_HEADER_LEN: usize = 20;
 /// UDP header length.
 pub const UDP_HEADER_LEN: usize = 8;
+/// An untagged Ethernet header's length: where a common frame's IP header starts.
+const ETHERNET_LEN: usize = 14;
 
 /// The network layer of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +171,7 @@ pub fn parse_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), DropReas
 /// built on the stack and copied).
 #[inline(always)]
 fn parse_common(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
-    const L3: usize = 14;
+    const L3: usize = ETHERNET_LEN;
     const L4: usize = L3 + IPV4_HEADER_LEN;
     let h: &[u8; L4] = data.first_chunk()?;
     let be16 = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
@@ -193,23 +195,58 @@ fn parse_common(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
         return None;
     }
     let proto = h[L3 + 9];
-    let (sport, dport, tcp_flags) = common_ports(proto, data.get(L4..L3 + ip_len)?)?;
-    meta.l3 = L3;
-    meta.kind = L3::V4;
-    meta.src = IpAddr16::from_v4([h[26], h[27], h[28], h[29]]);
-    meta.dst = IpAddr16::from_v4([h[30], h[31], h[32], h[33]]);
-    meta.proto = proto;
-    meta.l4 = L4;
-    meta.has_l4 = true;
-    meta.ip_len = ip_len;
-    meta.sport = sport;
-    meta.dport = dport;
-    meta.tcp_flags = tcp_flags;
-    meta.fragment = false;
-    meta.dont_frag = flags_frag & 0x4000 != 0;
-    meta.ttl = h[L3 + 8];
-    meta.tos = h[L3 + 1];
+    let ports = common_ports(proto, data.get(L4..L3 + ip_len)?)?;
+    let header = CommonHeader {
+        kind: L3::V4,
+        src: IpAddr16::from_v4([h[26], h[27], h[28], h[29]]),
+        dst: IpAddr16::from_v4([h[30], h[31], h[32], h[33]]),
+        proto,
+        l4: L4,
+        ip_len,
+        dont_frag: flags_frag & 0x4000 != 0,
+        ttl: h[L3 + 8],
+        tos: h[L3 + 1],
+    };
+    header.write(meta, ports);
     Some(())
+}
+
+/// What the common-frame readers take from the IP header, written into a `Meta` by
+/// [`CommonHeader::write`] only once every check passed.
+struct CommonHeader {
+    kind: L3,
+    src: IpAddr16,
+    dst: IpAddr16,
+    proto: u8,
+    l4: usize,
+    ip_len: usize,
+    dont_frag: bool,
+    ttl: u8,
+    tos: u8,
+}
+
+impl CommonHeader {
+    /// Writes `meta` field by field (no `Meta` value built and copied: the data path reads
+    /// the addresses back as 64-bit words), with the ports and TCP flags of
+    /// [`common_ports`]. An untagged frame, not a fragment, its upper-layer header present.
+    #[inline(always)]
+    fn write(self, meta: &mut Meta, (sport, dport, tcp_flags): (u16, u16, u8)) {
+        meta.l3 = ETHERNET_LEN;
+        meta.kind = self.kind;
+        meta.src = self.src;
+        meta.dst = self.dst;
+        meta.proto = self.proto;
+        meta.l4 = self.l4;
+        meta.has_l4 = true;
+        meta.ip_len = self.ip_len;
+        meta.sport = sport;
+        meta.dport = dport;
+        meta.tcp_flags = tcp_flags;
+        meta.fragment = false;
+        meta.dont_frag = self.dont_frag;
+        meta.ttl = self.ttl;
+        meta.tos = self.tos;
+    }
 }
 
 /// [`parse_common`]'s IPv6 twin: untagged Ethernet, IPv6 whose next header is TCP or UDP
@@ -218,7 +255,7 @@ fn parse_common(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
 /// fills in too (the same test holds it).
 #[inline(never)]
 fn parse_common6(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
-    const L3: usize = 14;
+    const L3: usize = ETHERNET_LEN;
     const L4: usize = L3 + IPV6_HEADER_LEN;
     let h: &[u8; L4] = data.first_chunk()?;
     if u16::from_be_bytes([h[12], h[13]]) != 0x86dd
@@ -232,24 +269,22 @@ fn parse_common6(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
         return None;
     }
     let proto = h[L3 + 6];
-    let (sport, dport, tcp_flags) = common_ports(proto, data.get(L4..L3 + ip_len)?)?;
+    let ports = common_ports(proto, data.get(L4..L3 + ip_len)?)?;
     let addr =
         |at: usize| -> Option<IpAddr16> { Some(IpAddr16(*h.get(at..at + 16)?.first_chunk()?)) };
-    meta.l3 = L3;
-    meta.kind = L3::V6;
-    meta.src = addr(L3 + 8)?;
-    meta.dst = addr(L3 + 24)?;
-    meta.proto = proto;
-    meta.l4 = L4;
-    meta.has_l4 = true;
-    meta.ip_len = ip_len;
-    meta.sport = sport;
-    meta.dport = dport;
-    meta.tcp_flags = tcp_flags;
-    meta.fragment = false;
-    meta.dont_frag = true;
-    meta.ttl = h[L3 + 7];
-    meta.tos = (h[L3] << 4) | (h[L3 + 1] >> 4);
+    let header = CommonHeader {
+        kind: L3::V6,
+        src: addr(L3 + 8)?,
+        dst: addr(L3 + 24)?,
+        proto,
+        l4: L4,
+        ip_len,
+        // (IPv6 routers never fragment: as the general parser says)
+        dont_frag: true,
+        ttl: h[L3 + 7],
+        tos: (h[L3] << 4) | (h[L3 + 1] >> 4),
+    };
+    header.write(meta, ports);
     Some(())
 }
 

@@ -28,7 +28,7 @@
 #   MEMIF_SYSTEMS="testpmd-io fulcrum-ipip"  the memif systems to measure (default: testpmd io and
 #                                    macswap, fulcrum ipip, dsr and nat; quick: ipip only)
 #   MEMIF_ROUNDS=N                   rounds of the latency target's pair, testpmd io then fulcrum
-#                                    ipip, back to back (default 3, quick 1); the other systems run
+#                                    ipip, back to back (default 5, quick 1); the other systems run
 #                                    in round 1 only. The target is judged on the rounds' median.
 #
 # Needs root (hugepages, DPDK). Leaves no hugepage files: every process uses
@@ -63,7 +63,7 @@ if [ "$QUICK" = 1 ]; then
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results/quick}"
 else
   WARMUP=2; DURATION=10; MODE_NAME=full; REPEAT="${REPEAT:-3}"
-  MEMIF_TRIAL=1; MEMIF_LAT=5; MEMIF_STEPS=8; IDLE_SECONDS=10; MEMIF_ROUNDS="${MEMIF_ROUNDS:-3}"
+  MEMIF_TRIAL=1; MEMIF_LAT=5; MEMIF_STEPS=8; IDLE_SECONDS=10; MEMIF_ROUNDS="${MEMIF_ROUNDS:-5}"
   OUT_DIR="${OUT_DIR:-$BENCH_DIR/results}"
 fi
 FULCRUM_BENCH="${FULCRUM_BENCH:-auto}"

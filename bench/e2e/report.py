@@ -194,6 +194,7 @@ def main():
     ap.add_argument("--load", default="")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--autogroup", default="")
+    ap.add_argument("--lb-cpu", default="", help="E2E_LB_CPU: the load balancers' CPU cap (%%)")
     a = ap.parse_args()
 
     rounds = read_rows(a.results)
@@ -234,6 +235,16 @@ def main():
               "table shows a system's median round (its p50 and p99 are that round's), with "
               "every round's req/s beside it.")
     md.append("")
+    if a.lb_cpu:
+        md.append(f"**Every load balancer process was capped at {a.lb_cpu}% of one CPU** "
+                  "(`E2E_LB_CPU`: a cgroup's CFS quota over 10 ms periods; the client and the "
+                  "backends were not), so the load balancer, not the client core, limits each "
+                  "figure and req/s compares what each serves on the same CPU budget. Latency "
+                  "then includes the waits of a throttled process (up to the rest of a 10 ms "
+                  "period). nftables runs in the kernel's softirq and is not capped; the "
+                  "kernel's network work on the load balancer's core (softirq) is not charged "
+                  "to the cap for any system.")
+        md.append("")
     if a.autogroup:
         md.append(f"Every process of the run (client, backends, load balancer) ran at the same niceness "
                   f"in a session of its own whose scheduler autogroup had niceness "

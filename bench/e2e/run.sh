@@ -26,7 +26,11 @@
 #        namespace during every figure; the log and OUT/e2e-nstat.txt),
 #        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured
 #        too, in the same rounds, as "before"; `BINARY l7 -c l7.yaml`),
-#        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR
+#        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR,
+#        E2E_LB_CPU (a percent of one CPU, e.g. 40: every load balancer runs in a cgroup
+#        whose CFS quota caps it there, the client and backends do not, so the figures
+#        compare what each load balancer serves on the same CPU budget instead of what
+#        the saturated client core can send; unset: no cap)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -109,6 +113,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   sleep 0.5
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  [ -z "$LB_CGROUP" ] || rmdir "$LB_CGROUP" 2>/dev/null
   bash "$ROOT/tests/netns/topo.sh" down >/dev/null 2>&1
   rm -rf "/var/run/dpdk/$DPDK_PREFIX"-* 2>/dev/null
   rm -f /dev/hugepages/"$DPDK_PREFIX"-* 2>/dev/null
@@ -122,6 +127,33 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# E2E_LB_CPU: the cgroup every load balancer is started in ("" without a cap), and the
+# command prefix that starts a program inside it (it execs, so the pid stays the
+# program's). cgroup v2 (cpu.max) or v1's cpu controller (cfs_quota_us), period 10 ms.
+LB_CGROUP=""
+LB_IN_CGROUP=()
+lb_cgroup_setup() {
+  [ -n "${E2E_LB_CPU:-}" ] || return 0
+  [[ "$E2E_LB_CPU" =~ ^[0-9]+$ ]] && [ "$E2E_LB_CPU" -ge 5 ] && [ "$E2E_LB_CPU" -le 100 ] \
+    || die "E2E_LB_CPU: a percent of one CPU, 5 to 100 (got '$E2E_LB_CPU')"
+  local quota=$((E2E_LB_CPU * 100))
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control \
+      || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control || die "E2E_LB_CPU: cannot enable the cpu controller"
+    LB_CGROUP="/sys/fs/cgroup/$P-e2e-lb"
+    mkdir -p "$LB_CGROUP" && echo "$quota 10000" >"$LB_CGROUP/cpu.max" || die "E2E_LB_CPU: cpu.max"
+  elif [ -d /sys/fs/cgroup/cpu ]; then
+    LB_CGROUP="/sys/fs/cgroup/cpu/$P-e2e-lb"
+    mkdir -p "$LB_CGROUP" && echo 10000 >"$LB_CGROUP/cpu.cfs_period_us" \
+      && echo "$quota" >"$LB_CGROUP/cpu.cfs_quota_us" || die "E2E_LB_CPU: cfs_quota_us"
+  else
+    die "E2E_LB_CPU: no cgroup cpu controller on this machine"
+  fi
+  # shellcheck disable=SC2016
+  LB_IN_CGROUP=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$LB_CGROUP")
+  log "every load balancer capped at ${E2E_LB_CPU}% of one CPU ($LB_CGROUP)"
+}
 
 # Starts "$@" in the background with output to $1; its pid goes to LAST_PID and to the
 # list killed on exit (taskset and `ip netns exec` exec, so the pid is the program's).
@@ -533,7 +565,7 @@ services:
       - address: ${BACKENDS[2]}
 EOF
   flush_neighbours
-  spawn "$dir/fulcrum.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$FULCRUM" run -c "$dir/fulcrum.yaml"
+  spawn "$dir/fulcrum.log" "${LB_IN_CGROUP[@]}" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$FULCRUM" run -c "$dir/fulcrum.yaml"
   local pid="$LAST_PID"
   LB_PID="$pid"
   local up=0
@@ -576,7 +608,7 @@ EOF
 # Starts HAProxy (foreground, one thread) on the config file $WORK/$1.haproxy.cfg.
 haproxy_run() {
   local key="$1"
-  spawn "$WORK/$key.haproxy.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" haproxy -db -f "$WORK/$key.haproxy.cfg"
+  spawn "$WORK/$key.haproxy.log" "${LB_IN_CGROUP[@]}" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" haproxy -db -f "$WORK/$key.haproxy.cfg"
 }
 
 haproxy_global() {
@@ -680,7 +712,7 @@ http {
   server { listen $VIP:81 http2 backlog=4096; $loc }
 }
 EOF
-  spawn "$dir/nginx.out.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" \
+  spawn "$dir/nginx.out.log" "${LB_IN_CGROUP[@]}" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" \
     nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf"
   local pid="$LAST_PID"
   wait_vip 80 || die "nginx proxy: VIP not answering: $(cat "$dir/error.log")"
@@ -720,7 +752,7 @@ l7:
 services:
 EOF
     l7_service web 80; l7_service web-h2c 81; } >"$dir/l7.yaml"
-  spawn "$dir/l7.log" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$@" "$dir/l7.yaml"
+  spawn "$dir/l7.log" "${LB_IN_CGROUP[@]}" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$@" "$dir/l7.yaml"
   local pid="$LAST_PID"
   LB_PID="$pid"
   wait_vip 80 || die "$label: VIP not answering: $(cat "$dir/l7.log")"
@@ -775,6 +807,7 @@ build
 [ "$ONLY" = l4 ] || [ -x "$L7BIN" ] || die "no $L7BIN"
 : >"$RESULTS"
 : >"$WORK/counters.txt"
+lb_cgroup_setup
 topology_up
 for r in $(seq 1 "$ROUNDS"); do one_round "$r"; done
 
@@ -787,7 +820,7 @@ python3 "$HERE/report.py" --results "$RESULTS" --counters "$WORK/counters.txt" -
   --lb-core "$LB_CORE" --client-core "$CLIENT_CORE" --elapsed "$ELAPSED" --rounds "$ROUNDS" \
   --quick "$QUICK" --root "$ROOT" --nft-ruleset "$WORK/nft-ruleset.txt" \
   --load "$LOAD_BEFORE -> $(cut -d' ' -f1-3 /proc/loadavg)" \
-  --autogroup "$(cat "/proc/$$/autogroup" 2>/dev/null)"
+  --autogroup "$(cat "/proc/$$/autogroup" 2>/dev/null)" --lb-cpu "${E2E_LB_CPU:-}"
 
 # every system under test gave figures and no request failed
 awk -F'\t' '$5 + 0 <= 0 || $8 + 0 > 0 { bad = 1; print "bad row: " $0 > "/dev/stderr" } END { exit bad }' "$RESULTS" \

@@ -156,7 +156,11 @@ pub fn parse(data: &[u8], mtu: u16) -> Result<Meta, DropReason> {
 /// general parser stays out of line.
 #[inline(always)]
 pub fn parse_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), DropReason> {
-    if parse_common(data, mtu, meta).is_some() || parse_common6(data, mtu, meta).is_some() {
+    if parse_common(data, mtu, meta).is_some() {
+        return Ok(());
+    }
+    // the IPv6 reader is out of line: only untagged IPv6 frames pay its call
+    if data.get(12..14) == Some(&[0x86, 0xdd]) && parse_common6(data, mtu, meta).is_some() {
         return Ok(());
     }
     parse_general_into(data, mtu, meta)

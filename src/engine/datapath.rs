@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use crate::buffer::PacketBuf;
 use crate::flow::{
     tcp_flags, FlowKey, FlowKeyT, FlowState, FlowTable, FlowTableError, FlowTarget, FlowTimeouts,
-    InsertOutcome, IpAddr16, BUCKETS_PER_FLOW,
+    HashSecret, InsertOutcome, IpAddr16, BUCKETS_PER_FLOW,
 };
 use crate::wire::{ArpOperation, ArpPacket, Icmpv4Packet, Icmpv6Packet, IpProtocol};
 
@@ -98,7 +98,7 @@ pub struct NatKey {
 
 impl FlowKeyT for NatKey {
     #[inline]
-    fn flow_hash(&self, seed: u64) -> u64 {
+    fn flow_hash(&self, secret: &HashSecret) -> u64 {
         FlowKey {
             src: self.backend,
             dst: self.lb,
@@ -107,7 +107,7 @@ impl FlowKeyT for NatKey {
             proto: self.proto,
             service: u16::MAX,
         }
-        .table_hash(seed)
+        .table_hash(secret)
     }
     #[inline]
     fn is_tcp(&self) -> bool {
@@ -239,7 +239,7 @@ impl Engine {
     ) -> Verdict {
         let mut c = Classified::EMPTY;
         let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
-        let mut memo = VipMemo::EMPTY;
+        let mut memo = RouteMemo::EMPTY;
         classify(snap, &self.flows, mtu, &mut memo, pkt.data(), &mut c);
         let v = self.finish(snap, in_port, pkt, &c, now);
         self.grow_flows();
@@ -281,7 +281,7 @@ impl Engine {
         let mut scratch = self.scratch.take().unwrap_or_else(new_scratch);
         let (pkts, verdicts) = (&mut pkts[..n], &mut verdicts[..n]);
         let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
-        let mut memo = VipMemo::EMPTY;
+        let mut memo = RouteMemo::EMPTY;
         for (pkts, verdicts) in pkts
             .chunks_mut(MAX_BURST)
             .zip(verdicts.chunks_mut(MAX_BURST))
@@ -329,20 +329,32 @@ impl Engine {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += pkt.len() as u64;
         let meta = &c.meta;
-        let v = match c.class {
-            Class::Dropped(r) => Verdict::Drop(r),
-            Class::General => self.decide(snap, in_port, pkt, meta, now),
+        // counted in each arm, so the fast path's known verdict is counted where it is
+        // made instead of through a dispatch on a merged one
+        match c.class {
+            Class::Dropped(r) => self.counted(Verdict::Drop(r)),
+            Class::General => {
+                let v = self.decide(snap, in_port, pkt, meta, now);
+                self.counted(v)
+            }
             Class::Flow {
                 service,
                 fwd,
                 bucket,
             } => match snap.service(service) {
                 Some(service) => {
-                    self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now)
+                    let v =
+                        self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now);
+                    self.counted(v)
                 }
-                None => Verdict::Drop(DropReason::NoService),
+                None => self.counted(Verdict::Drop(DropReason::NoService)),
             },
-        };
+        }
+    }
+
+    /// Counts a verdict of [`finish`](Self::finish) and returns it.
+    #[inline(always)]
+    fn counted(&mut self, v: Verdict) -> Verdict {
         match v {
             Verdict::Forward { .. } => self.counters.forwarded += 1,
             Verdict::Reply => self.counters.replies += 1,
@@ -641,7 +653,7 @@ fn entropy(flow: &FlowKey) -> u64 {
         service: 0,
         ..*flow
     }
-    .table_hash(0)
+    .table_hash(&HashSecret::PUBLIC)
 }
 
 /// The flow key of a TCP or UDP packet (or fragment) for `service`.
@@ -675,7 +687,7 @@ fn classify(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, FlowTarget>,
     mtu: Option<u16>,
-    memo: &mut VipMemo,
+    memo: &mut RouteMemo,
     data: &[u8],
     out: &mut Classified,
 ) {
@@ -697,33 +709,61 @@ fn parse_class(mtu: Option<u16>, data: &[u8], meta: &mut Meta) -> Class {
     }
 }
 
+/// A burst's last lookups: the VIP index's memo, and the forwarding of the service it
+/// last answered (`None`: not an L4 service), so a burst to one service reads the
+/// snapshot's service once.
+struct RouteMemo {
+    vip: VipMemo,
+    last: Option<(ServiceId, Option<Forwarding>)>,
+}
+
+impl RouteMemo {
+    const EMPTY: RouteMemo = RouteMemo {
+        vip: VipMemo::EMPTY,
+        last: None,
+    };
+}
+
 /// [`classify`]'s second half, for a parsed packet: `Flow` (its service, forwarding and
 /// flow-table bucket) for the common case, else `General`.
 #[inline(always)]
 fn route(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, FlowTarget>,
-    memo: &mut VipMemo,
+    memo: &mut RouteMemo,
     meta: &Meta,
 ) -> Class {
     let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;
     if meta.kind == L3::Arp || !l4 || meta.fragment || meta.ttl <= 1 {
         return Class::General;
     }
-    let Some(service) = snap
-        .vip_index
-        .service_exact_memo(memo, &meta.dst, meta.is_v6(), meta.proto, meta.dport)
-        .and_then(|id| snap.service(id))
-    else {
+    let Some(id) = snap.vip_index.service_exact_memo(
+        &mut memo.vip,
+        &meta.dst,
+        meta.is_v6(),
+        meta.proto,
+        meta.dport,
+    ) else {
         return Class::General;
     };
-    let ServiceMode::L4(fwd) = service.mode else {
+    let fwd = match memo.last {
+        Some((last, fwd)) if last == id => fwd,
+        _ => {
+            let fwd = snap.service(id).and_then(|s| match s.mode {
+                ServiceMode::L4(fwd) => Some(fwd),
+                ServiceMode::L7 => None,
+            });
+            memo.last = Some((id, fwd));
+            fwd
+        }
+    };
+    let Some(fwd) = fwd else {
         return Class::General;
     };
     Class::Flow {
-        service: service.id,
+        service: id,
         fwd,
-        bucket: flows.bucket_of(flows.hash_of(&flow_key(meta, service.id))),
+        bucket: flows.bucket_of(flows.hash_of(&flow_key(meta, id))),
     }
 }
 

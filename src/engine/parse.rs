@@ -187,10 +187,8 @@ fn parse_common(data: &[u8], mtu: u16, meta: &mut Meta) -> Option<()> {
     if ip_len < IPV4_HEADER_LEN || L3 + ip_len > data.len() {
         return None;
     }
-    // the header checksum, summed as `checksum::data` does: five 32-bit words
-    let word = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    let sum = word(L3) + word(L3 + 4) + word(L3 + 8) + word(L3 + 12) + word(L3 + 16);
-    if crate::wire::checksum::fold(sum) != 0xffff {
+    // the header checksum (the version byte makes the header non-zero)
+    if !crate::wire::checksum::ipv4_header_verifies(h[L3..].first_chunk()?) {
         return None;
     }
     let flags_frag = be16(L3 + 6);

@@ -9,10 +9,10 @@ pub const IPPROTO_UDP: u8 = 17;
 
 /// What a [`FlowTable`](super::FlowTable) needs from its key type.
 pub trait FlowKeyT: Copy + Eq {
-    /// A well-mixed 64-bit hash of the key keyed by the table's secret `seed`, whose
-    /// low bits are the bucket. It must be a pure function of the key and the seed (the
-    /// table recomputes it to unlink entries).
-    fn flow_hash(&self, seed: u64) -> u64;
+    /// A well-mixed 64-bit hash of the key keyed by the table's `secret`, whose low bits
+    /// are the bucket. It must be a pure function of the key and the secret (the table
+    /// recomputes it to unlink entries).
+    fn flow_hash(&self, secret: &HashSecret) -> u64;
     /// Whether the flow is TCP (and so follows the TCP timeouts) rather than
     /// a connectionless protocol (the UDP timeout).
     fn is_tcp(&self) -> bool;
@@ -128,19 +128,22 @@ impl FlowKey {
     }
 
     /// The flow table's hash of the key ([`FlowKeyT::flow_hash`]), keyed by the
-    /// table's secret `seed`: three folded 64x64->128-bit multiplies (wyhash's mixing
-    /// step, two of them side by side) instead of [`hash`](Self::hash)'s five rounds
-    /// and finaliser, since it runs for every packet, and the table takes its low bits
-    /// as the bucket without a further mix (the chain from a packet's header to its
-    /// bucket's prefetch is two multiplies long). It is not frozen: nothing outside one
-    /// process sees it. Without the seed an attacker who knows the function could pick
+    /// table's `secret`: three folded 64x64->128-bit multiplies (wyhash's mixing step,
+    /// two of them side by side) instead of [`hash`](Self::hash)'s five rounds and
+    /// finaliser, since it runs for every packet, and the table takes its low bits as the
+    /// bucket without a further mix (the chain from a packet's header to its bucket's
+    /// prefetch is two multiplies long). Every operand of every multiply is xored with a
+    /// secret word, so no chosen input word (an IPv6 interface identifier, say) can zero
+    /// a product without knowing the secret. It is not frozen: nothing outside one
+    /// process sees it. Without the secret an attacker who knows the function could pick
     /// tuples that share a bucket; the table also caps chain lengths.
     #[inline(always)]
-    pub fn table_hash(&self, seed: u64) -> u64 {
+    pub fn table_hash(&self, secret: &HashSecret) -> u64 {
         let [a, b, c, d, e] = self.words();
-        let h1 = fold_mul(a ^ seed ^ TABLE_HASH_K[0], b ^ TABLE_HASH_K[1]);
-        let h2 = fold_mul(c ^ seed ^ TABLE_HASH_K[2], d ^ TABLE_HASH_K[3]);
-        fold_mul(h1 ^ e ^ TABLE_HASH_K[4], h2 ^ TABLE_HASH_K[5])
+        let k = &secret.0;
+        let h1 = fold_mul(a ^ k[0], b ^ k[1]);
+        let h2 = fold_mul(c ^ k[2], d ^ k[3]);
+        fold_mul(h1 ^ e ^ k[4], h2 ^ k[5])
     }
 
     /// The key as the five little-endian words both hashes read.
@@ -161,7 +164,33 @@ impl FlowKey {
     }
 }
 
-/// Constants of [`FlowKey::table_hash`] (wyhash's and the golden ratio's).
+/// The six secret words of [`FlowKey::table_hash`], one per multiply operand. A table
+/// keeps its own (stored, so the hot path reads them as memory operands instead of
+/// building constants and mixing a seed in for every packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashSecret(pub [u64; 6]);
+
+impl HashSecret {
+    /// The public words (wyhash's constants and the golden ratio's): for hashes that
+    /// must be the same in every process, such as the outer headers' entropy.
+    pub const PUBLIC: HashSecret = HashSecret(TABLE_HASH_K);
+
+    /// The secret a table derives from its random `seed`: the public words xored with
+    /// six outputs of SplitMix64 seeded with it.
+    pub const fn from_seed(seed: u64) -> HashSecret {
+        let mut k = TABLE_HASH_K;
+        let mut state = seed;
+        let mut i = 0;
+        while i < k.len() {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            k[i] ^= fmix64(state);
+            i += 1;
+        }
+        HashSecret(k)
+    }
+}
+
+/// The public words of [`HashSecret`] (wyhash's constants and the golden ratio's).
 const TABLE_HASH_K: [u64; 6] = [
     0xa076_1d64_78bd_642f,
     0xe703_7ed1_a0b4_28db,
@@ -191,8 +220,8 @@ pub(crate) const fn fmix64(mut k: u64) -> u64 {
 
 impl FlowKeyT for FlowKey {
     #[inline]
-    fn flow_hash(&self, seed: u64) -> u64 {
-        self.table_hash(seed)
+    fn flow_hash(&self, secret: &HashSecret) -> u64 {
+        self.table_hash(secret)
     }
 
     #[inline]
@@ -277,15 +306,21 @@ mod tests {
     #[test]
     fn every_field_changes_the_table_hash_and_buckets_spread() {
         let base = key();
+        let (s7, s8) = (HashSecret::from_seed(7), HashSecret::from_seed(8));
         for v in one_field_changed(base) {
-            assert_ne!(v.table_hash(7), base.table_hash(7), "{v:?}");
+            assert_ne!(v.table_hash(&s7), base.table_hash(&s7), "{v:?}");
         }
-        // the seed changes every key's hash
-        assert_ne!(base.table_hash(7), base.table_hash(8));
+        // the seed changes every key's hash, and every word of the secret
+        assert_ne!(base.table_hash(&s7), base.table_hash(&s8));
+        for i in 0..6 {
+            assert_ne!(s7.0[i], s8.0[i]);
+            assert_ne!(s7.0[i], HashSecret::PUBLIC.0[i]);
+        }
         // sequential clients and ports (what a load test sends) fill 1024 buckets (the
         // hash's low bits, as the table takes them) evenly: no bucket above 3x its
         // share, whatever the seed
         for seed in [0, 0x1234, u64::MAX] {
+            let secret = HashSecret::from_seed(seed);
             let mut buckets = [0u32; 1024];
             for i in 0..65_536u32 {
                 let k = FlowKey {
@@ -293,7 +328,7 @@ mod tests {
                     src_port: 1024 + (i % 16) as u16,
                     ..base
                 };
-                buckets[(k.table_hash(seed) & 1023) as usize] += 1;
+                buckets[(k.table_hash(&secret) & 1023) as usize] += 1;
             }
             let max = *buckets.iter().max().unwrap();
             assert!(

@@ -16,7 +16,7 @@ mod key;
 mod state;
 mod table;
 
-pub use key::{FlowKey, FlowKeyT, IpAddr16, IPPROTO_TCP, IPPROTO_UDP};
+pub use key::{FlowKey, FlowKeyT, HashSecret, IpAddr16, IPPROTO_TCP, IPPROTO_UDP};
 pub use state::{tcp_flags, FlowState, FlowTimeouts};
 pub use table::{
     FlowEntry, FlowStats, FlowTable, FlowTableError, InsertOutcome, BUCKETS_PER_FLOW,

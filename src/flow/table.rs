@@ -68,7 +68,7 @@
 //! entry is reclaimed. A full table evicts its LRU tail on insert (counting an
 //! eviction, or an expiry if the tail had expired).
 
-use super::key::FlowKeyT;
+use super::key::{FlowKeyT, HashSecret};
 use super::state::{FlowState, FlowTimeouts};
 
 /// The "no entry" index.
@@ -216,7 +216,7 @@ pub struct FlowTable<K, V> {
     /// Whether inserts leave splitting to [`grow`](Self::grow).
     deferred_growth: bool,
     capacity: usize,
-    seed: u64,
+    secret: HashSecret,
     timeouts: FlowTimeouts,
     len: usize,
     free_head: u32,
@@ -268,7 +268,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
             high_mask: 2 * initial - 1,
             deferred_growth: false,
             capacity,
-            seed,
+            secret: HashSecret::from_seed(seed),
             timeouts,
             len: 0,
             free_head: NIL,
@@ -372,11 +372,11 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         self.timeouts
     }
 
-    /// The key's hash under this table's seed ([`FlowKeyT::flow_hash`]): what
+    /// The key's hash under this table's secret ([`FlowKeyT::flow_hash`]): what
     /// [`bucket_of`](Self::bucket_of) and the `_hashed` lookups take.
     #[inline(always)]
     pub fn hash_of(&self, key: &K) -> u64 {
-        key.flow_hash(self.seed)
+        key.flow_hash(&self.secret)
     }
 
     /// The bucket a flow hash ([`hash_of`](Self::hash_of)) falls in, so a worker can
@@ -700,6 +700,15 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     #[inline]
     fn find(&self, bucket: usize, key: &K) -> (u32, usize) {
         let mut index = self.heads.get(bucket).copied().unwrap_or(NIL);
+        // The chain's head first, outside the loop: it is the flow nearly always, and
+        // the loop's copies of the key (hoisted to the stack) cost more than comparing
+        // the head twice when it is not (7 instructions a packet; the same peel with
+        // the loop starting past the head compiled to 5 more).
+        if let Some(head) = self.entries.get(index as usize) {
+            if head.key == *key {
+                return (index, 0);
+            }
+        }
         let mut walked = 0;
         // A chain never exceeds `capacity` entries; the bound guards the loop
         // against a corrupted chain anyway.

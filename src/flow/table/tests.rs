@@ -28,7 +28,7 @@ struct TestKey {
 }
 
 impl FlowKeyT for TestKey {
-    fn flow_hash(&self, _seed: u64) -> u64 {
+    fn flow_hash(&self, _secret: &HashSecret) -> u64 {
         self.hash
     }
     fn is_tcp(&self) -> bool {

@@ -146,6 +146,13 @@ impl<K: FlowKeyT, V: Copy> FlowEntry<K, V> {
     /// ([`FlowState::after_tcp_flags`]); no-op for non-TCP keys. Returns the
     /// new state.
     pub fn observe_tcp(&mut self, flags: u8) -> FlowState {
+        // most packets: an established flow that this packet does not close stays as it
+        // is (whatever its protocol), with no store
+        if self.state == FlowState::Established
+            && flags & (crate::flow::tcp_flags::FIN | crate::flow::tcp_flags::RST) == 0
+        {
+            return self.state;
+        }
         if self.key.is_tcp() {
             self.state = self.state.after_tcp_flags(flags);
         }

@@ -172,6 +172,32 @@ fn tcp_state_selects_timeout() {
 }
 
 #[test]
+fn observe_tcp_is_after_tcp_flags_for_every_state_and_flags() {
+    // (the lookup's shortcut for established flows must change nothing)
+    let mut t = FlowTable::new(8, T, 5).unwrap();
+    for state in [
+        FlowState::SynSeen,
+        FlowState::Established,
+        FlowState::Closing,
+    ] {
+        for proto in [IPPROTO_TCP, IPPROTO_UDP] {
+            for flags in 0..=u8::MAX {
+                let k = fk(1, proto);
+                let _ = t.insert_with_state(k, 1u32, state, 0);
+                let e = t.lookup_entry_hashed(t.hash_of(&k), &k, 0).unwrap();
+                let want = if proto == IPPROTO_TCP {
+                    state.after_tcp_flags(flags)
+                } else {
+                    state
+                };
+                assert_eq!(e.observe_tcp(flags), want, "{state:?} {proto} {flags:#x}");
+                assert_eq!(e.state(), want);
+            }
+        }
+    }
+}
+
+#[test]
 fn time_may_wrap() {
     let mut t = FlowTable::new(4, T, 6).unwrap();
     let _ = t.insert(fk(1, IPPROTO_UDP), 1u32, u32::MAX - 5);
@@ -379,7 +405,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
         4 => key.clone().prop_map(Op::Lookup),
-        2 => (key.clone(), prop_oneof![Just(tcp_flags::ACK), Just(tcp_flags::FIN), Just(tcp_flags::SYN), Just(tcp_flags::RST)])
+        2 => (key.clone(), prop_oneof![Just(tcp_flags::ACK), Just(tcp_flags::FIN), Just(tcp_flags::SYN), Just(tcp_flags::RST), any::<u8>()])
             .prop_map(|(k, f)| Op::Observe(k, f)),
         1 => key.prop_map(Op::Remove),
         1 => Just(Op::ExpireAll),

@@ -147,6 +147,13 @@ services:
         assert!(out.contains("x-backend: static"), "{out}");
         let out = fetch("www.test", "/index.html");
         assert!(out.contains("x-backend: www"), "{out}");
+        // the HTTP/2 upstream gets the client's host as its :authority, and no Host
+        // header beside it (RFC 9113 8.3.1; nginx refuses the pair with 400)
+        assert!(
+            out.contains(&format!("x-seen-authority: www.test:{port}")),
+            "{out}"
+        );
+        assert!(!out.contains("x-seen-host:"), "{out}");
         let out = fetch("api.test", "/index.html");
         assert!(
             out.contains(" 404"),

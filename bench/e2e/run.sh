@@ -27,6 +27,9 @@
 #        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured
 #        too, in the same rounds, as "before"; `BINARY l7 -c l7.yaml`),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR,
+#        E2E_L7_UPSTREAM (h1 or h2, default h1: the L7 proxies' protocol to the backends; h2:
+#        fulcrum's pool and HAProxy multiplex requests over HTTP/2 (h2c) connections to each
+#        backend's second listener, nginx stays on HTTP/1.1, the only one its proxy speaks),
 #        E2E_LB_CPU (a percent of one CPU, e.g. 40: every load balancer runs in a cgroup
 #        whose CFS quota caps it there, the client and backends do not, so the figures
 #        compare what each load balancer serves on the same CPU budget instead of what
@@ -89,6 +92,11 @@ EAL_MEM="${E2E_EAL_MEM:---no-huge -m 512}"
 VIP=10.99.0.100
 LB_ADDR=10.99.0.2
 BACKENDS=(10.99.0.11 10.99.0.12 10.99.0.13)
+UPSTREAM="${E2E_L7_UPSTREAM:-h1}"
+case "$UPSTREAM" in h1|h2) ;; *) echo "E2E_L7_UPSTREAM: h1 or h2" >&2; exit 2 ;; esac
+UPSTREAM_H2_PORT=8080
+# the L7 proxies' upstream port and the suffix their labels carry
+if [ "$UPSTREAM" = h2 ]; then UP_PORT=$UPSTREAM_H2_PORT; UP_LABEL=" (h2 upstreams)"; else UP_PORT=80; UP_LABEL=""; fi
 if [ -z "$OUT" ]; then
   if [ "$QUICK" = 1 ]; then OUT="${TMPDIR:-/tmp}/fulcrum-e2e-quick"; else OUT="$ROOT/bench/results"; fi
 fi
@@ -114,6 +122,8 @@ cleanup() {
   sleep 0.5
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
   [ -z "$LB_CGROUP" ] || rmdir "$LB_CGROUP" 2>/dev/null
+  # the cpu controller this run enabled at the root (cgroup v2) is disabled again
+  [ "${CPU_CONTROLLER_ENABLED:-0}" = 0 ] || echo -cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
   bash "$ROOT/tests/netns/topo.sh" down >/dev/null 2>&1
   rm -rf "/var/run/dpdk/$DPDK_PREFIX"-* 2>/dev/null
   rm -f /dev/hugepages/"$DPDK_PREFIX"-* 2>/dev/null
@@ -133,14 +143,17 @@ trap 'exit 130' INT TERM
 # program's). cgroup v2 (cpu.max) or v1's cpu controller (cfs_quota_us), period 10 ms.
 LB_CGROUP=""
 LB_IN_CGROUP=()
+CPU_CONTROLLER_ENABLED=0
 lb_cgroup_setup() {
   [ -n "${E2E_LB_CPU:-}" ] || return 0
   [[ "$E2E_LB_CPU" =~ ^[0-9]+$ ]] && [ "$E2E_LB_CPU" -ge 5 ] && [ "$E2E_LB_CPU" -le 100 ] \
     || die "E2E_LB_CPU: a percent of one CPU, 5 to 100 (got '$E2E_LB_CPU')"
   local quota=$((E2E_LB_CPU * 100))
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control \
-      || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control || die "E2E_LB_CPU: cannot enable the cpu controller"
+    if ! grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control; then
+      echo +cpu >/sys/fs/cgroup/cgroup.subtree_control || die "E2E_LB_CPU: cannot enable the cpu controller"
+      CPU_CONTROLLER_ENABLED=1
+    fi
     LB_CGROUP="/sys/fs/cgroup/$P-e2e-lb"
     mkdir -p "$LB_CGROUP" && echo "$quota 10000" >"$LB_CGROUP/cpu.max" || die "E2E_LB_CPU: cpu.max"
   elif [ -d /sys/fs/cgroup/cpu ]; then
@@ -234,6 +247,11 @@ http {
     listen 80 backlog=4096;
     root $dir/www;
     location = /nginx_status { stub_status; }
+  }
+  # h2c (prior knowledge) for proxies with HTTP/2 upstreams (E2E_L7_UPSTREAM=h2)
+  server {
+    listen $UPSTREAM_H2_PORT http2 backlog=4096;
+    root $dir/www;
   }
 }
 EOF
@@ -646,6 +664,8 @@ EOF
 
 haproxy_http() {
   wait_quiet
+  local HAPROXY_PROTO=""
+  [ "$UPSTREAM" = h1 ] || HAPROXY_PROTO=" proto h2"
   { haproxy_global; cat <<EOF
   mode http
   option http-keep-alive
@@ -663,17 +683,17 @@ frontend web
   default_backend backends
 backend backends
   balance roundrobin
-  server b1 ${BACKENDS[0]}:80
-  server b2 ${BACKENDS[1]}:80
-  server b3 ${BACKENDS[2]}:80
+  server b1 ${BACKENDS[0]}:$UP_PORT$HAPROXY_PROTO
+  server b2 ${BACKENDS[1]}:$UP_PORT$HAPROXY_PROTO
+  server b3 ${BACKENDS[2]}:$UP_PORT$HAPROXY_PROTO
 EOF
   } >"$WORK/haproxy-http.haproxy.cfg"
   haproxy_run haproxy-http
   local pid="$LAST_PID"
   LB_PID="$pid"
   wait_vip 80 || die "haproxy http: VIP not answering: $(cat "$WORK/haproxy-http.haproxy.log")"
-  run_wrk haproxy-http-h1 l7 "HAProxy $(haproxy_version) HTTP mode" "http://$VIP/index.html"
-  run_h2load haproxy-http-h2 l7 "HAProxy $(haproxy_version) HTTP mode" "http://$VIP:81/index.html"
+  run_wrk haproxy-http-h1 l7 "HAProxy $(haproxy_version) HTTP mode$UP_LABEL" "http://$VIP/index.html"
+  run_h2load haproxy-http-h2 l7 "HAProxy $(haproxy_version) HTTP mode$UP_LABEL" "http://$VIP:81/index.html"
   stop_pid "$pid"
 }
 
@@ -700,7 +720,6 @@ http {
   tcp_nodelay on;
   keepalive_timeout 120s;
   keepalive_requests 10000000;
-  http2_max_requests 10000000;
   client_body_temp_path $dir/tmp/body;
   proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi;
@@ -737,12 +756,12 @@ fulcrum_l7() {
       - cluster: backends
     clusters:
       - name: backends
-        protocol: http1
+        protocol: $([ "$UPSTREAM" = h2 ] && echo http2 || echo http1)
         lb: round_robin
         endpoints:
-          - address: "${BACKENDS[0]}:80"
-          - address: "${BACKENDS[1]}:80"
-          - address: "${BACKENDS[2]}:80"
+          - address: "${BACKENDS[0]}:$UP_PORT"
+          - address: "${BACKENDS[1]}:$UP_PORT"
+          - address: "${BACKENDS[2]}:$UP_PORT"
 EOF
   }
   { cat <<EOF
@@ -790,7 +809,7 @@ one_round() {
   if [ "$ONLY" != l4 ]; then
     # L7 (the VIP on lb0, as the kernel-based L4 systems leave it).
     lb_kernel_addresses
-    fulcrum_l7 fulcrum-l7 "fulcrum L7 pool" "$L7BIN"
+    fulcrum_l7 fulcrum-l7 "fulcrum L7 pool$UP_LABEL" "$L7BIN"
     if [ -n "${E2E_L7_BASE:-}" ]; then
       fulcrum_l7 fulcrum-l7-base "fulcrum L7 pool, before ($(basename "$E2E_L7_BASE"))" "$E2E_L7_BASE" l7 -c
     fi

@@ -410,6 +410,7 @@ impl UpstreamPool {
                 self.send_h1(index, req).await
             }
             UpstreamProtocol::Http2 => {
+                authority_form(&mut req);
                 let cached = self.with_idle(|t| {
                     let slot = &mut t.h2[index];
                     if slot.as_ref().is_some_and(|s| s.is_closed()) {
@@ -579,6 +580,37 @@ where
         let _slot = slot;
         let _ = conn.await;
     });
+}
+
+/// Moves an HTTP/2 request's `Host` header into its URI's authority (the `:authority`
+/// pseudo-header), as RFC 9113 section 8.3.1 has an intermediary do: the upstream then
+/// sees the client's host once, where a request carrying both a `host` header and an
+/// `:authority` is refused by servers that check them (nginx 1.22 answers 400, "duplicate
+/// host header"). A `Host` that is not a valid authority is left as it is, for the
+/// upstream to judge.
+fn authority_form(req: &mut UpstreamRequest) {
+    let Some(authority) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+    else {
+        return;
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.authority = Some(authority);
+    if parts.scheme.is_none() {
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+    }
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    match http::Uri::from_parts(parts) {
+        Ok(uri) => {
+            *req.uri_mut() = uri;
+            req.headers_mut().remove(http::header::HOST);
+        }
+        Err(_) => *req.uri_mut() = http::Uri::from_static("/"),
+    }
 }
 
 /// Rewrites an absolute URI to origin-form (`/path?query`) for an HTTP/1.1 request line,
@@ -812,6 +844,36 @@ mod tests {
         origin_form(&mut req);
         assert_eq!(req.uri().to_string(), "/");
         assert_eq!(req.headers()[http::header::HOST], "example.com");
+    }
+
+    #[test]
+    fn authority_form_moves_host_into_the_authority() {
+        let mut req = Request::new(Bytes::new());
+        req.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("www.example.com:8443"),
+        );
+        *req.uri_mut() = "http://10.0.0.1:8080/a?b=c".parse().unwrap();
+        authority_form(&mut req);
+        assert_eq!(req.uri().to_string(), "http://www.example.com:8443/a?b=c");
+        assert!(!req.headers().contains_key(http::header::HOST));
+
+        // no Host: the endpoint's authority stays
+        let mut req = Request::new(Bytes::new());
+        *req.uri_mut() = "http://10.0.0.1:8080/".parse().unwrap();
+        authority_form(&mut req);
+        assert_eq!(req.uri().to_string(), "http://10.0.0.1:8080/");
+
+        // a Host that is no authority is left for the upstream to judge
+        let mut req = Request::new(Bytes::new());
+        req.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("bad host"),
+        );
+        *req.uri_mut() = "http://10.0.0.1:8080/".parse().unwrap();
+        authority_form(&mut req);
+        assert_eq!(req.uri().to_string(), "http://10.0.0.1:8080/");
+        assert_eq!(req.headers()[http::header::HOST], "bad host");
     }
 
     #[tokio::test]

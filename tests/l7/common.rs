@@ -74,6 +74,10 @@ async fn echo_response(name: &str, req: Request<Incoming>) -> Response<Full<Byte
             parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
         )
         .header("x-seen-body-len", body.len().to_string());
+    if let Some(a) = parts.uri.authority() {
+        // an HTTP/2 request's :authority
+        r = r.header("x-seen-authority", a.as_str());
+    }
     for h in [
         "x-forwarded-for",
         "x-forwarded-proto",

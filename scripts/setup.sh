@@ -14,6 +14,8 @@ FULCRUM_PACKAGES=(
   iproute2 iputils-ping curl ethtool procps python3 tcpdump
   # the L7 namespace tests make a self-signed certificate
   openssl
+  # the L7 pool's gRPC test: real gRPC servers and client (tests/l7/grpc_peer.py)
+  python3-grpcio
 )
 
 need_root() {

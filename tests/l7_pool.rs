@@ -160,6 +160,26 @@ services:
             "no route for api.test outside /v1/: {out}"
         );
     }
+    // `TE: trailers` reaches an HTTP/2 upstream (gRPC needs it), not an HTTP/1.1 one.
+    for (host, path, want) in [("www.test", "/te", true), ("api.test", "/v1/te", false)] {
+        let resolve = format!("{host}:{port}:127.0.0.1");
+        let url = format!("https://{host}:{port}{path}");
+        let (out, _) = curl(&[
+            "--http2",
+            "--cacert",
+            &cacert,
+            "--resolve",
+            &resolve,
+            "-H",
+            "TE: gzip, trailers",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &url,
+        ]);
+        assert_eq!(out.contains("x-seen-te: trailers"), want, "{host}: {out}");
+    }
     // XFF is appended to what the client sent.
     let resolve = format!("api.test:{port}:127.0.0.1");
     let url = format!("https://api.test:{port}/v1/x");
@@ -353,6 +373,94 @@ services:
         "one client connection"
     );
     pool.shutdown();
+}
+
+/// A process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (3c) Real gRPC (Debian's python3-grpcio, client and servers) through an HTTP/2
+/// upstream cluster: the calls of one client channel spread over both servers, each
+/// answer carries its server's trailing metadata, and a failed call's status and message
+/// reach the client. (The pool once stripped `te: trailers`, which gRPC servers require:
+/// every call ended in 502.)
+#[test]
+fn grpc_calls_spread_with_trailers_over_h2_upstreams() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/l7/grpc_peer.py");
+    let mut servers = Vec::new();
+    let mut ports = Vec::new();
+    for name in ["g0", "g1"] {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .args(["serve", name])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        servers.push(Killed(child));
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| {
+            panic!("gRPC server {name} gave no port: {line:?} (python3-grpcio installed?)")
+        });
+        ports.push(port);
+    }
+    let yaml = format!(
+        r#"
+services:
+  - name: web
+    routes: [{{ cluster: grpc }}]
+    clusters:
+      - name: grpc
+        protocol: http2
+        endpoints: [{{ address: "127.0.0.1:{}" }}, {{ address: "127.0.0.1:{}" }}]
+"#,
+        ports[0], ports[1]
+    );
+    let (pool, addr) = start(&yaml, false);
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("/usr/bin/python3")
+        .arg(&script)
+        .args(["call", &addr.to_string(), "20"])
+        .output()
+        .expect("the gRPC client runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["errors"], serde_json::json!([]), "{text}");
+    assert_eq!(
+        v["ok"], 20,
+        "every call answered with its own request: {text}"
+    );
+    assert_eq!(
+        v["trailers_match"], 20,
+        "trailing metadata of the server that answered: {text}"
+    );
+    assert_eq!(
+        v["served"]["g0"], 10,
+        "round robin per call on one channel: {text}"
+    );
+    assert_eq!(
+        v["served"]["g1"], 10,
+        "round robin per call on one channel: {text}"
+    );
+    assert_eq!(v["fail"], "NOT_FOUND no such thing", "{text}");
+    pool.shutdown();
+    drop(servers);
 }
 
 /// (4) All endpoints down: 503; garbage: 502; hanging: 504; reset once: retried to 200.

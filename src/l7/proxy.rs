@@ -99,6 +99,20 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Whether the request's `TE` lists `trailers` (the client accepts trailer fields).
+fn te_accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// Removes hop-by-hop headers, and those the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most requests have none: one pass over the names, nothing removed.
@@ -401,7 +415,13 @@ pub async fn handle(
 
     // Upstream head: the client's headers, moved (not copied), then rewritten.
     let mut headers = parts.headers;
+    let te_trailers = te_accepts_trailers(&headers);
     strip_hop_by_hop(&mut headers);
+    if te_trailers {
+        // the one TE an HTTP/2 request may carry (RFC 9113 8.2.2): gRPC servers refuse
+        // a call without it; an HTTP/1.1 upstream gets none (see `UpstreamPool::send`)
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if !headers.contains_key(header::HOST) && has_host {
         if let Some(a) = parts.uri.authority() {
             if let Ok(v) = HeaderValue::from_str(a.as_str()) {
@@ -846,5 +866,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn te_trailers_is_recognised() {
+        let te = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::TE, HeaderValue::from_static(v));
+            }
+            te_accepts_trailers(&h)
+        };
+        assert!(te(&["trailers"]));
+        assert!(te(&["gzip;q=0.5, Trailers"]));
+        assert!(te(&["gzip", "trailers;q=1"]));
+        assert!(!te(&[]));
+        assert!(!te(&["gzip, deflate"]));
+        assert!(!te(&["trailersx"]));
     }
 }

@@ -407,6 +407,9 @@ impl UpstreamPool {
                 if req.uri().scheme().is_some() {
                     origin_form(&mut req);
                 }
+                // `TE: trailers` is kept for HTTP/2 (gRPC needs it); over HTTP/1.1 it
+                // would also have to be named in Connection, and nothing here needs it
+                req.headers_mut().remove(http::header::TE);
                 self.send_h1(index, req).await
             }
             UpstreamProtocol::Http2 => {

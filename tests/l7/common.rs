@@ -86,6 +86,7 @@ async fn echo_response(name: &str, req: Request<Incoming>) -> Response<Full<Byte
         "host",
         "connection",
         "x-hop",
+        "te",
     ] {
         if let Some(v) = parts.headers.get(h) {
             r = r.header(format!("x-seen-{h}"), v.clone());

@@ -389,9 +389,10 @@ impl Drop for Killed {
 /// upstream cluster: the calls of one client channel spread over both servers, each
 /// answer carries its server's trailing metadata, and a failed call's status and message
 /// reach the client. (The pool once stripped `te: trailers`, which gRPC servers require:
-/// every call ended in 502.)
+/// every call ended in 502.) A bidirectional-streaming call goes through message by
+/// message (the pool once buffered every request body to its end: it never answered).
 #[test]
-fn grpc_calls_spread_with_trailers_over_h2_upstreams() {
+fn grpc_calls_spread_with_trailers_and_stream_over_h2_upstreams() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/l7/grpc_peer.py");
@@ -459,6 +460,21 @@ services:
         "round robin per call on one channel: {text}"
     );
     assert_eq!(v["fail"], "NOT_FOUND no such thing", "{text}");
+    // the bidirectional call is streamed through, message by message
+    let chat: Vec<&str> = v["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert_eq!(chat.len(), 2, "{text}");
+    let server = chat[0].split(':').next().unwrap();
+    assert!(["g0", "g1"].contains(&server), "{text}");
+    assert_eq!(
+        chat,
+        [format!("{server}:one"), format!("{server}:two")],
+        "{text}"
+    );
     pool.shutdown();
     drop(servers);
 }

@@ -99,6 +99,13 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Whether the request is a gRPC call (`content-type: application/grpc`, `+proto`, ...).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// Whether the request's `TE` lists `trailers` (the client accepts trailer fields).
 fn te_accepts_trailers(headers: &HeaderMap) -> bool {
     headers
@@ -365,7 +372,18 @@ pub async fn handle(
     }
     // A request without a body (most GETs) needs no read, no timer and no buffer.
     let bodiless = body.is_end_stream();
+    let cluster = route.target.pick().clone();
+    // A gRPC call to an HTTP/2 cluster keeps its body streaming through (client- and
+    // bidirectional-streaming calls send a message, wait for one, send the next): not
+    // buffered, so neither retried nor held to max_body_bytes / body_read_timeout (the
+    // call's deadline and the cluster's request timeout bound it).
+    let streamed =
+        !bodiless && cluster.spec.protocol == UpstreamProtocol::Http2 && is_grpc(&parts.headers);
+    let mut stream = None;
     let body = if bodiless {
+        Bytes::new()
+    } else if streamed {
+        stream = Some(body);
         Bytes::new()
     } else {
         match tokio::time::timeout(
@@ -403,7 +421,11 @@ pub async fn handle(
         }
     };
     // No body was read: no second clock read (a vDSO call per request).
-    let body_done = if bodiless { start } else { Instant::now() };
+    let body_done = if bodiless || streamed {
+        start
+    } else {
+        Instant::now()
+    };
 
     // What the access log needs of the request, taken before its head is moved.
     let logged = shared
@@ -475,7 +497,6 @@ pub async fn handle(
         (_, _, None) => Some(PathAndQuery::from_static("/")),
     };
 
-    let cluster = route.target.pick().clone();
     let outcome = forward(
         &shared,
         route,
@@ -485,6 +506,7 @@ pub async fn handle(
         path_and_query,
         headers,
         body,
+        stream,
     )
     .await;
     let (mut response, upstream_time, tries, endpoint, sticky) = outcome;
@@ -555,6 +577,7 @@ async fn forward(
     path_and_query: Option<PathAndQuery>,
     mut headers: HeaderMap,
     body: Bytes,
+    mut stream: Option<Incoming>,
 ) -> Forwarded {
     let clock = shared.clock;
     let stats: [&StatSet; 2] = [&route.stats, &cluster.stats];
@@ -587,7 +610,9 @@ async fn forward(
         .and_then(|n| cookie_value(&headers, n))
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .and_then(|id| cluster.endpoints.iter().position(|e| e.id == id));
-    let max_tries = 1 + if idempotent(method) || route.retries.non_idempotent {
+    let max_tries = 1 + if stream.is_some() {
+        0 // a streamed body is sent once
+    } else if idempotent(method) || route.retries.non_idempotent {
         route.retries.max_retries
     } else {
         0
@@ -667,7 +692,7 @@ async fn forward(
         let outcome = match uri {
             None => TryOutcome::Failed(UpstreamFailure::Reset),
             Some(uri) => {
-                let mut req = Request::new(body.clone());
+                let mut req = Request::new(());
                 *req.method_mut() = method.clone();
                 *req.uri_mut() = uri;
                 // The last possible try takes the head; earlier ones keep it for a retry.
@@ -683,7 +708,17 @@ async fn forward(
                     }
                 }
                 let sent = Instant::now();
-                let result = tokio::time::timeout(per_try, cluster.upstream.send(index, req)).await;
+                let result = match stream.take() {
+                    Some(b) => {
+                        let req = req.map(|()| b);
+                        tokio::time::timeout(per_try, cluster.upstream.send_streamed(index, req))
+                            .await
+                    }
+                    None => {
+                        let req = req.map(|()| body.clone());
+                        tokio::time::timeout(per_try, cluster.upstream.send(index, req)).await
+                    }
+                };
                 upstream_time += sent.elapsed();
                 match result {
                     Err(_) => TryOutcome::Failed(UpstreamFailure::Timeout),

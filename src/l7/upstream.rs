@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -48,6 +48,10 @@ use super::h1::{self, Framing, H1Error, Step};
 
 /// A request sent upstream: its body is buffered by the proxy (so it can be retried).
 pub type UpstreamRequest = Request<Bytes>;
+
+/// The body of a request on an HTTP/2 upstream connection: a buffered one, or the
+/// client's own body streamed through ([`UpstreamPool::send_streamed`]).
+pub type H2Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// An error inside an upstream exchange.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -236,7 +240,7 @@ struct Idle {
 /// One thread's idle connections of one pool, by endpoint index.
 struct ThreadIdle {
     h1: Vec<Vec<Idle>>,
-    h2: Vec<Option<http2::SendRequest<Full<Bytes>>>>,
+    h2: Vec<Option<http2::SendRequest<H2Body>>>,
     idle_timeout: Duration,
     /// Most idle connections kept per endpoint (the `max_connections` breaker).
     keep: usize,
@@ -413,33 +417,64 @@ impl UpstreamPool {
                 self.send_h1(index, req).await
             }
             UpstreamProtocol::Http2 => {
-                authority_form(&mut req);
-                let cached = self.with_idle(|t| {
-                    let slot = &mut t.h2[index];
-                    if slot.as_ref().is_some_and(|s| s.is_closed()) {
-                        *slot = None;
-                    }
-                    slot.clone()
-                });
-                let mut sender = match cached {
-                    Some(s) => s,
-                    None => {
-                        let s = self.connect_h2(index).await?;
-                        self.with_idle(|t| t.h2[index] = Some(s.clone()));
-                        s
-                    }
-                };
-                sender
-                    .ready()
-                    .await
-                    .map_err(|e| SendError::Request(e.into()))?;
-                let resp = sender
-                    .send_request(req.map(Full::new))
-                    .await
-                    .map_err(|e| SendError::Request(e.into()))?;
-                Ok(resp.map(|inner| self.body(BodyKind::H2(inner))))
+                let req = req.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync());
+                self.send_h2(index, req).await
             }
         }
+    }
+
+    /// Sends `req` with its body streamed as it arrives (a gRPC call's), on an HTTP/2
+    /// connection: nothing is buffered, so the call cannot be retried, and a client- or
+    /// bidirectional-streaming call proceeds message by message. HTTP/1.1 pools refuse it.
+    pub async fn send_streamed<B>(
+        &self,
+        index: usize,
+        req: Request<B>,
+    ) -> Result<Response<UpstreamBody>, SendError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if self.protocol != UpstreamProtocol::Http2 {
+            return Err(SendError::Request(
+                "a streamed request body needs an HTTP/2 upstream".into(),
+            ));
+        }
+        self.send_h2(index, req.map(|b| b.map_err(Into::into).boxed_unsync()))
+            .await
+    }
+
+    /// An HTTP/2 exchange on this thread's connection to endpoint `index`, or a new one.
+    async fn send_h2(
+        &self,
+        index: usize,
+        mut req: Request<H2Body>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        authority_form(&mut req);
+        let cached = self.with_idle(|t| {
+            let slot = &mut t.h2[index];
+            if slot.as_ref().is_some_and(|s| s.is_closed()) {
+                *slot = None;
+            }
+            slot.clone()
+        });
+        let mut sender = match cached {
+            Some(s) => s,
+            None => {
+                let s = self.connect_h2(index).await?;
+                self.with_idle(|t| t.h2[index] = Some(s.clone()));
+                s
+            }
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| SendError::Request(e.into()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Request(e.into()))?;
+        Ok(resp.map(|inner| self.body(BodyKind::H2(inner))))
     }
 
     /// An HTTP/1.1 exchange on the newest idle connection that takes it, or on a new one.
@@ -561,7 +596,7 @@ impl UpstreamPool {
         Ok((stream, open))
     }
 
-    async fn connect_h2(&self, index: usize) -> Result<http2::SendRequest<Full<Bytes>>, SendError> {
+    async fn connect_h2(&self, index: usize) -> Result<http2::SendRequest<H2Body>, SendError> {
         let (stream, slot) = self.connect(index).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -591,7 +626,7 @@ where
 /// `:authority` is refused by servers that check them (nginx 1.22 answers 400, "duplicate
 /// host header"). A `Host` that is not a valid authority is left as it is, for the
 /// upstream to judge.
-fn authority_form(req: &mut UpstreamRequest) {
+fn authority_form<B>(req: &mut Request<B>) {
     let Some(authority) = req
         .headers()
         .get(http::header::HOST)

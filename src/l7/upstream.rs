@@ -417,8 +417,22 @@ impl UpstreamPool {
                 self.send_h1(index, req).await
             }
             UpstreamProtocol::Http2 => {
-                let req = req.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync());
-                self.send_h2(index, req).await
+                // What a resend needs, kept (the body is a reference count): a request the
+                // upstream refused unprocessed goes once more on a new connection.
+                let (method, uri, headers) = (
+                    req.method().clone(),
+                    req.uri().clone(),
+                    req.headers().clone(),
+                );
+                let body = req.body().clone();
+                let again = move || {
+                    let mut r = Request::new(h2_body(body));
+                    *r.method_mut() = method;
+                    *r.uri_mut() = uri;
+                    *r.headers_mut() = headers;
+                    r
+                };
+                self.send_h2(index, req.map(h2_body), Some(again)).await
             }
         }
     }
@@ -440,41 +454,86 @@ impl UpstreamPool {
                 "a streamed request body needs an HTTP/2 upstream".into(),
             ));
         }
-        self.send_h2(index, req.map(|b| b.map_err(Into::into).boxed_unsync()))
+        let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+        self.send_h2(index, req, None::<fn() -> Request<H2Body>>)
             .await
     }
 
-    /// An HTTP/2 exchange on this thread's connection to endpoint `index`, or a new one.
-    async fn send_h2(
+    /// An HTTP/2 exchange with endpoint `index`. A connection that closed before taking
+    /// the request (a GOAWAY being processed, an idle close) gets it back, and it goes on a
+    /// new connection; a stream the upstream refused unprocessed (past a GOAWAY's last
+    /// stream, or REFUSED_STREAM: RFC 9113 8.7, safe to retry whatever the method) is
+    /// rebuilt by `again`, when there is one, and sent once more on a new connection.
+    async fn send_h2<F>(
         &self,
         index: usize,
         mut req: Request<H2Body>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+        again: Option<F>,
+    ) -> Result<Response<UpstreamBody>, SendError>
+    where
+        F: FnOnce() -> Request<H2Body>,
+    {
         authority_form(&mut req);
-        let cached = self.with_idle(|t| {
-            let slot = &mut t.h2[index];
-            if slot.as_ref().is_some_and(|s| s.is_closed()) {
-                *slot = None;
+        let failure = match self.exchange_h2(index, req, false).await {
+            Ok(resp) => return Ok(resp),
+            Err(f) => f,
+        };
+        match (failure, again) {
+            (H2Failure::Unsent(req), _) => self.exchange_h2(index, *req, true).await,
+            (H2Failure::Refused(_), Some(again)) => {
+                let mut req = again();
+                authority_form(&mut req);
+                self.exchange_h2(index, req, true).await
             }
-            slot.clone()
-        });
+            (H2Failure::Refused(e) | H2Failure::Failed(e), _) => return Err(e),
+        }
+        .map_err(H2Failure::into_send_error)
+    }
+
+    /// One try of [`send_h2`](Self::send_h2): on this thread's connection to endpoint
+    /// `index` (`fresh`: on a new one, which replaces it).
+    async fn exchange_h2(
+        &self,
+        index: usize,
+        req: Request<H2Body>,
+        fresh: bool,
+    ) -> Result<Response<UpstreamBody>, H2Failure> {
+        let cached = if fresh {
+            None
+        } else {
+            self.with_idle(|t| {
+                let slot = &mut t.h2[index];
+                if slot.as_ref().is_some_and(|s| s.is_closed()) {
+                    *slot = None;
+                }
+                slot.clone()
+            })
+        };
         let mut sender = match cached {
             Some(s) => s,
             None => {
-                let s = self.connect_h2(index).await?;
+                let s = self.connect_h2(index).await.map_err(H2Failure::Failed)?;
                 self.with_idle(|t| t.h2[index] = Some(s.clone()));
                 s
             }
         };
-        sender
-            .ready()
-            .await
-            .map_err(|e| SendError::Request(e.into()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| SendError::Request(e.into()))?;
-        Ok(resp.map(|inner| self.body(BodyKind::H2(inner))))
+        if sender.ready().await.is_err() {
+            return Err(H2Failure::Unsent(Box::new(req)));
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok(resp.map(|inner| self.body(BodyKind::H2(inner)))),
+            Err(mut e) => match e.take_message() {
+                Some(req) => Err(H2Failure::Unsent(Box::new(req))),
+                None => {
+                    let e = e.into_error();
+                    if refused_unprocessed(&e) {
+                        Err(H2Failure::Refused(SendError::Request(e.into())))
+                    } else {
+                        Err(H2Failure::Failed(SendError::Request(e.into())))
+                    }
+                }
+            },
+        }
     }
 
     /// An HTTP/1.1 exchange on the newest idle connection that takes it, or on a new one.
@@ -606,6 +665,48 @@ impl UpstreamPool {
         drive(conn, slot);
         Ok(sender)
     }
+}
+
+/// A buffered body for an HTTP/2 connection.
+fn h2_body(b: Bytes) -> H2Body {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Why one HTTP/2 try failed.
+enum H2Failure {
+    /// The connection closed before it took the request: the request, back.
+    Unsent(Box<Request<H2Body>>),
+    /// The upstream refused the stream without processing it.
+    Refused(SendError),
+    /// Anything else (the request may have been processed).
+    Failed(SendError),
+}
+
+impl H2Failure {
+    fn into_send_error(self) -> SendError {
+        match self {
+            H2Failure::Unsent(_) => SendError::Request("the HTTP/2 connection closed".into()),
+            H2Failure::Refused(e) | H2Failure::Failed(e) => e,
+        }
+    }
+}
+
+/// Whether `e` says the upstream did not process the stream: a GOAWAY from the upstream
+/// whose last stream is below it (a graceful NO_ERROR close, as nginx sends after
+/// `keepalive_requests`), or a RST_STREAM with REFUSED_STREAM.
+fn refused_unprocessed(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2e) = s.downcast_ref::<h2::Error>() {
+            return match h2e.reason() {
+                Some(h2::Reason::REFUSED_STREAM) => true,
+                Some(h2::Reason::NO_ERROR) => h2e.is_go_away() && h2e.is_remote(),
+                _ => false,
+            };
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Runs a connection's task until the upstream closes it or its last sender is dropped;

@@ -319,6 +319,26 @@ services:
     pool.shutdown();
 }
 
+/// A service whose one route leads to an HTTP/2 cluster over `endpoints`.
+fn h2_cluster_yaml(endpoints: &[String]) -> String {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|e| format!("{{ address: \"{e}\" }}"))
+        .collect();
+    format!(
+        "
+services:
+  - name: web
+    routes: [{{ cluster: grpc }}]
+    clusters:
+      - name: grpc
+        protocol: http2
+        endpoints: [{}]
+",
+        eps.join(", ")
+    )
+}
+
 /// (3b) One HTTP/2 client connection's requests spread over every endpoint, through an
 /// HTTP/2 (multiplexed) upstream cluster.
 #[test]
@@ -332,18 +352,7 @@ fn one_h2_connection_spreads_over_all_endpoints() {
         }
         v
     });
-    let yaml = format!(
-        r#"
-services:
-  - name: web
-    routes: [{{ cluster: grpc }}]
-    clusters:
-      - name: grpc
-        protocol: http2
-        endpoints: [{{ address: "{}" }}, {{ address: "{}" }}, {{ address: "{}" }}]
-"#,
-        eps[0], eps[1], eps[2]
-    );
+    let yaml = h2_cluster_yaml(&eps.iter().map(|e| e.to_string()).collect::<Vec<_>>());
     let (pool, addr) = start(&yaml, false);
     rt.block_on(async move {
         let client = client(true);
@@ -415,17 +424,11 @@ fn grpc_calls_spread_with_trailers_and_stream_over_h2_upstreams() {
         });
         ports.push(port);
     }
-    let yaml = format!(
-        r#"
-services:
-  - name: web
-    routes: [{{ cluster: grpc }}]
-    clusters:
-      - name: grpc
-        protocol: http2
-        endpoints: [{{ address: "127.0.0.1:{}" }}, {{ address: "127.0.0.1:{}" }}]
-"#,
-        ports[0], ports[1]
+    let yaml = h2_cluster_yaml(
+        &ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>(),
     );
     let (pool, addr) = start(&yaml, false);
     let out = Command::new("timeout")

@@ -966,20 +966,25 @@ impl Body for UpstreamBody {
 mod tests {
     use super::*;
 
+    /// A request for `uri` with `host` as its Host header (none: no header).
+    fn request(uri: &str, host: Option<&'static str>) -> UpstreamRequest {
+        let mut req = Request::new(Bytes::new());
+        if let Some(h) = host {
+            req.headers_mut()
+                .insert(http::header::HOST, http::HeaderValue::from_static(h));
+        }
+        *req.uri_mut() = uri.parse().unwrap();
+        req
+    }
+
     #[test]
     fn origin_form_keeps_path_and_sets_host() {
-        let mut req = Request::new(Bytes::new());
-        *req.uri_mut() = "http://10.0.0.1:8080/a/b?c=d".parse().unwrap();
+        let mut req = request("http://10.0.0.1:8080/a/b?c=d", None);
         origin_form(&mut req);
         assert_eq!(req.uri().to_string(), "/a/b?c=d");
         assert_eq!(req.headers()[http::header::HOST], "10.0.0.1:8080");
 
-        let mut req = Request::new(Bytes::new());
-        req.headers_mut().insert(
-            http::header::HOST,
-            http::HeaderValue::from_static("example.com"),
-        );
-        *req.uri_mut() = "http://10.0.0.1:8080/".parse().unwrap();
+        let mut req = request("http://10.0.0.1:8080/", Some("example.com"));
         origin_form(&mut req);
         assert_eq!(req.uri().to_string(), "/");
         assert_eq!(req.headers()[http::header::HOST], "example.com");
@@ -987,29 +992,18 @@ mod tests {
 
     #[test]
     fn authority_form_moves_host_into_the_authority() {
-        let mut req = Request::new(Bytes::new());
-        req.headers_mut().insert(
-            http::header::HOST,
-            http::HeaderValue::from_static("www.example.com:8443"),
-        );
-        *req.uri_mut() = "http://10.0.0.1:8080/a?b=c".parse().unwrap();
+        let mut req = request("http://10.0.0.1:8080/a?b=c", Some("www.example.com:8443"));
         authority_form(&mut req);
         assert_eq!(req.uri().to_string(), "http://www.example.com:8443/a?b=c");
         assert!(!req.headers().contains_key(http::header::HOST));
 
         // no Host: the endpoint's authority stays
-        let mut req = Request::new(Bytes::new());
-        *req.uri_mut() = "http://10.0.0.1:8080/".parse().unwrap();
+        let mut req = request("http://10.0.0.1:8080/", None);
         authority_form(&mut req);
         assert_eq!(req.uri().to_string(), "http://10.0.0.1:8080/");
 
         // a Host that is no authority is left for the upstream to judge
-        let mut req = Request::new(Bytes::new());
-        req.headers_mut().insert(
-            http::header::HOST,
-            http::HeaderValue::from_static("bad host"),
-        );
-        *req.uri_mut() = "http://10.0.0.1:8080/".parse().unwrap();
+        let mut req = request("http://10.0.0.1:8080/", Some("bad host"));
         authority_form(&mut req);
         assert_eq!(req.uri().to_string(), "http://10.0.0.1:8080/");
         assert_eq!(req.headers()[http::header::HOST], "bad host");

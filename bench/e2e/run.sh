@@ -95,8 +95,13 @@ BACKENDS=(10.99.0.11 10.99.0.12 10.99.0.13)
 UPSTREAM="${E2E_L7_UPSTREAM:-h1}"
 case "$UPSTREAM" in h1|h2) ;; *) echo "E2E_L7_UPSTREAM: h1 or h2" >&2; exit 2 ;; esac
 UPSTREAM_H2_PORT=8080
-# the L7 proxies' upstream port and the suffix their labels carry
-if [ "$UPSTREAM" = h2 ]; then UP_PORT=$UPSTREAM_H2_PORT; UP_LABEL=" (h2 upstreams)"; else UP_PORT=80; UP_LABEL=""; fi
+# the L7 proxies' upstream port, fulcrum's cluster protocol, HAProxy's server option and
+# the suffix their labels carry
+if [ "$UPSTREAM" = h2 ]; then
+  UP_PORT=$UPSTREAM_H2_PORT; UP_PROTOCOL=http2; HAPROXY_PROTO=" proto h2"; UP_LABEL=" (h2 upstreams)"
+else
+  UP_PORT=80; UP_PROTOCOL=http1; HAPROXY_PROTO=""; UP_LABEL=""
+fi
 if [ -z "$OUT" ]; then
   if [ "$QUICK" = 1 ]; then OUT="${TMPDIR:-/tmp}/fulcrum-e2e-quick"; else OUT="$ROOT/bench/results"; fi
 fi
@@ -664,8 +669,6 @@ EOF
 
 haproxy_http() {
   wait_quiet
-  local HAPROXY_PROTO=""
-  [ "$UPSTREAM" = h1 ] || HAPROXY_PROTO=" proto h2"
   { haproxy_global; cat <<EOF
   mode http
   option http-keep-alive
@@ -756,7 +759,7 @@ fulcrum_l7() {
       - cluster: backends
     clusters:
       - name: backends
-        protocol: $([ "$UPSTREAM" = h2 ] && echo http2 || echo http1)
+        protocol: $UP_PROTOCOL
         lb: round_robin
         endpoints:
           - address: "${BACKENDS[0]}:$UP_PORT"

@@ -437,11 +437,13 @@ pub async fn handle(
 
     // Upstream head: the client's headers, moved (not copied), then rewritten.
     let mut headers = parts.headers;
-    let te_trailers = te_accepts_trailers(&headers);
+    // `te: trailers`, the one TE an HTTP/2 request may carry (RFC 9113 8.2.2), goes on to
+    // an HTTP/2 cluster (gRPC servers refuse a call without it); over HTTP/1.1 a TE would
+    // also have to be named in Connection, and the pool asks for no trailers there
+    let te_trailers =
+        cluster.spec.protocol == UpstreamProtocol::Http2 && te_accepts_trailers(&headers);
     strip_hop_by_hop(&mut headers);
     if te_trailers {
-        // the one TE an HTTP/2 request may carry (RFC 9113 8.2.2): gRPC servers refuse
-        // a call without it; an HTTP/1.1 upstream gets none (see `UpstreamPool::send`)
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if !headers.contains_key(header::HOST) && has_host {

@@ -411,9 +411,6 @@ impl UpstreamPool {
                 if req.uri().scheme().is_some() {
                     origin_form(&mut req);
                 }
-                // `TE: trailers` is kept for HTTP/2 (gRPC needs it); over HTTP/1.1 it
-                // would also have to be named in Connection, and nothing here needs it
-                req.headers_mut().remove(http::header::TE);
                 self.send_h1(index, req).await
             }
             UpstreamProtocol::Http2 => {
@@ -725,8 +722,8 @@ where
 /// pseudo-header), as RFC 9113 section 8.3.1 has an intermediary do: the upstream then
 /// sees the client's host once, where a request carrying both a `host` header and an
 /// `:authority` is refused by servers that check them (nginx 1.22 answers 400, "duplicate
-/// host header"). A `Host` that is not a valid authority is left as it is, for the
-/// upstream to judge.
+/// host header"). A `Host` that is not a valid authority is left as it is, with the
+/// request's own URI, for the upstream to judge.
 fn authority_form<B>(req: &mut Request<B>) {
     let Some(authority) = req
         .headers()
@@ -735,20 +732,15 @@ fn authority_form<B>(req: &mut Request<B>) {
     else {
         return;
     };
-    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    let mut parts = req.uri().clone().into_parts();
     parts.authority = Some(authority);
-    if parts.scheme.is_none() {
-        parts.scheme = Some(http::uri::Scheme::HTTP);
-    }
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    match http::Uri::from_parts(parts) {
-        Ok(uri) => {
-            *req.uri_mut() = uri;
-            req.headers_mut().remove(http::header::HOST);
-        }
-        Err(_) => *req.uri_mut() = http::Uri::from_static("/"),
+    parts.scheme.get_or_insert(http::uri::Scheme::HTTP);
+    parts
+        .path_and_query
+        .get_or_insert(http::uri::PathAndQuery::from_static("/"));
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+        req.headers_mut().remove(http::header::HOST);
     }
 }
 

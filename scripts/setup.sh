@@ -16,6 +16,8 @@ FULCRUM_PACKAGES=(
   openssl
   # the L7 pool's gRPC test: real gRPC servers and client (tests/l7/grpc_peer.py)
   python3-grpcio
+  # the L7 pool's interop test with real HTTP/2 upstreams: nginx (h2c, GOAWAY after 3 streams)
+  nginx
 )
 
 need_root() {
@@ -35,6 +37,11 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # the tests start their own nginx instances: a system service Debian started on
+    # install (where an init system runs) is not wanted on port 80
+    if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
   fi
   if ! command -v cargo >/dev/null 2>&1; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then

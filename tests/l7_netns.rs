@@ -1,7 +1,8 @@
 //! The L7 pool through `fulcrum run` on the namespace topology: the client's connections
 //! reach fulcrum's DPDK port, the workers hand the `l7` VIP to the kernel interface, the
 //! pool terminates TLS and HTTP there and opens its upstream connections back out through
-//! the data plane to the backend namespaces (tests/netns/l7_upstream.py servers).
+//! the data plane to the backend namespaces (tests/netns/l7_upstream.py servers over
+//! HTTP/1.1, nginx over h2c for the HTTP/2 upstream cluster).
 //!
 //! Needs root, DPDK and namespaces: run by scripts/test.sh with `--test-threads=1`.
 //! Namespace prefix `fl7`, so it runs beside the other suites.
@@ -28,6 +29,43 @@ fn in_ns(name: &str, args: &[&str]) -> Command {
 struct Topology {
     upstreams: Vec<Child>,
     _topology: common::Topology,
+}
+
+/// nginx's h2c port on every backend (HTTP/2 upstreams; see `h2_upstream`).
+const H2_PORT: u16 = 8010;
+
+/// nginx (Debian's 1.22) in backend namespace `b{b}`: h2c on [`H2_PORT`], answering like
+/// tests/netns/l7_upstream.py's `ok` mode, closing each connection after 3 streams
+/// (`keepalive_requests 3`: a GOAWAY, and the streams past it refused) so the pool's
+/// HTTP/2 upstream connections through the data plane keep being replaced. Single
+/// process (`master_process off`), so killing it leaves no worker behind.
+fn h2_upstream(b: u32) -> Child {
+    let dir = std::env::temp_dir().join(format!("fulcrum-{PREFIX}-nginx-b{b}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let d = dir.display();
+    let conf = format!(
+        "user root;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\ndaemon off;\nevents {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n  keepalive_requests 3;\n  \
+         client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n  \
+         fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  \
+         scgi_temp_path {d}/tmp/scgi;\n  default_type text/plain;\n  \
+         server {{ listen {H2_PORT} http2; location / {{ add_header x-backend backend{b} always; \
+         return 200 \"backend{b} path=$uri xff=$http_x_forwarded_for \
+         proto=$http_x_forwarded_proto h2\\n\"; }} }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    in_ns(&format!("b{b}"), &["nginx", "-e"])
+        .arg(dir.join("error.log"))
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx (Debian package nginx)")
 }
 
 impl Topology {
@@ -61,7 +99,11 @@ impl Topology {
                 .expect("start an upstream");
             t.upstreams.push(child);
         }
-        for &(b, port, _) in servers {
+        for b in 1..=3 {
+            t.upstreams.push(h2_upstream(b));
+        }
+        let h2: Vec<(u32, u16, &str)> = (1..=3).map(|b| (b, H2_PORT, "h2")).collect();
+        for &(b, port, _) in servers.iter().chain(&h2) {
             let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
             let deadline = Instant::now() + Duration::from_secs(10);
             while !in_ns(&format!("b{b}"), &["bash", "-c", &probe])
@@ -85,6 +127,11 @@ impl Drop for Topology {
         for c in &mut self.upstreams {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for b in 1..=3 {
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir().join(format!("fulcrum-{PREFIX}-nginx-b{b}")),
+            );
         }
     }
 }
@@ -137,6 +184,9 @@ fn services(cert: &Path, key: &Path, canary: u32) -> String {
       - name: flaky
         match: {{ path: {{ prefix: /flaky/ }} }}
         cluster: flaky
+      - name: h2up
+        match: {{ path: {{ prefix: /h2/ }} }}
+        cluster: h2up
       - name: site
         match: {{ host: www.test }}
         weighted_clusters: [{{ cluster: v1, weight: {v1} }}, {{ cluster: v2, weight: {canary} }}]
@@ -153,6 +203,9 @@ fn services(cert: &Path, key: &Path, canary: u32) -> String {
       - {{ name: garbage, endpoints: [{{ address: \"10.99.0.12:8004\" }}] }}
       - {{ name: hang, endpoints: [{{ address: \"10.99.0.13:8005\" }}] }}
       - {{ name: flaky, endpoints: [{{ address: \"10.99.0.11:8006\" }}] }}
+      - name: h2up
+        protocol: http2
+        endpoints: [{{ address: \"10.99.0.11:{H2_PORT}\" }}, {{ address: \"10.99.0.12:{H2_PORT}\" }}, {{ address: \"10.99.0.13:{H2_PORT}\" }}]
 ",
         v1 = 100 - canary
     );
@@ -365,6 +418,35 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
     assert!(
         per_backend.values().all(|&n| n == 10),
         "round robin per request: {per_backend:?}"
+    );
+
+    // 3c. HTTP/2 upstreams (nginx h2c) through the data plane, which close each
+    // connection after 3 streams: 300 requests over one client connection, 30 at once,
+    // every one answered (the streams nginx refused past its GOAWAY sent again), round
+    // robin per request, the client's address in X-Forwarded-For
+    let file = url_file(&dir, "h2up.curl", "https://www.test/h2/x", 300);
+    let out = curl(&[
+        "--http2",
+        "--parallel",
+        "--parallel-max",
+        "30",
+        "-w",
+        "%{http_code} %header{x-backend}\n",
+        "-K",
+        &file,
+    ]);
+    let t = tally(&out);
+    for b in ["backend1", "backend2", "backend3"] {
+        assert_eq!(
+            t.get(&format!("200 {b}")).copied(),
+            Some(100),
+            "round robin over the h2c upstreams, every request 200: {t:?}"
+        );
+    }
+    let out = curl(&["--http1.1", "https://www.test/h2/one"]);
+    assert!(
+        out.ends_with(&format!(" path=/h2/one xff={CLIENT} proto=https h2\n")),
+        "{out}"
     );
 
     // the pool's metrics are in fulcrum's /metrics

@@ -1015,3 +1015,41 @@ fn nginx_h2c_upstreams_closing_every_three_streams_lose_no_request() {
         );
     }
 }
+
+/// An HTTP/1.0 request that names no host reaches an HTTP/1.1 upstream with the
+/// endpoint's address as its `Host` (HTTP/1.1 requires one), written once, and the
+/// upstream's hop-by-hop `Keep-Alive` does not reach the client.
+#[test]
+fn request_without_host_gets_the_endpoints() {
+    let rt = rt();
+    let ep = rt.block_on(echo("e0", Duration::ZERO));
+    let yaml = format!(
+        "
+services:
+  - name: web
+    routes: [{{ cluster: c }}]
+    clusters:
+      - name: c
+        endpoints: [{{ address: \"{ep}\" }}]
+"
+    );
+    let (pool, addr) = start(&yaml, false);
+    let out = rt.block_on(raw_exchange(
+        addr,
+        b"GET /nohost HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    ));
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        lower.starts_with("http/1.0 200") || lower.starts_with("http/1.1 200"),
+        "{out}"
+    );
+    assert_eq!(
+        lower.matches(&format!("x-seen-host: {ep}\r\n")).count(),
+        1,
+        "{out}"
+    );
+    assert!(!lower.contains("keep-alive: timeout"), "{out}");
+    assert!(lower.ends_with("e0"), "{out}");
+    pool.shutdown();
+}

@@ -17,7 +17,7 @@ use std::io::Write as _;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode, Version};
+use http::{Method, StatusCode};
 
 /// The largest upstream response head accepted (status line and headers).
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -55,13 +55,13 @@ pub enum H1Error {
 /// and `Transfer-Encoding` from `headers` are left out: the body is buffered, so its
 /// length is known and written here (for a non-empty body, and for methods that carry
 /// one).
-pub fn encode_request_head(
-    method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-    body_len: usize,
-    out: &mut Vec<u8>,
-) {
+pub fn encode_request_head(req: &RequestHead<'_>, body_len: usize, out: &mut Vec<u8>) {
+    let RequestHead {
+        method,
+        path_and_query,
+        headers,
+        host,
+    } = *req;
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -71,6 +71,11 @@ pub fn encode_request_head(
         path_and_query.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let mut had_length = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH {
@@ -91,6 +96,20 @@ pub fn encode_request_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// The head of a request to an HTTP/1.1 upstream, borrowed from the proxy's request: a
+/// request that may be retried keeps its headers instead of copying them for each try.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The path and query (origin-form; empty means `/`).
+    pub path_and_query: &'a str,
+    /// The headers to send (`Content-Length` and `Transfer-Encoding` among them are not).
+    pub headers: &'a HeaderMap,
+    /// A `Host` to write first, for a request whose headers name none.
+    pub host: Option<&'a str>,
+}
+
 /// A parsed response head: the parts of an `http::Response` and what its body needs.
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -104,17 +123,104 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
+/// One header line kept for the response: its name and its value's byte range in the
+/// head.
+pub type HeadLine = (HeaderName, usize, usize);
+
+/// What a response head's lines say about the body and the connection, gathered while the
+/// lines are read, so no map lookup follows.
+#[derive(Debug, Default)]
+struct HeadFacts {
+    /// `Content-Length`: `Some(Ok(n))` when every value is `n`, `Some(Err(()))` when one
+    /// is not a number or two differ.
+    length: Option<Result<u64, ()>>,
+    /// `Transfer-Encoding`: whether its last coding is `chunked`.
+    chunked: Option<bool>,
+    /// `Connection` lists `close`.
+    close: bool,
+    /// `Connection` names headers beyond the standard hop-by-hop ones (dropped as well).
+    names_more: bool,
+}
+
+impl HeadFacts {
+    fn content_length(&mut self, value: &[u8]) {
+        for part in value.split(|b| *b == b',') {
+            let part = trim(part);
+            let n = (!part.is_empty() && part.len() <= 19 && part.iter().all(u8::is_ascii_digit))
+                .then(|| part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+            self.length = match (self.length, n) {
+                (None, Some(n)) => Some(Ok(n)),
+                (Some(Ok(l)), Some(n)) if l == n => Some(Ok(l)),
+                _ => Some(Err(())),
+            };
+        }
+    }
+
+    /// The body's framing (RFC 9112 section 6.3) and whether it leaves the connection
+    /// reusable (false when it runs to the close, or when both framings were sent).
+    fn framing(&self, status: StatusCode, request: &Method) -> Result<(Framing, bool), H1Error> {
+        if *request == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok((Framing::Empty, true));
+        }
+        match (self.chunked, self.length) {
+            (Some(true), length) => Ok((Framing::Chunked(Chunked::default()), length.is_none())),
+            (Some(false), _) => Ok((Framing::Close, false)),
+            (None, Some(Err(()))) => Err(H1Error::ContentLength),
+            (None, Some(Ok(0))) => Ok((Framing::Empty, true)),
+            (None, Some(Ok(n))) => Ok((Framing::Length(n), true)),
+            (None, None) => Ok((Framing::Close, false)),
+        }
+    }
+}
+
+/// The hop-by-hop headers of a response (RFC 9110 section 7.6.1, and the older ones
+/// proxies still drop), which the pool does not pass on.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// The names of [`is_hop_by_hop`], lowercase.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a token of a `Connection` value names a hop-by-hop header, in any case.
+fn names_hop_by_hop(token: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(token))
+}
+
 /// Parses a response head at the start of `buf`. A complete head comes back as the
-/// byte ranges of its header values: the caller splits the head off its buffer with
-/// [`take_head`], which shares those bytes instead of copying them.
-fn parse_response_head(buf: &[u8]) -> Result<ParsedHead, H1Error> {
+/// byte ranges of the header values to keep (in `lines`, cleared first) and what the
+/// head says about the body: the caller splits the head off its buffer with
+/// [`take_head`], which shares those bytes instead of copying them. The hop-by-hop
+/// headers, those `Connection` names, and a `Content-Length` beside a
+/// `Transfer-Encoding` are left out of `lines`: they describe this connection, not the
+/// response the client gets.
+fn parse_response_head(
+    buf: &[u8],
+    request: &Method,
+    lines: &mut Vec<HeadLine>,
+) -> Result<ParsedHead, H1Error> {
     // uninitialised: httparse writes the lines it finds; zeroing all of them cost more
     // than parsing a short head
-    let mut lines =
+    let mut raw =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, &mut lines)
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut raw)
     {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -138,22 +244,52 @@ fn parse_response_head(buf: &[u8]) -> Result<ParsedHead, H1Error> {
     if status.is_informational() {
         return Ok(ParsedHead::Interim(len));
     }
-    let version = if resp.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
+    let http10 = resp.version == Some(0);
     let base = buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(resp.headers.len());
+    let mut facts = HeadFacts::default();
+    lines.clear();
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| H1Error::Head)?;
+        if name == header::CONTENT_LENGTH {
+            facts.content_length(h.value);
+        } else if name == header::TRANSFER_ENCODING {
+            let last = h.value.rsplit(|b| *b == b',').next().map(trim);
+            facts.chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+            continue;
+        } else if name == header::CONNECTION {
+            for token in h.value.split(|b| *b == b',').map(trim) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    facts.close = true;
+                } else if !token.is_empty() && !names_hop_by_hop(token) {
+                    facts.names_more = true;
+                }
+            }
+            continue;
+        } else if is_hop_by_hop(&name) {
+            continue;
+        }
         let start = h.value.as_ptr() as usize - base;
-        spans.push((name, start, start + h.value.len()));
+        lines.push((name, start, start + h.value.len()));
     }
+    if facts.chunked.is_some() {
+        // read by its transfer coding: the length a sender also gave is not passed on
+        lines.retain(|l| l.0 != header::CONTENT_LENGTH);
+    }
+    if facts.names_more {
+        let named = |n: &HeaderName| {
+            resp.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .flat_map(|h| h.value.split(|b| *b == b','))
+                .any(|t| trim(t).eq_ignore_ascii_case(n.as_str().as_bytes()))
+        };
+        lines.retain(|l| !named(&l.0));
+    }
+    let (framing, reusable) = facts.framing(status, request)?;
     Ok(ParsedHead::Complete {
         status,
-        version,
-        spans,
+        framing,
+        keep_alive: !http10 && !facts.close && reusable,
         len,
     })
 }
@@ -161,17 +297,28 @@ fn parse_response_head(buf: &[u8]) -> Result<ParsedHead, H1Error> {
 /// The next final response head at the start of `buf`, split off it; interim (1xx)
 /// responses before it are skipped. `Ok(None)`: the head is not complete yet, read more.
 /// `request` is the request's method (a response to HEAD has no body).
+#[cfg(test)]
 pub fn next_head(buf: &mut BytesMut, request: &Method) -> Result<Option<ResponseHead>, H1Error> {
+    next_head_with(buf, request, &mut Vec::new())
+}
+
+/// [`next_head`] with the caller's scratch for the header lines (a connection keeps one,
+/// so a response costs no allocation for it).
+pub fn next_head_with(
+    buf: &mut BytesMut,
+    request: &Method,
+    lines: &mut Vec<HeadLine>,
+) -> Result<Option<ResponseHead>, H1Error> {
     loop {
-        match parse_response_head(buf)? {
+        match parse_response_head(buf, request, lines)? {
             ParsedHead::Partial => return Ok(None),
             ParsedHead::Interim(n) => buf.advance(n),
             ParsedHead::Complete {
                 status,
-                version,
-                spans,
+                framing,
+                keep_alive,
                 len,
-            } => return take_head(buf, status, version, spans, len, request).map(Some),
+            } => return take_head(buf, status, framing, keep_alive, lines, len).map(Some),
         }
     }
 }
@@ -183,105 +330,41 @@ enum ParsedHead {
     Partial,
     /// An interim (1xx) response of this many bytes, to be skipped.
     Interim(usize),
-    /// A final response head of `len` bytes; `spans` are each header's name and its
-    /// value's byte range in the head.
+    /// A final response head of `len` bytes, its header lines in the caller's scratch.
     Complete {
         /// The status.
         status: StatusCode,
-        /// HTTP/1.1 or HTTP/1.0.
-        version: Version,
-        /// Name and value range of each header line.
-        spans: Vec<(HeaderName, usize, usize)>,
+        /// How the body is delimited.
+        framing: Framing,
+        /// Whether the connection may carry another request after this body.
+        keep_alive: bool,
         /// The head's length.
         len: usize,
     },
 }
 
 /// Splits a complete head off `buf` and builds the response head: headers sharing the
-/// head's bytes (no copy per value), the body's framing and whether the connection stays
-/// open. `request` is the request's method (a response to HEAD has no body).
+/// head's bytes (no copy per value). `lines` is drained.
 fn take_head(
     buf: &mut BytesMut,
     status: StatusCode,
-    version: Version,
-    spans: Vec<(HeaderName, usize, usize)>,
+    framing: Framing,
+    keep_alive: bool,
+    lines: &mut Vec<HeadLine>,
     len: usize,
-    request: &Method,
 ) -> Result<ResponseHead, H1Error> {
     let head: Bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for (name, start, end) in lines.drain(..) {
         let value =
             HeaderValue::from_maybe_shared(head.slice(start..end)).map_err(|_| H1Error::Head)?;
         headers.append(name, value);
     }
-    let (framing, framing_reusable) = framing_of(status, &headers, request)?;
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        // Read by its transfer coding; the length a sender also gave is not passed on.
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    let close = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), b"close"));
-    let keep_alive = version == Version::HTTP_11 && !close && framing_reusable;
     Ok(ResponseHead {
         status,
         headers,
         framing,
         keep_alive,
-    })
-}
-
-/// The body's framing (RFC 9112 section 6.3) and whether it leaves the connection
-/// reusable (false when it runs to the close, or when both framings were sent).
-fn framing_of(
-    status: StatusCode,
-    headers: &HeaderMap,
-    request: &Method,
-) -> Result<(Framing, bool), H1Error> {
-    if *request == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok((Framing::Empty, true));
-    }
-    let has_length = headers.contains_key(header::CONTENT_LENGTH);
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        let last_coding = last
-            .as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .map(trim)
-            .unwrap_or_default();
-        return Ok(if last_coding.eq_ignore_ascii_case(b"chunked") {
-            (Framing::Chunked(Chunked::default()), !has_length)
-        } else {
-            (Framing::Close, false)
-        });
-    }
-    let mut length: Option<u64> = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let part = trim(part);
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(H1Error::ContentLength);
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|l| l != n) {
-                return Err(H1Error::ContentLength);
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => (Framing::Empty, true),
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::Close, false),
     })
 }
 
@@ -295,13 +378,6 @@ fn trim(s: &[u8]) -> &[u8] {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &s[start..end.max(start)]
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| trim(t).eq_ignore_ascii_case(token))
 }
 
 /// How a response body is delimited.
@@ -527,15 +603,29 @@ mod tests {
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        encode_request_head(&Method::POST, "/p?q=1", &h, 5, &mut out);
+        let head = |method, path_and_query, headers| RequestHead {
+            method,
+            path_and_query,
+            headers,
+            host: None,
+        };
+        encode_request_head(&head(&Method::POST, "/p?q=1", &h), 5, &mut out);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
         );
-        encode_request_head(&Method::GET, "", &HeaderMap::new(), 0, &mut out);
+        let none = HeaderMap::new();
+        encode_request_head(&head(&Method::GET, "", &none), 0, &mut out);
         assert_eq!(&out[..], b"GET / HTTP/1.1\r\n\r\n");
-        encode_request_head(&Method::PUT, "/", &HeaderMap::new(), 0, &mut out);
+        encode_request_head(&head(&Method::PUT, "/", &none), 0, &mut out);
         assert_eq!(&out[..], b"PUT / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        // no Host among the headers: the endpoint's, first
+        let req = RequestHead {
+            host: Some("10.0.0.1:80"),
+            ..head(&Method::GET, "/x", &none)
+        };
+        encode_request_head(&req, 0, &mut out);
+        assert_eq!(&out[..], b"GET /x HTTP/1.1\r\nhost: 10.0.0.1:80\r\n\r\n");
     }
 
     #[test]
@@ -556,6 +646,50 @@ mod tests {
             b"EXTRA",
             "bytes past the body stay in the buffer"
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_with_the_connection() {
+        let (h, _) = head(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+              X-Hop: 1\r\nX-End: 2\r\nUpgrade: h2c\r\nProxy-Connection: x\r\n\
+              Content-Length: 2\r\nx-end: 3\r\n\r\nok",
+            &Method::GET,
+        )
+        .unwrap();
+        let names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-end", "content-length"]);
+        assert_eq!(h.headers.get_all("x-end").iter().count(), 2);
+        assert!(h.keep_alive);
+        assert_eq!(h.framing, Framing::Length(2));
+        // close, in any case and among other tokens
+        let (h, _) = head(
+            b"HTTP/1.1 200 OK\r\nconnection: Keep-Alive\r\nConnection: CLOSE\r\nContent-Length: 0\r\n\r\n",
+            &Method::GET,
+        )
+        .unwrap();
+        assert!(!h.keep_alive);
+        assert!(
+            h.headers.keys().all(|n| n != "connection"),
+            "{:?}",
+            h.headers
+        );
+        // both framings: read as chunked, neither header passed on, connection not reused
+        let (h, _) = head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            &Method::GET,
+        )
+        .unwrap();
+        assert_eq!(h.framing, Framing::Chunked(Chunked::default()));
+        assert!(h.headers.is_empty(), "{:?}", h.headers);
+        assert!(!h.keep_alive);
+        // HTTP/1.0 never keeps the connection
+        let (h, _) = head(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            &Method::GET,
+        )
+        .unwrap();
+        assert!(!h.keep_alive);
     }
 
     #[test]
@@ -632,7 +766,7 @@ mod tests {
             big.extend_from_slice(b"x: y\r\n");
         }
         assert_eq!(
-            parse_response_head(&big).unwrap_err(),
+            parse_response_head(&big, &Method::GET, &mut Vec::new()).unwrap_err(),
             H1Error::HeadTooLarge
         );
     }
@@ -686,9 +820,10 @@ mod tests {
         fn any_bytes_are_parsed_or_refused(raw in proptest::collection::vec(any::<u8>(), 0..512),
                                            chunked in any::<bool>()) {
             let mut buf = BytesMut::from(&raw[..]);
-            if let Ok(ParsedHead::Complete { status, version, spans, len }) = parse_response_head(&buf) {
+            let mut lines = Vec::new();
+            if let Ok(ParsedHead::Complete { status, framing, keep_alive, len }) = parse_response_head(&buf, &Method::GET, &mut lines) {
                 prop_assert!(len <= raw.len());
-                let _ = take_head(&mut buf, status, version, spans, len, &Method::GET);
+                let _ = take_head(&mut buf, status, framing, keep_alive, &mut lines, len);
             }
             let mut f = if chunked { Framing::Chunked(Chunked::default()) } else { Framing::Length(100) };
             let mut buf = BytesMut::from(&raw[..]);

@@ -680,20 +680,34 @@ async fn forward(
         let guard = InFlight {
             counters: [&cluster.active, &endpoint.active],
         };
-        // HTTP/1.1 sends origin-form; HTTP/2 needs scheme and authority.
-        let uri = path_and_query.clone().and_then(|pq| {
-            if cluster.spec.protocol == UpstreamProtocol::Http1 {
-                return Some(Uri::from(pq));
-            }
+        let h1 = cluster.spec.protocol == UpstreamProtocol::Http1 && stream.is_none();
+        // HTTP/1.1 writes origin-form from the borrowed request (no copy for a retry);
+        // HTTP/2 needs scheme and authority.
+        let uri = path_and_query.clone().filter(|_| !h1).and_then(|pq| {
             let mut p = http::uri::Parts::default();
             p.scheme = Some(Scheme::HTTP);
             p.authority = Some(cluster.authorities[index].clone());
             p.path_and_query = Some(pq);
             Uri::from_parts(p).ok()
         });
-        let outcome = match uri {
-            None => TryOutcome::Failed(UpstreamFailure::Reset),
-            Some(uri) => {
+        let sent = Instant::now();
+        let result = match (&path_and_query, uri) {
+            (Some(pq), _) if h1 => {
+                let head = super::h1::RequestHead {
+                    method,
+                    path_and_query: pq.as_str(),
+                    headers: &headers,
+                    // a client that named no host: the endpoint is the host
+                    host: (!headers.contains_key(header::HOST))
+                        .then(|| cluster.authorities[index].as_str()),
+                };
+                Some(
+                    tokio::time::timeout(per_try, cluster.upstream.send_h1(index, &head, &body))
+                        .await,
+                )
+            }
+            (_, None) => None,
+            (_, Some(uri)) => {
                 let mut req = Request::new(());
                 *req.method_mut() = method.clone();
                 *req.uri_mut() = uri;
@@ -709,8 +723,7 @@ async fn forward(
                         req.headers_mut().insert(header::HOST, v);
                     }
                 }
-                let sent = Instant::now();
-                let result = match stream.take() {
+                Some(match stream.take() {
                     Some(b) => {
                         let req = req.map(|()| b);
                         tokio::time::timeout(per_try, cluster.upstream.send_streamed(index, req))
@@ -720,29 +733,30 @@ async fn forward(
                         let req = req.map(|()| body.clone());
                         tokio::time::timeout(per_try, cluster.upstream.send(index, req)).await
                     }
-                };
-                upstream_time += sent.elapsed();
-                match result {
-                    Err(_) => TryOutcome::Failed(UpstreamFailure::Timeout),
-                    Ok(Err(SendError::ConnectionLimit)) => {
-                        for s in stats {
-                            s.overflow.fetch_add(1, Ordering::Relaxed);
-                        }
-                        TryOutcome::Failed(UpstreamFailure::Overflow)
-                    }
-                    Ok(Err(SendError::PendingLimit)) => {
-                        for s in stats {
-                            s.pending_overflow.fetch_add(1, Ordering::Relaxed);
-                        }
-                        TryOutcome::Failed(UpstreamFailure::Overflow)
-                    }
-                    Ok(Err(SendError::Connect(_) | SendError::Handshake(_))) => {
-                        TryOutcome::Failed(UpstreamFailure::ConnectFailure)
-                    }
-                    Ok(Err(SendError::Request(_))) => TryOutcome::Failed(UpstreamFailure::Reset),
-                    Ok(Ok(resp)) => TryOutcome::Response(resp),
-                }
+                })
             }
+        };
+        upstream_time += sent.elapsed();
+        let outcome = match result {
+            None => TryOutcome::Failed(UpstreamFailure::Reset),
+            Some(Err(_)) => TryOutcome::Failed(UpstreamFailure::Timeout),
+            Some(Ok(Err(SendError::ConnectionLimit))) => {
+                for s in stats {
+                    s.overflow.fetch_add(1, Ordering::Relaxed);
+                }
+                TryOutcome::Failed(UpstreamFailure::Overflow)
+            }
+            Some(Ok(Err(SendError::PendingLimit))) => {
+                for s in stats {
+                    s.pending_overflow.fetch_add(1, Ordering::Relaxed);
+                }
+                TryOutcome::Failed(UpstreamFailure::Overflow)
+            }
+            Some(Ok(Err(SendError::Connect(_) | SendError::Handshake(_)))) => {
+                TryOutcome::Failed(UpstreamFailure::ConnectFailure)
+            }
+            Some(Ok(Err(SendError::Request(_)))) => TryOutcome::Failed(UpstreamFailure::Reset),
+            Some(Ok(Ok(resp))) => TryOutcome::Response(resp),
         };
         drop(guard);
         if tries > 0 {

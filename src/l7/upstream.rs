@@ -112,6 +112,8 @@ struct H1Conn {
     read: BytesMut,
     /// The request head being written (kept for its capacity).
     write: Vec<u8>,
+    /// The response head's header lines while they are parsed (kept for its capacity).
+    lines: Vec<h1::HeadLine>,
     /// This connection's place in the cluster's open-connection count.
     _slot: OpenSlot,
 }
@@ -127,6 +129,7 @@ impl H1Conn {
             stream,
             read: BytesMut::new(),
             write: Vec::with_capacity(1024),
+            lines: Vec::new(),
             _slot: slot,
         }
     }
@@ -180,7 +183,7 @@ impl H1Conn {
         loop {
             if !self.read.is_empty() {
                 received = true;
-                if let Some(head) = h1::next_head(&mut self.read, method)
+                if let Some(head) = h1::next_head_with(&mut self.read, method, &mut self.lines)
                     .map_err(|e| ExchangeError::Failed(e.into()))?
                 {
                     return Ok(head);
@@ -411,7 +414,14 @@ impl UpstreamPool {
                 if req.uri().scheme().is_some() {
                     origin_form(&mut req);
                 }
-                self.send_h1(index, req).await
+                let (parts, body) = req.into_parts();
+                let head = h1::RequestHead {
+                    method: &parts.method,
+                    path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                    headers: &parts.headers,
+                    host: None,
+                };
+                self.send_h1(index, &head, &body).await
             }
             UpstreamProtocol::Http2 => {
                 // What a resend needs, kept (the body is a reference count): a request the
@@ -533,15 +543,23 @@ impl UpstreamPool {
         }
     }
 
-    /// An HTTP/1.1 exchange on the newest idle connection that takes it, or on a new one.
-    async fn send_h1(
+    /// An HTTP/1.1 exchange of `head` and `body` with endpoint `index`, on the newest
+    /// idle connection that takes it, or on a new one. The request is borrowed: a caller
+    /// that may try again keeps it.
+    pub async fn send_h1(
         &self,
         index: usize,
-        req: UpstreamRequest,
+        head: &h1::RequestHead<'_>,
+        body: &Bytes,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let (parts, body) = req.into_parts();
+        if self.protocol != UpstreamProtocol::Http1 {
+            return Err(SendError::Request(
+                "an HTTP/1.1 request head for an HTTP/2 upstream".into(),
+            ));
+        }
+        let method = head.method;
         let idempotent = matches!(
-            parts.method,
+            *method,
             Method::GET
                 | Method::HEAD
                 | Method::OPTIONS
@@ -549,21 +567,14 @@ impl UpstreamPool {
                 | Method::PUT
                 | Method::DELETE
         );
-        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         // Idle connections the upstream may have closed since: a request they could not
         // take goes to the next one. Only a request that cannot be sent twice pays a
         // probe of the connection first (a `recv` that finds nothing, when its last
         // response left the socket marked readable); an idempotent one is sent again if
         // the connection turns out to be closed.
         while let Some(mut conn) = self.take_h1(index, !idempotent) {
-            h1::encode_request_head(
-                &parts.method,
-                path,
-                &parts.headers,
-                body.len(),
-                &mut conn.write,
-            );
-            match conn.exchange(&parts.method, &body).await {
+            h1::encode_request_head(head, body.len(), &mut conn.write);
+            match conn.exchange(method, body).await {
                 Ok(head) => return Ok(self.h1_response(head, conn, index)),
                 Err(e) if e.may_resend(idempotent) => continue,
                 Err(e) => return Err(SendError::Request(e.into_inner())),
@@ -571,14 +582,8 @@ impl UpstreamPool {
         }
         let (stream, slot) = self.connect(index).await?;
         let mut conn = Box::new(H1Conn::new(stream, slot));
-        h1::encode_request_head(
-            &parts.method,
-            path,
-            &parts.headers,
-            body.len(),
-            &mut conn.write,
-        );
-        match conn.exchange(&parts.method, &body).await {
+        h1::encode_request_head(head, body.len(), &mut conn.write);
+        match conn.exchange(method, body).await {
             Ok(head) => Ok(self.h1_response(head, conn, index)),
             Err(e) => Err(SendError::Request(e.into_inner())),
         }

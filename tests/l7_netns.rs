@@ -279,6 +279,19 @@ fn url_file(dir: &Path, name: &str, url: &str, n: usize) -> String {
     path.display().to_string()
 }
 
+/// curl over HTTP/2 asking every URL of the config file `file` (see [`url_file`]),
+/// `parallel` at once on one connection (0: one after the other), printing `write_out`
+/// for each. Returns what curl printed.
+fn curl_file(file: &str, parallel: u32, write_out: &str) -> String {
+    let parallel = parallel.to_string();
+    let mut args = vec!["--http2"];
+    if parallel != "0" {
+        args.extend(["--parallel", "--parallel-max", &parallel]);
+    }
+    args.extend(["-w", write_out, "-K", file]);
+    curl(&args)
+}
+
 /// Counts lines of curl's `-w` output.
 fn tally(out: &str) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
@@ -345,16 +358,7 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
     // 2. a 10% canary over 10,000 requests (HTTP/2, one connection, 50 streams at once)
     let file = url_file(&dir, "canary.curl", "https://www.test/c", 10_000);
     let started = Instant::now();
-    let out = curl(&[
-        "--http2",
-        "--parallel",
-        "--parallel-max",
-        "50",
-        "-w",
-        "%header{x-backend}\n",
-        "-K",
-        &file,
-    ]);
+    let out = curl_file(&file, 50, "%header{x-backend}\n");
     let t = tally(&out);
     let (v1, v2) = (
         t.get("backend2").copied().unwrap_or(0),
@@ -369,16 +373,7 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
 
     // 3a. least_request keeps new requests away from the slow backend (300 ms per request)
     let file = url_file(&dir, "lr.curl", "https://www.test/lr/", 300);
-    let out = curl(&[
-        "--http2",
-        "--parallel",
-        "--parallel-max",
-        "30",
-        "-w",
-        "%header{x-backend}\n",
-        "-K",
-        &file,
-    ]);
+    let out = curl_file(&file, 30, "%header{x-backend}\n");
     let t = tally(&out);
     assert_eq!(t.values().sum::<u64>(), 300, "{t:?}");
     let slow = t.get("backend2").copied().unwrap_or(0);
@@ -389,13 +384,7 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
 
     // 3b. one HTTP/2 connection's requests spread over every endpoint
     let file = url_file(&dir, "rr.curl", "https://www.test/rr/", 30);
-    let out = curl(&[
-        "--http2",
-        "-w",
-        "%{num_connects} %header{x-backend}\n",
-        "-K",
-        &file,
-    ]);
+    let out = curl_file(&file, 0, "%{num_connects} %header{x-backend}\n");
     let t = tally(&out);
     let connects: u64 = out
         .lines()
@@ -425,16 +414,7 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
     // every one answered (the streams nginx refused past its GOAWAY sent again), round
     // robin per request, the client's address in X-Forwarded-For
     let file = url_file(&dir, "h2up.curl", "https://www.test/h2/x", 300);
-    let out = curl(&[
-        "--http2",
-        "--parallel",
-        "--parallel-max",
-        "30",
-        "-w",
-        "%{http_code} %header{x-backend}\n",
-        "-K",
-        &file,
-    ]);
+    let out = curl_file(&file, 30, "%{http_code} %header{x-backend}\n");
     let t = tally(&out);
     for b in ["backend1", "backend2", "backend3"] {
         assert_eq!(
@@ -463,7 +443,7 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
     let log = f.reload(&config("route", &services(&cert, &key, 50)));
     assert!(log.contains("reload ok"), "{log}");
     let file = url_file(&dir, "half.curl", "https://www.test/c", 200);
-    let out = curl(&["--http2", "-w", "%header{x-backend}\n", "-K", &file]);
+    let out = curl_file(&file, 0, "%header{x-backend}\n");
     let t = tally(&out);
     assert_eq!(t.get("backend3").copied(), Some(100), "{t:?}");
 

@@ -339,6 +339,11 @@ services:
     )
 }
 
+/// `127.0.0.1:PORT` for each of `ports`.
+fn loopback(ports: &[u16]) -> Vec<String> {
+    ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+}
+
 /// (3b) One HTTP/2 client connection's requests spread over every endpoint, through an
 /// HTTP/2 (multiplexed) upstream cluster.
 #[test]
@@ -424,12 +429,7 @@ fn grpc_calls_spread_with_trailers_and_stream_over_h2_upstreams() {
         });
         ports.push(port);
     }
-    let yaml = h2_cluster_yaml(
-        &ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>(),
-    );
+    let yaml = h2_cluster_yaml(&loopback(&ports));
     let (pool, addr) = start(&yaml, false);
     let out = Command::new("timeout")
         .arg("60")
@@ -884,7 +884,7 @@ fn free_port() -> u16 {
 #[test]
 fn nginx_h2c_upstreams_closing_every_three_streams_lose_no_request() {
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use hyper::Request;
     use std::process::{Command, Stdio};
     let dir = std::env::temp_dir().join(format!("fulcrum-l7-nginx-{}", std::process::id()));
@@ -934,12 +934,7 @@ fn nginx_h2c_upstreams_closing_every_three_streams_lose_no_request() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let yaml = h2_cluster_yaml(
-        &ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>(),
-    );
+    let yaml = h2_cluster_yaml(&loopback(&ports));
     let (pool, addr) = start(&yaml, false);
     const CLIENTS: usize = 20;
     const EACH: usize = 30;
@@ -965,21 +960,7 @@ fn nginx_h2c_upstreams_closing_every_three_streams_lose_no_request() {
                             Vec::new()
                         })))
                         .unwrap();
-                    let resp = tokio::time::timeout(STEP, client.request(req))
-                        .await
-                        .expect("request timed out")
-                        .expect("request failed");
-                    let status = resp.status().as_u16();
-                    let backend = resp
-                        .headers()
-                        .get("x-backend")
-                        .map(|v| v.to_str().unwrap().to_string())
-                        .unwrap_or_default();
-                    let body = tokio::time::timeout(STEP, resp.into_body().collect())
-                        .await
-                        .unwrap()
-                        .unwrap()
-                        .to_bytes();
+                    let (status, backend, _, body) = exchange(&client, req).await;
                     out.push((status, backend, String::from_utf8_lossy(&body).into_owned()));
                 }
                 out

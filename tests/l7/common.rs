@@ -192,19 +192,15 @@ pub fn client(
     b.build_http()
 }
 
-/// A GET through `client`; returns (status, x-backend, headers).
-pub async fn get(
+/// `req` through `client`, each step bounded by [`STEP`]; returns (status, x-backend,
+/// headers, body).
+pub async fn exchange(
     client: &hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
     >,
-    url: &str,
-    host: &str,
-) -> (u16, String, http::HeaderMap) {
-    let req = Request::get(url)
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    req: Request<Full<Bytes>>,
+) -> (u16, String, http::HeaderMap, Bytes) {
     let resp = tokio::time::timeout(STEP, client.request(req))
         .await
         .expect("request timed out")
@@ -220,6 +216,23 @@ pub async fn get(
         .get("x-backend")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
+    (status, backend, headers, body)
+}
+
+/// A GET through `client`; returns (status, x-backend, headers).
+pub async fn get(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    url: &str,
+    host: &str,
+) -> (u16, String, http::HeaderMap) {
+    let req = Request::get(url)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, backend, headers, body) = exchange(client, req).await;
     assert!(
         status != 200 || backend == String::from_utf8_lossy(&body),
         "body and x-backend agree"

@@ -176,14 +176,27 @@ impl HeadFacts {
     }
 }
 
-/// The hop-by-hop headers of a response (RFC 9110 section 7.6.1, and the older ones
-/// proxies still drop), which the pool does not pass on.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+/// Whether `name` is a hop-by-hop header (RFC 9110 section 7.6.1, and the older ones
+/// proxies still drop): one of [`HOP_BY_HOP`]. A match on the name's text, one length
+/// switch and at most two compares, instead of nine comparisons.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
-/// The names of [`is_hop_by_hop`], lowercase.
-const HOP_BY_HOP: [&str; 9] = [
+/// The hop-by-hop headers [`is_hop_by_hop`] matches, lowercase: the pool never passes
+/// them on, in either direction.
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -646,6 +659,15 @@ mod tests {
             b"EXTRA",
             "bytes past the body stay in the buffer"
         );
+    }
+
+    #[test]
+    fn hop_by_hop_list_and_match_agree() {
+        for n in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&HeaderName::from_static(n)), "{n}");
+        }
+        assert!(!is_hop_by_hop(&header::CONTENT_LENGTH));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("x-hop")));
     }
 
     #[test]

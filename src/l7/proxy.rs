@@ -21,6 +21,7 @@ use super::balance::hash_bytes;
 use super::config::{HashOn, UpstreamProtocol};
 use super::error::UpstreamFailure;
 use super::framing::Verdicts;
+use super::h1::{is_hop_by_hop, HOP_BY_HOP};
 use super::metrics::{L7Metrics, StatSet};
 use super::state::{Clock, Cluster, Route, Snapshot};
 use super::upstream::{SendError, UpstreamBody};
@@ -59,19 +60,6 @@ pub struct ConnInfo {
     pub requests: AtomicU64,
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1, and the common non-standard ones).
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 fn local(status: StatusCode, close: bool) -> Response<Body> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from(format!("{status}\n")))));
     *r.status_mut() = status;
@@ -80,23 +68,6 @@ fn local(status: StatusCode, close: bool) -> Response<Body> {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     r
-}
-
-/// Whether `name` is one of the hop-by-hop headers (a match on the name's text: one
-/// length switch and at most two compares, instead of nine `HeaderName` comparisons).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
 }
 
 /// Whether the request is a gRPC call (`content-type: application/grpc`, `+proto`, ...).
@@ -150,7 +121,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     if headers.keys().any(is_hop_by_hop) {
-        for n in &HOP_BY_HOP {
+        for n in HOP_BY_HOP {
             headers.remove(n);
         }
     }

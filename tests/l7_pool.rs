@@ -1008,29 +1008,43 @@ fn request_without_host_gets_the_endpoints() {
         "
 services:
   - name: web
-    routes: [{{ cluster: c }}]
+    routes:
+      - {{ match: {{ path: {{ prefix: /h2/ }} }}, cluster: h2 }}
+      - {{ cluster: c }}
     clusters:
       - name: c
+        endpoints: [{{ address: \"{ep}\" }}]
+      - name: h2
+        protocol: http2
         endpoints: [{{ address: \"{ep}\" }}]
 "
     );
     let (pool, addr) = start(&yaml, false);
-    let out = rt.block_on(raw_exchange(
-        addr,
-        b"GET /nohost HTTP/1.0\r\n\r\n",
-        Duration::from_secs(5),
-    ));
-    let lower = out.to_ascii_lowercase();
-    assert!(
-        lower.starts_with("http/1.0 200") || lower.starts_with("http/1.1 200"),
-        "{out}"
-    );
+    let nohost = |path: &str| {
+        let req = format!("GET {path} HTTP/1.0\r\n\r\n");
+        let out = rt.block_on(raw_exchange(addr, req.as_bytes(), Duration::from_secs(5)));
+        let lower = out.to_ascii_lowercase();
+        assert!(
+            lower.starts_with("http/1.0 200") || lower.starts_with("http/1.1 200"),
+            "{out}"
+        );
+        assert!(!lower.contains("keep-alive: timeout"), "{out}");
+        assert!(lower.ends_with("e0"), "{out}");
+        lower
+    };
+    // HTTP/1.1 upstream: the endpoint's address as Host, once
+    let lower = nohost("/nohost");
     assert_eq!(
         lower.matches(&format!("x-seen-host: {ep}\r\n")).count(),
         1,
-        "{out}"
+        "{lower}"
     );
-    assert!(!lower.contains("keep-alive: timeout"), "{out}");
-    assert!(lower.ends_with("e0"), "{out}");
+    // HTTP/2 upstream: the endpoint's address as :authority, and no Host beside it
+    let lower = nohost("/h2/nohost");
+    assert!(
+        lower.contains(&format!("x-seen-authority: {ep}\r\n")),
+        "{lower}"
+    );
+    assert!(!lower.contains("x-seen-host:"), "{lower}");
     pool.shutdown();
 }

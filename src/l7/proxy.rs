@@ -678,34 +678,27 @@ async fn forward(
                 )
             }
             (_, None) => None,
-            (_, Some(uri)) => {
-                let mut req = Request::new(());
-                *req.method_mut() = method.clone();
-                *req.uri_mut() = uri;
-                // The last possible try takes the head; earlier ones keep it for a retry.
-                *req.headers_mut() = if tries + 1 >= max_tries {
-                    std::mem::take(&mut headers)
-                } else {
-                    headers.clone()
-                };
-                if !req.headers().contains_key(header::HOST) {
-                    // A client that named no host: the endpoint is the host.
-                    if let Ok(v) = HeaderValue::from_str(cluster.authorities[index].as_str()) {
-                        req.headers_mut().insert(header::HOST, v);
-                    }
+            (_, Some(uri)) => Some(match stream.take() {
+                None => {
+                    // borrowed: the upstream copies the head for the stream (a client
+                    // that named no host keeps the endpoint's authority in the URI)
+                    tokio::time::timeout(
+                        per_try,
+                        cluster
+                            .upstream
+                            .send_h2_buffered(index, method, &uri, &headers, &body),
+                    )
+                    .await
                 }
-                Some(match stream.take() {
-                    Some(b) => {
-                        let req = req.map(|()| b);
-                        tokio::time::timeout(per_try, cluster.upstream.send_streamed(index, req))
-                            .await
-                    }
-                    None => {
-                        let req = req.map(|()| body.clone());
-                        tokio::time::timeout(per_try, cluster.upstream.send(index, req)).await
-                    }
-                })
-            }
+                Some(b) => {
+                    // a streamed body is sent once: its head goes with it
+                    let mut req = Request::new(b);
+                    *req.method_mut() = method.clone();
+                    *req.uri_mut() = uri;
+                    *req.headers_mut() = std::mem::take(&mut headers);
+                    tokio::time::timeout(per_try, cluster.upstream.send_streamed(index, req)).await
+                }
+            }),
         };
         upstream_time += sent.elapsed();
         let outcome = match result {

@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2;
@@ -47,6 +47,7 @@ use super::config::UpstreamProtocol;
 use super::h1::{self, Framing, H1Error, Step};
 
 /// A request sent upstream: its body is buffered by the proxy (so it can be retried).
+#[cfg(test)]
 pub type UpstreamRequest = Request<Bytes>;
 
 /// The body of a request on an HTTP/2 upstream connection: a buffered one, or the
@@ -403,7 +404,9 @@ impl UpstreamPool {
 
     /// Sends `req` to endpoint `index` on an idle connection of this thread, or a new one.
     /// HTTP/2 needs an absolute URI; HTTP/1.1 sends origin-form (an absolute URI is cut
-    /// down to it).
+    /// down to it). (The proxy sends from its borrowed head: [`send_h1`](Self::send_h1),
+    /// [`send_h2_buffered`](Self::send_h2_buffered); this owned form is the tests'.)
+    #[cfg(test)]
     pub async fn send(
         &self,
         index: usize,
@@ -424,24 +427,38 @@ impl UpstreamPool {
                 self.send_h1(index, &head, &body).await
             }
             UpstreamProtocol::Http2 => {
-                // What a resend needs, kept (the body is a reference count): a request the
-                // upstream refused unprocessed goes once more on a new connection.
-                let (method, uri, headers) = (
-                    req.method().clone(),
-                    req.uri().clone(),
-                    req.headers().clone(),
-                );
-                let body = req.body().clone();
-                let again = move || {
-                    let mut r = Request::new(h2_body(body));
-                    *r.method_mut() = method;
-                    *r.uri_mut() = uri;
-                    *r.headers_mut() = headers;
-                    r
-                };
-                self.send_h2(index, req.map(h2_body), Some(again)).await
+                let (parts, body) = req.into_parts();
+                self.send_h2_buffered(index, &parts.method, &parts.uri, &parts.headers, &body)
+                    .await
             }
         }
+    }
+
+    /// Sends a buffered request to HTTP/2 endpoint `index` from the caller's head (an
+    /// absolute `uri`): the stream gets one copy of it, and a request the upstream refused
+    /// unprocessed is built from it once more and sent on a new connection. A caller that
+    /// may retry keeps its head without copying it for each try.
+    pub async fn send_h2_buffered(
+        &self,
+        index: usize,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        if self.protocol != UpstreamProtocol::Http2 {
+            return Err(SendError::Request(
+                "an HTTP/2 request for an HTTP/1.1 upstream".into(),
+            ));
+        }
+        let build = || {
+            let mut r = Request::new(h2_body(body.clone()));
+            *r.method_mut() = method.clone();
+            *r.uri_mut() = uri.clone();
+            *r.headers_mut() = headers.clone();
+            r
+        };
+        self.send_h2(index, build(), Some(build)).await
     }
 
     /// Sends `req` with its body streamed as it arrives (a gRPC call's), on an HTTP/2
@@ -751,6 +768,7 @@ fn authority_form<B>(req: &mut Request<B>) {
 
 /// Rewrites an absolute URI to origin-form (`/path?query`) for an HTTP/1.1 request line,
 /// setting `Host` from the authority when the client sent none.
+#[cfg(test)]
 fn origin_form(req: &mut UpstreamRequest) {
     let uri = std::mem::take(req.uri_mut());
     let mut parts = uri.into_parts();

@@ -199,7 +199,9 @@ fn services(cert: &Path, key: &Path, canary: u32) -> String {
         endpoints: [{{ address: \"10.99.0.11:8001\" }}, {{ address: \"10.99.0.12:8002\" }}, {{ address: \"10.99.0.13:8001\" }}]
       - name: rr
         endpoints: [{{ address: \"10.99.0.11:8001\" }}, {{ address: \"10.99.0.12:8001\" }}, {{ address: \"10.99.0.13:8001\" }}]
-      - {{ name: down, endpoints: [{{ address: \"10.99.0.11:9\" }}, {{ address: \"10.99.0.12:9\" }}] }}
+      - name: down
+        health_check: {{ kind: tcp, interval: 200ms, timeout: 150ms, unhealthy_threshold: 2 }}
+        endpoints: [{{ address: \"10.99.0.11:9\" }}, {{ address: \"10.99.0.12:9\" }}]
       - {{ name: garbage, endpoints: [{{ address: \"10.99.0.12:8004\" }}] }}
       - {{ name: hang, endpoints: [{{ address: \"10.99.0.13:8005\" }}] }}
       - {{ name: flaky, endpoints: [{{ address: \"10.99.0.11:8006\" }}] }}
@@ -558,6 +560,29 @@ fn gateway_errors_retries_and_hostile_clients() {
     assert_eq!(metric(&m, "fulcrum_l7_cluster_gateway_errors_total{service=\"web\",cluster=\"garbage\",code=\"502\"}"), 1, "{m}");
     assert_eq!(metric(&m, "fulcrum_l7_cluster_gateway_errors_total{service=\"web\",cluster=\"hang\",code=\"504\"}"), 1, "{m}");
     assert_eq!(c("flaky", "retries_total"), 1, "{m}");
+    // active health checks run from fulcrum's host through the kernel interface: the
+    // closed ports of `down` fail their TCP probes (panic mode then sends to both, so
+    // its answer stays 503); `garbage` has no check
+    assert_eq!(c("garbage", "endpoints_failing_checks"), 0, "{m}");
+    let t = Instant::now();
+    loop {
+        let m = f.metrics();
+        let failing = metric(
+            &m,
+            "fulcrum_l7_cluster_endpoints_failing_checks{service=\"web\",cluster=\"down\"}",
+        );
+        if failing == 2 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = f.log_text();
+    assert!(
+        log.contains("of cluster down (service web) is unhealthy: connect refused"),
+        "{log}"
+    );
+    assert_eq!(code("/down/"), "503");
     assert_eq!(
         metric(
             &m,

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1047,4 +1047,102 @@ services:
     );
     assert!(!lower.contains("x-seen-host:"), "{lower}");
     pool.shutdown();
+}
+
+/// `health_check`: an endpoint that serves requests normally but fails its health checks
+/// (so outlier detection could never tell) takes no requests once the checks say so,
+/// stays out across a reload that rebuilds its cluster, comes back when it passes again;
+/// with every endpoint failing, panic mode sends to all of them.
+#[test]
+fn active_health_checks_take_a_failing_endpoint_out_and_back() {
+    let rt = rt();
+    let flags = [
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicBool::new(true)),
+    ];
+    let hits = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let probes = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let a = rt.block_on(echo_with_health(
+        "a",
+        flags[0].clone(),
+        hits[0].clone(),
+        probes[0].clone(),
+    ));
+    let b = rt.block_on(echo_with_health(
+        "b",
+        flags[1].clone(),
+        hits[1].clone(),
+        probes[1].clone(),
+    ));
+    let yaml = |weight_a: u32| {
+        format!(
+            "
+services:
+  - name: web
+    routes: [{{ cluster: c }}]
+    clusters:
+      - name: c
+        health_check: {{ path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 2 }}
+        endpoints: [{{ address: \"{a}\", weight: {weight_a} }}, {{ address: \"{b}\" }}]
+"
+        )
+    };
+    let (pool, addr) = start(&yaml(1), false);
+    let failing = |pool: &L7Pool| {
+        metric(
+            &metrics_text(pool),
+            "fulcrum_l7_cluster_endpoints_failing_checks{service=\"web\",cluster=\"c\"}",
+        )
+    };
+    let wait_failing = |pool: &L7Pool, want: u64| {
+        let t = Instant::now();
+        while failing(pool) != want {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "endpoints failing checks: {} (want {want})",
+                failing(pool)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t.elapsed()
+    };
+    let client = client(false);
+    let url = format!("http://{addr}/x");
+    // n requests, all 200; the hits of a and b they made
+    let send = |n: usize| {
+        let before = [0, 1].map(|i| hits[i].load(Ordering::Relaxed));
+        rt.block_on(async {
+            for _ in 0..n {
+                let (status, _, _) = get(&client, &url, "www").await;
+                assert_eq!(status, 200);
+            }
+        });
+        [0, 1].map(|i| hits[i].load(Ordering::Relaxed) - before[i])
+    };
+
+    assert_eq!(send(20), [10, 10], "both pass: round robin over both");
+    flags[1].store(false, Ordering::Relaxed);
+    let took = wait_failing(&pool, 1);
+    assert_eq!(send(40), [40, 0], "b fails its checks: it takes nothing");
+    assert!(probes[1].load(Ordering::Relaxed) >= 2, "b was probed");
+
+    // a reload that rebuilds the cluster (a's weight): b is still out, at once
+    pool.reload(Arc::new(L7Config::from_yaml_str(&yaml(2)).unwrap()))
+        .unwrap();
+    assert_eq!(send(30), [30, 0], "the rebuilt cluster keeps b's verdict");
+    assert_eq!(failing(&pool), 1);
+
+    flags[1].store(true, Ordering::Relaxed);
+    wait_failing(&pool, 0);
+    let back = send(30);
+    assert_eq!(back, [20, 10], "b passes again: weights 2:1");
+
+    // every endpoint failing: health is ignored (panic mode), both take requests
+    flags[0].store(false, Ordering::Relaxed);
+    flags[1].store(false, Ordering::Relaxed);
+    wait_failing(&pool, 2);
+    let panic = send(30);
+    assert_eq!(panic, [20, 10], "panic: every endpoint takes requests");
+    pool.shutdown();
+    eprintln!("b taken out {took:?} after it began failing");
 }

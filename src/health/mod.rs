@@ -27,7 +27,7 @@ mod passive;
 mod probe;
 mod state;
 
-pub use active::{HealthChecker, HealthEvent, HealthStatus, HealthTarget};
+pub use active::{HealthChecker, HealthEvent, HealthStatus, HealthTarget, MIN_INTERVAL};
 pub use jitter::Jitter;
 pub use passive::{PassiveHealth, PassiveHealthConfig};
 pub use probe::{probe, ProbeFailure};

@@ -4,7 +4,7 @@
 //! Tables are built once per config snapshot; a pick takes no lock (atomics only).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::config::LbPolicy;
 
@@ -30,6 +30,8 @@ pub struct Endpoint {
     pub ejected_until_ms: AtomicU64,
     /// How many times it has been ejected (ejection time multiplies).
     pub ejections: AtomicU32,
+    /// Whether it passes the cluster's active health checks (always, without them).
+    pub checks_pass: AtomicBool,
 }
 
 impl Endpoint {
@@ -43,12 +45,19 @@ impl Endpoint {
             consecutive_5xx: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
+            checks_pass: AtomicBool::new(true),
         }
     }
 
     /// Whether outlier detection has it ejected at `now_ms`.
     pub fn is_ejected(&self, now_ms: u64) -> bool {
         self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// Whether it may take requests at `now_ms` outside panic: it passes the active
+    /// health checks and outlier detection has not ejected it.
+    pub fn is_healthy(&self, now_ms: u64) -> bool {
+        self.checks_pass.load(Ordering::Relaxed) && !self.is_ejected(now_ms)
     }
 }
 

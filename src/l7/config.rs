@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::L7Error;
+use crate::config::defaults as health_defaults;
+pub use crate::config::HealthCheckKind;
 
 /// A standalone L7 file: the `l7:` section and the `l7` services.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -350,6 +352,9 @@ pub struct ClusterSpec {
     /// Percent of healthy endpoints below which health is ignored.
     #[serde(default = "default_panic")]
     pub panic_threshold: u32,
+    /// Active health checks of the endpoints (none when absent).
+    #[serde(default)]
+    pub health_check: Option<ClusterHealthCheck>,
     /// Timeout overrides.
     #[serde(default)]
     pub timeouts: Option<Timeouts>,
@@ -411,6 +416,90 @@ impl Default for CircuitBreakers {
             max_pending: 1024,
             max_requests: 1024,
         }
+    }
+}
+
+/// `clusters[].health_check`: active probes of every endpoint by the health checker the
+/// L4 services use (a `tcp` connect or an HTTP/1.1 `GET path`, healthy on 2xx/3xx; first
+/// probes spread over the interval, ±10% jitter after; hysteresis by the thresholds). An
+/// endpoint failing them takes no new requests unless the cluster is in panic.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterHealthCheck {
+    /// `http` (the default), `tcp`, or `none` (not probed: always healthy).
+    pub kind: HealthCheckKind,
+    /// HTTP path (default `/`).
+    pub path: String,
+    /// HTTP `Host` (default: the endpoint's address).
+    pub host: Option<String>,
+    /// Time between probes of one endpoint (default 2s).
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// Time one probe may take (default 1s); less than `interval`.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Consecutive successes to turn healthy (default 2).
+    pub healthy_threshold: u8,
+    /// Consecutive failures to turn unhealthy (default 3).
+    pub unhealthy_threshold: u8,
+}
+
+impl Default for ClusterHealthCheck {
+    fn default() -> Self {
+        ClusterHealthCheck {
+            kind: HealthCheckKind::Http,
+            path: health_defaults::HEALTH_PATH.to_owned(),
+            host: None,
+            interval: health_defaults::HEALTH_INTERVAL,
+            timeout: health_defaults::HEALTH_TIMEOUT,
+            healthy_threshold: health_defaults::HEALTHY_THRESHOLD,
+            unhealthy_threshold: health_defaults::UNHEALTHY_THRESHOLD,
+        }
+    }
+}
+
+impl ClusterHealthCheck {
+    /// What is wrong with the check of cluster `name`.
+    fn problems(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.kind == HealthCheckKind::None {
+            return out;
+        }
+        if self.interval < crate::health::MIN_INTERVAL {
+            out.push(format!(
+                "cluster `{name}`: health_check.interval must be at least {:?}",
+                crate::health::MIN_INTERVAL
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout >= self.interval {
+            out.push(format!(
+                "cluster `{name}`: health_check.timeout must be longer than 0s and shorter than its interval ({:?})",
+                self.interval
+            ));
+        }
+        if self.healthy_threshold == 0 || self.unhealthy_threshold == 0 {
+            out.push(format!(
+                "cluster `{name}`: health_check thresholds must be at least 1"
+            ));
+        }
+        if self.kind == HealthCheckKind::Http {
+            if !self.path.starts_with('/')
+                || http::uri::PathAndQuery::try_from(self.path.as_str()).is_err()
+            {
+                out.push(format!(
+                    "cluster `{name}`: health_check.path must be a request path starting with `/`, found {:?}",
+                    self.path
+                ));
+            }
+            if let Some(h) = &self.host {
+                if http::HeaderValue::from_str(h).is_err() || h.is_empty() {
+                    out.push(format!(
+                        "cluster `{name}`: health_check.host {h:?} is not a usable Host value"
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -628,6 +717,9 @@ impl ClusterSpec {
                 "cluster `{name}`: outlier.max_ejection_percent is a percent (0 to 100)"
             ));
         }
+        if let Some(hc) = &self.health_check {
+            out.extend(hc.problems(name));
+        }
         let cb = &self.circuit_breakers;
         if cb.max_connections == 0 || cb.max_pending == 0 || cb.max_requests == 0 {
             out.push(format!(
@@ -783,5 +875,47 @@ services:
         assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn cluster_health_checks() {
+        let doc = |hc: &str| {
+            format!(
+                "services:\n  - name: s\n    routes: [{{ cluster: c }}]\n    clusters:\n      - name: c\n        health_check: {hc}\n        endpoints: [{{ address: \"127.0.0.1:80\" }}]\n"
+            )
+        };
+        // defaults: an HTTP GET of / every 2s, 1s timeout, thresholds 2 and 3
+        let cfg = L7Config::from_yaml_str(&doc("{}")).unwrap();
+        let hc = cfg.services[0].clusters[0].health_check.clone().unwrap();
+        assert_eq!(hc, ClusterHealthCheck::default());
+        assert_eq!(hc.kind, HealthCheckKind::Http);
+        assert_eq!(
+            (hc.interval, hc.timeout),
+            (Duration::from_secs(2), Duration::from_secs(1))
+        );
+        let cfg = L7Config::from_yaml_str(&doc(
+            "{ kind: tcp, interval: 500ms, timeout: 100ms, healthy_threshold: 1, unhealthy_threshold: 5 }",
+        ))
+        .unwrap();
+        let hc = cfg.services[0].clusters[0].health_check.clone().unwrap();
+        assert_eq!(hc.kind, HealthCheckKind::Tcp);
+        assert_eq!(hc.unhealthy_threshold, 5);
+        for (bad, why) in [
+            ("{ timeout: 2s }", "shorter than its interval"),
+            (
+                "{ interval: 5ms, timeout: 1ms }",
+                "interval must be at least",
+            ),
+            ("{ healthy_threshold: 0 }", "at least 1"),
+            ("{ path: healthz }", "starting with `/`"),
+            ("{ host: \"\" }", "not a usable Host"),
+        ] {
+            let err = L7Config::from_yaml_str(&doc(bad)).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!(L7Config::from_yaml_str(&doc("{ kind: icmp }")).is_err());
+        assert!(L7Config::from_yaml_str(&doc("{ pathh: / }")).is_err());
+        // `none`: not probed, nothing else checked
+        assert!(L7Config::from_yaml_str(&doc("{ kind: none, timeout: 9s }")).is_ok());
     }
 }

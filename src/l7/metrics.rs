@@ -108,6 +108,8 @@ pub struct StatSet {
     pub pending_overflow: AtomicU64,
     /// Outlier ejections.
     pub ejections: AtomicU64,
+    /// Endpoints failing the cluster's active health checks now (clusters).
+    pub endpoints_failing_checks: AtomicU64,
     /// Upstream connections open (clusters; the `max_connections` breaker counts these).
     pub upstream_connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Response bodies cut off by `timeouts.stream_idle` (clusters).
@@ -130,6 +132,7 @@ impl StatSet {
             overflow: AtomicU64::new(0),
             pending_overflow: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            endpoints_failing_checks: AtomicU64::new(0),
             upstream_connections: Arc::default(),
             stream_idle_timeouts: Arc::default(),
             fulcrum_time: Latency::new(),
@@ -330,6 +333,18 @@ impl L7Metrics {
                         out,
                         "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
                         s.upstream_connections.load(Ordering::Relaxed)
+                    );
+                }
+                let name = "fulcrum_l7_cluster_endpoints_failing_checks";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Endpoints failing the cluster's active health checks.\n# TYPE {name} gauge"
+                );
+                for ((svc, n), s) in map.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
+                        s.endpoints_failing_checks.load(Ordering::Relaxed)
                     );
                 }
                 let name = "fulcrum_l7_cluster_stream_idle_timeouts";

@@ -17,6 +17,8 @@
 //! - `upstream`: per-thread upstream pools; HTTP/1.1 exchanges run on the request's own
 //!   task in the wire format of `h1` (hyper's client only for HTTP/2 upstreams).
 //! - [`metrics`]: counters and latency histograms, Prometheus text.
+//! - `health`: active health checks of cluster endpoints (the health module's checker),
+//!   their verdicts copied onto the endpoints the request path reads.
 //!
 //! # Behaviour
 //! - HTTP/1.1 keep-alive; pipelined requests are served strictly one after another (hyper
@@ -35,7 +37,10 @@
 //!   budget of `budget_percent` of the cluster's active requests (at least 3), after a
 //!   jittered exponential back-off. Consecutive 5xx eject an endpoint for
 //!   `base_ejection_time × ejections` (at most `max_ejection_percent`, at least one);
-//!   below `panic_threshold` percent healthy, ejections are ignored.
+//!   `health_check` probes every endpoint of a cluster (`http` GET or `tcp` connect, the
+//!   L4 checker's jitter and thresholds); one failing them takes no new requests. Below
+//!   `panic_threshold` percent healthy (passing the checks and not ejected), health is
+//!   ignored and every endpoint takes requests (Envoy's panic mode).
 //! - Headers: hop-by-hop headers (and those named in `Connection`) stripped both ways;
 //!   `X-Forwarded-For` appended, `X-Forwarded-Proto` set, `X-Request-Id` generated when
 //!   absent, W3C `traceparent` continued with a new span id or started.
@@ -99,6 +104,7 @@ pub mod config;
 mod error;
 pub mod framing;
 mod h1;
+mod health;
 pub mod metrics;
 mod proxy;
 mod server;

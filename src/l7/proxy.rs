@@ -621,14 +621,16 @@ async fn forward(
         }
         let now = clock.now_ms();
         let n = cluster.endpoints.len();
+        // healthy: passing the active checks and not ejected; below the panic threshold
+        // health is ignored (Envoy's panic mode)
         let healthy = cluster
             .endpoints
             .iter()
-            .filter(|e| !e.is_ejected(now))
+            .filter(|e| e.is_healthy(now))
             .count();
         let panic = healthy * 100 < n * cluster.spec.panic_threshold as usize;
         let usable = |i: usize| {
-            (panic || !cluster.endpoints[i].is_ejected(now)) && (last_failed != Some(i) || n == 1)
+            (panic || cluster.endpoints[i].is_healthy(now)) && (last_failed != Some(i) || n == 1)
         };
         let picked = match sticky_pref.filter(|i| usable(*i) && last_failed.is_none()) {
             Some(i) => Some(i),

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::config::{AccessLog, L7Config, Limits};
 use super::error::L7Error;
 use super::framing::{Verdicts, Watched};
+use super::health::PoolHealth;
 use super::metrics::L7Metrics;
 use super::proxy::{handle, ConnInfo, Shared};
 use super::state::{pool_threads, Clock, Snapshot};
@@ -47,6 +48,8 @@ pub struct L7Pool {
     /// `true`: end the runtimes (after the drain).
     halt: watch::Sender<bool>,
     local_addrs: Vec<SocketAddr>,
+    /// Active health checks of cluster endpoints.
+    health: PoolHealth,
 }
 
 /// Binds a listener with `SO_REUSEPORT`, so every pool thread has its own socket on the
@@ -316,12 +319,15 @@ impl L7Pool {
                 })?;
             handles.push(handle);
         }
+        let health = PoolHealth::new();
+        health.update(&shared.snapshot.load())?;
         Ok(L7Pool {
             threads: handles,
             shared,
             shutdown: stop_tx,
             halt: halt_tx,
             local_addrs,
+            health,
         })
     }
 
@@ -329,8 +335,10 @@ impl L7Pool {
     /// and certificates. Cores and limits apply to new connections; listeners stay.
     pub fn reload(&self, cfg: Arc<L7Config>) -> Result<(), L7Error> {
         let old = self.shared.snapshot.load_full();
-        let next = Snapshot::build(&cfg, Some(&old), &self.shared.metrics)?;
-        self.shared.snapshot.store(Arc::new(next));
+        let next = Arc::new(Snapshot::build(&cfg, Some(&old), &self.shared.metrics)?);
+        self.shared.snapshot.store(next.clone());
+        // (the new snapshot serves already: a checker that cannot start is reported)
+        self.health.update(&next)?;
         Ok(())
     }
 
@@ -359,6 +367,7 @@ impl L7Pool {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.health.stop();
     }
 
     /// Client connections open now.

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,28 @@ pub async fn echo_counted(
     delay: Duration,
     hits: Arc<AtomicUsize>,
 ) -> SocketAddr {
+    echo_backend(name, delay, hits, None).await
+}
+
+/// An echo backend (as [`echo`]) whose `GET /healthz` answers 200 while `healthy` is
+/// set and 503 otherwise; it serves every other request normally, so only active health
+/// checks can tell. `hits` counts the other requests, `probes` the health checks.
+pub async fn echo_with_health(
+    name: &'static str,
+    healthy: Arc<AtomicBool>,
+    hits: Arc<AtomicUsize>,
+    probes: Arc<AtomicUsize>,
+) -> SocketAddr {
+    echo_backend(name, Duration::ZERO, hits, Some((healthy, probes))).await
+}
+
+/// The echo backends: `health`, when given, is the `/healthz` flag and probe count.
+async fn echo_backend(
+    name: &'static str,
+    delay: Duration,
+    hits: Arc<AtomicUsize>,
+    health: Option<(Arc<AtomicBool>, Arc<AtomicUsize>)>,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -39,16 +61,31 @@ pub async fn echo_counted(
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let hits = hits.clone();
+            let (hits, health) = (hits.clone(), health.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let hits = hits.clone();
+                    let (hits, health) = (hits.clone(), health.clone());
                     async move {
+                        if let Some((healthy, probes)) =
+                            health.filter(|_| req.uri().path() == "/healthz")
+                        {
+                            probes.fetch_add(1, Ordering::Relaxed);
+                            let status = if healthy.load(Ordering::Relaxed) {
+                                200
+                            } else {
+                                503
+                            };
+                            let r = Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap();
+                            return Ok::<_, Infallible>(r);
+                        }
                         hits.fetch_add(1, Ordering::Relaxed);
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;
                         }
-                        Ok::<_, Infallible>(echo_response(name, req).await)
+                        Ok(echo_response(name, req).await)
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -956,7 +956,21 @@ fn l7_references_and_shapes() {
     );
     assert_eq!(
         d("        lb: least_request\n", "        lbb: random\n"),
-        ["26:9: unknown field `lbb`, expected one of name, protocol, lb, hash_on, bounded_load, sticky_cookie, endpoints, circuit_breakers, outlier, panic_threshold, timeouts"]
+        ["26:9: unknown field `lbb`, expected one of name, protocol, lb, hash_on, bounded_load, sticky_cookie, endpoints, circuit_breakers, outlier, panic_threshold, health_check, timeouts"]
+    );
+    assert_eq!(
+        d(
+            "        lb: least_request\n",
+            "        lb: least_request\n        health_check: { kind: icmp }\n"
+        ),
+        ["27:31: unknown variant `icmp`, expected one of tcp, http, none"]
+    );
+    assert_eq!(
+        d(
+            "        lb: least_request\n",
+            "        lb: least_request\n        health_check: { interval: 1s, timeout: 1s }\n"
+        ),
+        ["25:9: cluster `web`: health_check.timeout must be longer than 0s and shorter than its interval (1s)"]
     );
     assert_eq!(
         d(":8080\" }]", ":8080\", weight: 0 }]"),

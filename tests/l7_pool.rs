@@ -1146,3 +1146,106 @@ services:
     pool.shutdown();
     eprintln!("b taken out {took:?} after it began failing");
 }
+
+/// Zone-aware routing: with `l7.zone`, a cluster sends every request to its endpoints in
+/// that zone while enough of them are healthy; as they fail, requests spill to the other
+/// zones in proportion (Envoy's overprovisioning factor, 1.4: half the local endpoints
+/// healthy keeps 70% local); with none healthy, all go elsewhere. A reload that moves the
+/// pool to another zone turns the preference around.
+#[test]
+fn zone_aware_routing_prefers_the_local_zone_and_spills_in_proportion() {
+    let rt = rt();
+    let names = ["a1", "a2", "b1", "b2"];
+    let flags: Vec<_> = (0..4).map(|_| Arc::new(AtomicBool::new(true))).collect();
+    let hits: Vec<_> = (0..4).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let addrs: Vec<_> = (0..4)
+        .map(|i| {
+            rt.block_on(echo_with_health(
+                names[i],
+                flags[i].clone(),
+                hits[i].clone(),
+                Arc::new(AtomicUsize::new(0)),
+            ))
+        })
+        .collect();
+    let yaml = |zone: &str| {
+        format!(
+            "
+l7: {{ zone: {zone} }}
+services:
+  - name: web
+    routes: [{{ cluster: c }}]
+    clusters:
+      - name: c
+        health_check: {{ path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+        endpoints:
+          - {{ address: \"{}\", zone: a }}
+          - {{ address: \"{}\", zone: a }}
+          - {{ address: \"{}\", zone: b }}
+          - {{ address: \"{}\", zone: b }}
+",
+            addrs[0], addrs[1], addrs[2], addrs[3]
+        )
+    };
+    let (pool, addr) = start(&yaml("a"), false);
+    let cluster_metric = |what: &str| {
+        metric(
+            &metrics_text(&pool),
+            &format!("fulcrum_l7_cluster_{what}{{service=\"web\",cluster=\"c\"}}"),
+        )
+    };
+    let wait_failing = |want: u64| {
+        let t = Instant::now();
+        while cluster_metric("endpoints_failing_checks") != want {
+            assert!(t.elapsed() < Duration::from_secs(5), "never {want} failing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let client = client(false);
+    let url = format!("http://{addr}/z");
+    // n requests, all 200; what each endpoint took
+    let send = |n: usize| {
+        let before: Vec<usize> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+        rt.block_on(async {
+            for _ in 0..n {
+                assert_eq!(get(&client, &url, "www").await.0, 200);
+            }
+        });
+        let took: Vec<usize> = (0..4)
+            .map(|i| hits[i].load(Ordering::Relaxed) - before[i])
+            .collect();
+        took
+    };
+
+    assert_eq!(send(200), [100, 100, 0, 0], "zone a only");
+    assert_eq!(cluster_metric("cross_zone_requests_total"), 0);
+
+    // half of zone a fails its checks: 1.4 x 50% = 70% stays local
+    flags[0].store(false, Ordering::Relaxed);
+    wait_failing(1);
+    let took = send(2000);
+    assert_eq!(took[0], 0, "{took:?}");
+    assert!((1300..=1500).contains(&took[1]), "~1400 local: {took:?}");
+    let cross = (took[2] + took[3]) as u64;
+    assert!(
+        took[2].abs_diff(took[3]) <= 2,
+        "spill spread over b: {took:?}"
+    );
+    assert_eq!(cluster_metric("cross_zone_requests_total"), cross);
+
+    // zone a all failing: everything goes to b
+    flags[1].store(false, Ordering::Relaxed);
+    wait_failing(2);
+    assert_eq!(send(100), [0, 0, 50, 50]);
+    assert_eq!(cluster_metric("cross_zone_requests_total"), cross + 100);
+
+    // the pool moves to zone b (a reload): b is local now, a (recovered) takes nothing
+    flags[0].store(true, Ordering::Relaxed);
+    flags[1].store(true, Ordering::Relaxed);
+    wait_failing(0);
+    pool.reload(Arc::new(L7Config::from_yaml_str(&yaml("b")).unwrap()))
+        .unwrap();
+    assert_eq!(send(100), [0, 0, 50, 50]);
+    assert_eq!(cluster_metric("cross_zone_requests_total"), cross + 100);
+    pool.shutdown();
+}

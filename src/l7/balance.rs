@@ -97,6 +97,20 @@ pub fn smooth_wrr_sequence(weights: &[u32]) -> Vec<u16> {
     seq
 }
 
+/// Requests a cluster balances apart: zone-aware routing picks among the local zone's
+/// endpoints for some requests and among the other zones' for the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Every endpoint (no zone choice).
+    All = 0,
+    /// The endpoints in the pool's zone.
+    Local = 1,
+    /// The endpoints outside it.
+    Remote = 2,
+}
+
+const LANES: usize = 3;
+
 /// The per-cluster selection structure.
 #[derive(Debug)]
 pub enum Balancer {
@@ -104,8 +118,8 @@ pub enum Balancer {
     RoundRobin {
         /// One cycle of picks.
         seq: Vec<u16>,
-        /// Position in the cycle.
-        next: AtomicUsize,
+        /// Position in the cycle, one per [`Lane`].
+        next: [AtomicUsize; LANES],
     },
     /// Power of two choices, fewer active requests per weight wins.
     LeastRequest,
@@ -133,7 +147,7 @@ impl Balancer {
         match policy {
             LbPolicy::RoundRobin => Balancer::RoundRobin {
                 seq: smooth_wrr_sequence(&weights),
-                next: AtomicUsize::new(0),
+                next: Default::default(),
             },
             LbPolicy::LeastRequest => Balancer::LeastRequest,
             LbPolicy::Random => {
@@ -179,15 +193,33 @@ impl Balancer {
         bound: f64,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
+        self.pick_in(Lane::All, endpoints, key, bound, usable)
+    }
+
+    /// [`pick`](Self::pick) for one [`Lane`] of requests: a round robin keeps a cycle
+    /// position per lane, so the picks of each lane spread evenly over the endpoints its
+    /// `usable` admits.
+    pub fn pick_in(
+        &self,
+        lane: Lane,
+        endpoints: &[Endpoint],
+        key: u64,
+        bound: f64,
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let n = endpoints.len();
         if n == 0 {
             return None;
         }
         match self {
             Balancer::RoundRobin { seq, next } => {
-                let start = next.fetch_add(1, Ordering::Relaxed);
+                // An unusable slot is passed over by taking the next position, not by
+                // looking past it: the usable endpoints then share the cycle as their
+                // weights say (looking past gave the one after a failed endpoint its
+                // share too).
+                let next = &next[lane as usize];
                 (0..seq.len())
-                    .map(|k| usize::from(seq[(start + k) % seq.len()]))
+                    .map(|_| usize::from(seq[next.fetch_add(1, Ordering::Relaxed) % seq.len()]))
                     .find(|&i| usable(i))
             }
             Balancer::LeastRequest => {
@@ -351,7 +383,18 @@ mod tests {
             .map(|_| b.pick(&e, 0, 1.25, &|i| i != 1).unwrap())
             .collect();
         assert!(!picks.contains(&1));
-        assert!(picks.contains(&0) && picks.contains(&2));
+        // evenly over the others (looking past the unusable slot gave 2 twice 0's share)
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 3, "{picks:?}");
+        assert_eq!(picks.iter().filter(|&&i| i == 2).count(), 3, "{picks:?}");
+        // lanes keep their own positions: picks among {0, 1} interleaved with picks
+        // among {2} stay even
+        let b = Balancer::build(LbPolicy::RoundRobin, &e);
+        let mut local = Vec::new();
+        for _ in 0..6 {
+            local.push(b.pick_in(Lane::Local, &e, 0, 1.25, &|i| i < 2).unwrap());
+            assert_eq!(b.pick_in(Lane::Remote, &e, 0, 1.25, &|i| i == 2), Some(2));
+        }
+        assert_eq!(local.iter().filter(|&&i| i == 0).count(), 3, "{local:?}");
         assert_eq!(b.pick(&e, 0, 1.25, &|_| false), None);
     }
 

@@ -35,6 +35,9 @@ pub struct L7Settings {
     pub timeouts: Timeouts,
     /// Where JSON access log lines go.
     pub access_log: AccessLog,
+    /// The zone (failure domain, e.g. a cloud availability zone) this pool runs in: a
+    /// cluster with endpoints in it prefers them (zone-aware routing).
+    pub zone: Option<String>,
 }
 
 impl Default for L7Settings {
@@ -44,6 +47,7 @@ impl Default for L7Settings {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             access_log: AccessLog::None,
+            zone: None,
         }
     }
 }
@@ -391,6 +395,9 @@ pub struct EndpointSpec {
     /// Relative weight (1..=1000).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Its zone; endpoints in `l7.zone` are preferred (zone-aware routing).
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 fn default_weight() -> u32 {
@@ -650,6 +657,9 @@ impl L7Settings {
         if self.limits.max_concurrent_streams == 0 {
             out.push("l7.limits.max_concurrent_streams must be at least 1".into());
         }
+        if self.zone.as_deref().is_some_and(|z| z.trim().is_empty()) {
+            out.push("l7.zone must not be empty".into());
+        }
         for (key, d) in [
             (
                 "limits.header_read_timeout",
@@ -682,6 +692,12 @@ impl ClusterSpec {
                 out.push(format!(
                     "cluster `{name}`: endpoint {} has weight {}; expected 1 to 1000",
                     e.address, e.weight
+                ));
+            }
+            if e.zone.as_deref().is_some_and(|z| z.trim().is_empty()) {
+                out.push(format!(
+                    "cluster `{name}`: endpoint {} has an empty zone",
+                    e.address
                 ));
             }
             if e.address.port() == 0 || e.address.ip().is_unspecified() {

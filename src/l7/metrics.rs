@@ -110,6 +110,8 @@ pub struct StatSet {
     pub ejections: AtomicU64,
     /// Endpoints failing the cluster's active health checks now (clusters).
     pub endpoints_failing_checks: AtomicU64,
+    /// Requests sent outside the pool's zone by a zone-aware cluster (clusters).
+    pub cross_zone: AtomicU64,
     /// Upstream connections open (clusters; the `max_connections` breaker counts these).
     pub upstream_connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Response bodies cut off by `timeouts.stream_idle` (clusters).
@@ -133,6 +135,7 @@ impl StatSet {
             pending_overflow: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             endpoints_failing_checks: AtomicU64::new(0),
+            cross_zone: AtomicU64::new(0),
             upstream_connections: Arc::default(),
             stream_idle_timeouts: Arc::default(),
             fulcrum_time: Latency::new(),
@@ -345,6 +348,18 @@ impl L7Metrics {
                         out,
                         "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
                         s.endpoints_failing_checks.load(Ordering::Relaxed)
+                    );
+                }
+                let name = "fulcrum_l7_cluster_cross_zone_requests_total";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Requests (tries) a zone-aware cluster sent outside l7.zone.\n# TYPE {name} counter"
+                );
+                for ((svc, n), s) in map.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
+                        s.cross_zone.load(Ordering::Relaxed)
                     );
                 }
                 let name = "fulcrum_l7_cluster_stream_idle_timeouts";

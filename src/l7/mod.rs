@@ -40,7 +40,10 @@
 //!   `health_check` probes every endpoint of a cluster (`http` GET or `tcp` connect, the
 //!   L4 checker's jitter and thresholds); one failing them takes no new requests. Below
 //!   `panic_threshold` percent healthy (passing the checks and not ejected), health is
-//!   ignored and every endpoint takes requests (Envoy's panic mode).
+//!   ignored and every endpoint takes requests (Envoy's panic mode). With `l7.zone`, a
+//!   cluster with endpoints in that zone and outside it sends min(1, 1.4 x the local
+//!   zone's healthy share) of its requests to the local endpoints and the rest to the
+//!   others (Envoy's locality failover); a side with no usable endpoint falls back to all.
 //! - Headers: hop-by-hop headers (and those named in `Connection`) stripped both ways;
 //!   `X-Forwarded-For` appended, `X-Forwarded-Proto` set, `X-Request-Id` generated when
 //!   absent, W3C `traceparent` continued with a new span id or started.

@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 
-use super::balance::hash_bytes;
+use super::balance::{hash_bytes, Lane};
 use super::config::{HashOn, UpstreamProtocol};
 use super::error::UpstreamFailure;
 use super::framing::Verdicts;
@@ -632,15 +632,34 @@ async fn forward(
         let usable = |i: usize| {
             (panic || cluster.endpoints[i].is_healthy(now)) && (last_failed != Some(i) || n == 1)
         };
-        let picked = match sticky_pref.filter(|i| usable(*i) && last_failed.is_none()) {
-            Some(i) => Some(i),
-            None => cluster.balancer.pick(
+        // zone-aware routing: the local zone takes its share of requests, the other
+        // zones the rest (all zones when the chosen side has no usable endpoint)
+        let zone = cluster
+            .local_share(now)
+            .map(|share| rand::random::<f64>() < share);
+        let pick = |lane: Lane, ok: &dyn Fn(usize) -> bool| {
+            cluster.balancer.pick_in(
+                lane,
                 &cluster.endpoints,
                 hash_key,
                 cluster.spec.bounded_load,
-                &usable,
-            ),
+                ok,
+            )
         };
+        let picked = match sticky_pref.filter(|i| usable(*i) && last_failed.is_none()) {
+            Some(i) => Some(i),
+            None => match zone {
+                None => pick(Lane::All, &usable),
+                Some(local) => {
+                    let lane = if local { Lane::Local } else { Lane::Remote };
+                    pick(lane, &|i| usable(i) && cluster.local[i] == local)
+                        .or_else(|| pick(Lane::All, &usable))
+                }
+            },
+        };
+        if zone.is_some() && picked.is_some_and(|i| !cluster.local[i]) {
+            cluster.stats.cross_zone.fetch_add(1, Ordering::Relaxed);
+        }
         let Some(index) = picked else {
             if tries > 0 {
                 cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
@@ -815,7 +834,7 @@ mod tests {
         let spec: &ClusterSpec = &cfg.services[0].clusters[0];
         let _: &EndpointSpec = &spec.endpoints[0];
         let metrics = L7Metrics::default();
-        let cluster = Cluster::build(spec, &Timeouts::default(), metrics.cluster("s", "c"));
+        let cluster = Cluster::build(spec, &Timeouts::default(), None, metrics.cluster("s", "c"));
         let clock = Clock(Instant::now());
         observe(&cluster, 0, true, &clock);
         observe(&cluster, 0, true, &clock);

@@ -186,10 +186,20 @@ pub struct Cluster {
     pub active: AtomicUsize,
     /// Retries in flight.
     pub active_retries: AtomicUsize,
+    /// The pool's zone (`l7.zone`) the cluster was built for.
+    pub local_zone: Option<String>,
+    /// Per endpoint: in the local zone. Empty unless the cluster has endpoints both in
+    /// the local zone and outside it (only then does zone-aware routing choose).
+    pub local: Vec<bool>,
 }
 
 impl Cluster {
-    pub(crate) fn build(spec: &ClusterSpec, defaults: &Timeouts, stats: Arc<StatSet>) -> Cluster {
+    pub(crate) fn build(
+        spec: &ClusterSpec,
+        defaults: &Timeouts,
+        local_zone: Option<&str>,
+        stats: Arc<StatSet>,
+    ) -> Cluster {
         let timeouts = spec.timeouts.clone().unwrap_or_else(|| defaults.clone());
         let endpoints: Vec<Endpoint> = spec
             .endpoints
@@ -214,6 +224,14 @@ impl Cluster {
                     .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"))
             })
             .collect();
+        let mut local: Vec<bool> = spec
+            .endpoints
+            .iter()
+            .map(|e| local_zone.is_some() && e.zone.as_deref() == local_zone)
+            .collect();
+        if local.iter().all(|&l| l) || !local.iter().any(|&l| l) {
+            local.clear();
+        }
         Cluster {
             name: spec.name.clone(),
             spec: spec.clone(),
@@ -225,9 +243,31 @@ impl Cluster {
             stats,
             active: AtomicUsize::new(0),
             active_retries: AtomicUsize::new(0),
+            local_zone: local_zone.map(str::to_owned),
+            local,
         }
     }
+
+    /// Zone-aware routing (Envoy's locality failover with its overprovisioning factor,
+    /// 1.4): the share of requests the local zone takes, given how many of its endpoints
+    /// are healthy at `now_ms`: all of them while at least 1/1.4 (~71%) are, then
+    /// proportionally less, none when none is. `None`: the cluster does not choose by
+    /// zone (no `l7.zone`, or its endpoints all in it or all outside it).
+    pub fn local_share(&self, now_ms: u64) -> Option<f64> {
+        if self.local.is_empty() {
+            return None;
+        }
+        let (mut local, mut healthy) = (0usize, 0usize);
+        for (e, _) in self.endpoints.iter().zip(&self.local).filter(|(_, &l)| l) {
+            local += 1;
+            healthy += usize::from(e.is_healthy(now_ms));
+        }
+        Some((OVERPROVISIONING * healthy as f64 / local.max(1) as f64).min(1.0))
+    }
 }
+
+/// Envoy's overprovisioning factor for locality failover.
+pub const OVERPROVISIONING: f64 = 1.4;
 
 impl Snapshot {
     /// Compiles `cfg`, reusing unchanged clusters of `previous`.
@@ -247,12 +287,14 @@ impl Snapshot {
                     .filter(|c| {
                         c.spec == *spec
                             && spec.timeouts.as_ref().unwrap_or(&cfg.l7.timeouts) == &c.timeouts
+                            && c.local_zone == cfg.l7.zone
                     })
                     .cloned();
                 let cluster = reused.unwrap_or_else(|| {
                     Arc::new(Cluster::build(
                         spec,
                         &cfg.l7.timeouts,
+                        cfg.l7.zone.as_deref(),
                         metrics.cluster(&svc.name, &spec.name),
                     ))
                 });

@@ -973,6 +973,10 @@ fn l7_references_and_shapes() {
         ["25:9: cluster `web`: health_check.timeout must be longer than 0s and shorter than its interval (1s)"]
     );
     assert_eq!(
+        d("\"10.0.0.11:8080\" }", "\"10.0.0.11:8080\", zone: \"\" }"),
+        ["25:9: cluster `web`: endpoint 10.0.0.11:8080 has an empty zone"]
+    );
+    assert_eq!(
         d(":8080\" }]", ":8080\", weight: 0 }]"),
         ["25:9: cluster `web`: endpoint 10.0.0.11:8080 has weight 0; expected 1 to 1000"]
     );

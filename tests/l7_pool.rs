@@ -49,6 +49,24 @@ fn metric(text: &str, prefix: &str) -> u64 {
         .unwrap_or_else(|| panic!("no metric {prefix}\n{text}"))
 }
 
+/// Waits (at most 5 s) until `metric` of cluster `cluster` of service `web` reads `want`;
+/// returns how long that took.
+fn wait_cluster_metric(pool: &L7Pool, cluster: &str, name: &str, want: u64) -> Duration {
+    let t = Instant::now();
+    let key = format!("fulcrum_l7_cluster_{name}{{service=\"web\",cluster=\"{cluster}\"}}");
+    loop {
+        let got = metric(&metrics_text(pool), &key);
+        if got == want {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{key}: {got}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn curl(args: &[&str]) -> (String, String) {
     let out = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "10"])
@@ -1094,18 +1112,8 @@ services:
             "fulcrum_l7_cluster_endpoints_failing_checks{service=\"web\",cluster=\"c\"}",
         )
     };
-    let wait_failing = |pool: &L7Pool, want: u64| {
-        let t = Instant::now();
-        while failing(pool) != want {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "endpoints failing checks: {} (want {want})",
-                failing(pool)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        t.elapsed()
-    };
+    let wait_failing =
+        |pool: &L7Pool, want: u64| wait_cluster_metric(pool, "c", "endpoints_failing_checks", want);
     let client = client(false);
     let url = format!("http://{addr}/x");
     // n requests, all 200; the hits of a and b they made
@@ -1195,11 +1203,7 @@ services:
         )
     };
     let wait_failing = |want: u64| {
-        let t = Instant::now();
-        while cluster_metric("endpoints_failing_checks") != want {
-            assert!(t.elapsed() < Duration::from_secs(5), "never {want} failing");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_cluster_metric(&pool, "c", "endpoints_failing_checks", want);
     };
     let client = client(false);
     let url = format!("http://{addr}/z");

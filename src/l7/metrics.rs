@@ -326,53 +326,43 @@ impl L7Metrics {
                 }
             }
             if kind == "cluster" {
-                let name = "fulcrum_l7_cluster_upstream_connections";
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} Upstream connections open.\n# TYPE {name} gauge"
-                );
-                for ((svc, n), s) in map.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
-                        s.upstream_connections.load(Ordering::Relaxed)
-                    );
-                }
-                let name = "fulcrum_l7_cluster_endpoints_failing_checks";
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} Endpoints failing the cluster's active health checks.\n# TYPE {name} gauge"
-                );
-                for ((svc, n), s) in map.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
-                        s.endpoints_failing_checks.load(Ordering::Relaxed)
-                    );
-                }
-                let name = "fulcrum_l7_cluster_cross_zone_requests_total";
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} Requests (tries) a zone-aware cluster sent outside l7.zone.\n# TYPE {name} counter"
-                );
-                for ((svc, n), s) in map.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
-                        s.cross_zone.load(Ordering::Relaxed)
-                    );
-                }
-                let name = "fulcrum_l7_cluster_stream_idle_timeouts";
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} Response bodies cut off after timeouts.stream_idle without upstream data.\n# TYPE {name} counter"
-                );
-                for ((svc, n), s) in map.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
-                        s.stream_idle_timeouts.load(Ordering::Relaxed)
-                    );
+                type Read = fn(&StatSet) -> u64;
+                let cluster_only: [(&str, &str, &str, Read); 4] = [
+                    (
+                        "upstream_connections",
+                        "Upstream connections open.",
+                        "gauge",
+                        |s| s.upstream_connections.load(Ordering::Relaxed) as u64,
+                    ),
+                    (
+                        "endpoints_failing_checks",
+                        "Endpoints failing the cluster's active health checks.",
+                        "gauge",
+                        |s| s.endpoints_failing_checks.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "cross_zone_requests_total",
+                        "Requests (tries) a zone-aware cluster sent outside l7.zone.",
+                        "counter",
+                        |s| s.cross_zone.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "stream_idle_timeouts",
+                        "Response bodies cut off after timeouts.stream_idle without upstream data.",
+                        "counter",
+                        |s| s.stream_idle_timeouts.load(Ordering::Relaxed),
+                    ),
+                ];
+                for (metric, help, kind, read) in cluster_only {
+                    let name = format!("fulcrum_l7_cluster_{metric}");
+                    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                    for ((svc, n), s) in map.iter() {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
+                            read(s)
+                        );
+                    }
                 }
             }
             let name = format!("fulcrum_l7_{kind}_latency_seconds");

@@ -582,6 +582,35 @@ fn gateway_errors_retries_and_hostile_clients() {
         log.contains("of cluster down (service web) is unhealthy: connect refused"),
         "{log}"
     );
+    // ... and the admin API shows each endpoint's state
+    let text = f.admin_get("/api/l7");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let web = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap_or_else(|| panic!("no service web: {text}"));
+    let cluster = |name: &str| {
+        web["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cluster {name}: {text}"))
+            .clone()
+    };
+    let down = cluster("down");
+    assert_eq!(down["healthy_endpoints"], 0, "{text}");
+    assert_eq!(down["panic"], true, "{text}");
+    assert_eq!(down["endpoints"][0]["address"], "10.99.0.11:9", "{text}");
+    assert_eq!(down["endpoints"][0]["passing_checks"], false, "{text}");
+    assert_eq!(
+        cluster("garbage")["endpoints"][0]["passing_checks"],
+        true,
+        "{text}"
+    );
     assert_eq!(code("/down/"), "503");
     assert_eq!(
         metric(

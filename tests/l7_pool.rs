@@ -1132,6 +1132,13 @@ services:
     flags[1].store(false, Ordering::Relaxed);
     let took = wait_failing(&pool, 1);
     assert_eq!(send(40), [40, 0], "b fails its checks: it takes nothing");
+    let status = pool.status().json();
+    let c = &status["services"][0]["clusters"][0];
+    assert_eq!(c["healthy_endpoints"], 1, "{status}");
+    assert_eq!(c["panic"], false, "{status}");
+    assert_eq!(c["endpoints"][1]["address"], b.to_string(), "{status}");
+    assert_eq!(c["endpoints"][1]["passing_checks"], false, "{status}");
+    assert_eq!(c["endpoints"][0]["passing_checks"], true, "{status}");
     assert!(probes[1].load(Ordering::Relaxed) >= 2, "b was probed");
 
     // a reload that rebuilds the cluster (a's weight): b is still out, at once
@@ -1227,6 +1234,14 @@ services:
     // half of zone a fails its checks: 1.4 x 50% = 70% stays local
     flags[0].store(false, Ordering::Relaxed);
     wait_failing(1);
+    let status = pool.status().json();
+    assert_eq!(status["zone"], "a", "{status}");
+    let c = &status["services"][0]["clusters"][0];
+    assert!(
+        (c["local_zone_share"].as_f64().unwrap() - 0.7).abs() < 1e-9,
+        "{status}"
+    );
+    assert_eq!(c["endpoints"][2]["zone"], "b", "{status}");
     let took = send(2000);
     assert_eq!(took[0], 0, "{took:?}");
     assert!((1300..=1500).contains(&took[1]), "~1400 local: {took:?}");

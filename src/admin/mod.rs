@@ -8,6 +8,7 @@
 //! | GET | `/metrics` | Prometheus text (rendered with [`PromWriter`]); open even with a token |
 //! | GET | `/api/services` | [`AdminHandler::services`] as JSON |
 //! | GET | `/api/stats` | [`AdminHandler::stats`]: a [`StatsSnapshot`] as JSON |
+//! | GET | `/api/l7` | [`AdminHandler::l7`]: the L7 pool's clusters and endpoints as JSON |
 //! | POST | `/api/reload` | 200 `{"result": "..."}` or 422 `{"errors": ["...", ...]}` |
 //! | POST | `/api/services/{svc}/backends/{addr}/weight` | body `{"weight": N}` (0..=65535) → 200 `{"result":"ok","service","backend","weight"}` |
 //! | POST | `/api/services/{svc}/backends/{addr}/drain` | 200 `{"result":"draining","service","backend"}` |

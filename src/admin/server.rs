@@ -45,6 +45,11 @@ pub trait AdminHandler: Send + Sync + 'static {
     fn set_weight(&self, service: &str, backend: &str, weight: u16) -> Result<(), AdminError>;
     /// `POST /api/services/{service}/backends/{backend}/drain`: weight 0, flows finish.
     fn drain(&self, service: &str, backend: &str) -> Result<(), AdminError>;
+    /// `GET /api/l7`: the L7 pool's clusters and endpoints (health, ejection, zone);
+    /// no services without a pool.
+    fn l7(&self) -> Value {
+        json!({"zone": null, "services": []})
+    }
 }
 
 /// A refusal from the control plane.
@@ -82,6 +87,7 @@ enum Route {
     Metrics,
     Services,
     Stats,
+    L7,
     Reload,
     Weight { service: String, backend: String },
     Drain { service: String, backend: String },
@@ -114,6 +120,7 @@ fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         ["metrics"] => only(Method::GET, "GET", Route::Metrics),
         ["api", "services"] => only(Method::GET, "GET", Route::Services),
         ["api", "stats"] => only(Method::GET, "GET", Route::Stats),
+        ["api", "l7"] => only(Method::GET, "GET", Route::L7),
         ["api", "reload"] => only(Method::POST, "POST", Route::Reload),
         ["api", "services", svc, "backends", backend, action @ ("weight" | "drain")]
             if !svc.is_empty() && !backend.is_empty() =>
@@ -282,6 +289,7 @@ async fn respond(
         }
         Route::Services => json_response(StatusCode::OK, &call(ctx, |h| h.services()).await?),
         Route::Stats => json_response(StatusCode::OK, &call(ctx, |h| h.stats()).await?),
+        Route::L7 => json_response(StatusCode::OK, &call(ctx, |h| h.l7()).await?),
         Route::Reload => match call(ctx, |h| h.reload()).await? {
             Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
             Err(errors) => json_response(
@@ -425,6 +433,7 @@ mod tests {
         let post = Method::POST;
         assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
         assert_eq!(route(&get, "/api/stats"), Ok(Route::Stats));
+        assert_eq!(route(&get, "/api/l7"), Ok(Route::L7));
         assert_eq!(
             route(&post, "/api/services/web/backends/2001%3Adb8%3A%3A1/weight"),
             Ok(Route::Weight {

@@ -118,4 +118,4 @@ mod upstream;
 pub use config::L7Config;
 pub use error::{L7Error, UpstreamFailure};
 pub use metrics::L7Metrics;
-pub use server::{run_standalone, L7Pool, ListenerSpec};
+pub use server::{run_standalone, L7Pool, L7Status, ListenerSpec};

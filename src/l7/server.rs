@@ -37,6 +37,68 @@ pub struct ListenerSpec {
     pub service: String,
 }
 
+/// The live state of a pool's clusters (a cheap handle; it reads the current snapshot).
+#[derive(Clone)]
+pub struct L7Status(Arc<Shared>);
+
+impl std::fmt::Debug for L7Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("L7Status")
+    }
+}
+
+impl L7Status {
+    /// Every service's clusters and endpoints as JSON: per endpoint its address, zone,
+    /// weight, whether it passes the active health checks, whether outlier detection has
+    /// it ejected, and its requests in flight; per cluster how many endpoints are
+    /// healthy, whether it is in panic and, when zone-aware, the local zone's share.
+    pub fn json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let snapshot = self.0.snapshot.load();
+        let now = self.0.clock.now_ms();
+        let mut services: Vec<_> = snapshot.services.values().collect();
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        let services: Vec<_> = services
+            .into_iter()
+            .map(|svc| {
+                let mut clusters: Vec<_> = svc.clusters.values().collect();
+                clusters.sort_by(|a, b| a.name.cmp(&b.name));
+                let clusters: Vec<_> = clusters
+                    .into_iter()
+                    .map(|c| {
+                        let healthy = c.endpoints.iter().filter(|e| e.is_healthy(now)).count();
+                        let endpoints: Vec<_> = c
+                            .endpoints
+                            .iter()
+                            .zip(&c.spec.endpoints)
+                            .map(|(e, spec)| {
+                                json!({
+                                    "address": e.addr.to_string(),
+                                    "zone": spec.zone,
+                                    "weight": e.weight,
+                                    "passing_checks": e.checks_pass.load(Ordering::Relaxed),
+                                    "ejected": e.is_ejected(now),
+                                    "active_requests": e.active.load(Ordering::Relaxed),
+                                })
+                            })
+                            .collect();
+                        json!({
+                            "name": c.name,
+                            "health_checked": c.spec.health_check.is_some(),
+                            "healthy_endpoints": healthy,
+                            "panic": healthy * 100 < c.endpoints.len() * c.spec.panic_threshold as usize,
+                            "local_zone_share": c.local_share(now),
+                            "endpoints": endpoints,
+                        })
+                    })
+                    .collect();
+                json!({"name": svc.name, "clusters": clusters})
+            })
+            .collect();
+        json!({"zone": snapshot.settings.zone, "services": services})
+    }
+}
+
 /// The running L7 pool.
 #[derive(Debug)]
 pub struct L7Pool {
@@ -345,6 +407,11 @@ impl L7Pool {
     /// The pool's metrics.
     pub fn metrics(&self) -> Arc<L7Metrics> {
         self.shared.metrics.clone()
+    }
+
+    /// A handle on the pool's live state, for the admin API's `GET /api/l7`.
+    pub fn status(&self) -> L7Status {
+        L7Status(self.shared.clone())
     }
 
     /// The bound addresses, in the order of the listeners given to [`L7Pool::start`].

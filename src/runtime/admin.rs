@@ -115,6 +115,8 @@ pub struct RuntimeAdmin {
     pub commands: Mutex<Sender<Command>>,
     /// The L7 pool's metrics, when it runs.
     pub l7: Option<Arc<crate::l7::L7Metrics>>,
+    /// The L7 pool's live state, when it runs.
+    pub l7_status: Option<crate::l7::L7Status>,
 }
 
 impl RuntimeAdmin {
@@ -518,5 +520,12 @@ impl AdminHandler for RuntimeAdmin {
 
     fn drain(&self, service: &str, backend: &str) -> Result<(), AdminError> {
         self.weight(service, backend, 0, true)
+    }
+
+    fn l7(&self) -> Value {
+        match &self.l7_status {
+            Some(status) => status.json(),
+            None => json!({"zone": null, "services": []}),
+        }
     }
 }

@@ -300,6 +300,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     // the L7 pool after the kernel interfaces carry its VIPs, on its own threads
     let l7_pool = l7::start(&cfg).map_err(RunError::Other)?;
     let l7_metrics = l7_pool.as_ref().map(|p| p.metrics());
+    let l7_status = l7_pool.as_ref().map(|p| p.status());
 
     let view = Arc::new(std::sync::Mutex::new(admin::View::default()));
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
@@ -328,6 +329,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         shared: Arc::clone(&shared),
         commands: std::sync::Mutex::new(cmd_tx),
         l7: l7_metrics,
+        l7_status,
     });
     let admin_server = match crate::admin::AdminServer::start(
         ctl.cfg.admin.listen,

@@ -231,6 +231,11 @@ impl Fulcrum {
 
     /// The admin API's /metrics, fetched from the LB namespace.
     pub fn metrics(&self) -> String {
+        self.admin_get("/metrics")
+    }
+
+    /// A GET of the admin API's `path`, fetched from the LB namespace.
+    pub fn admin_get(&self, path: &str) -> String {
         let log = self.log_text();
         let addr = log
             .lines()
@@ -240,7 +245,7 @@ impl Fulcrum {
             .to_owned();
         let out = sh(
             in_ns(&format!("{}-lb", self.prefix), &["curl", "-s", "-m", "5"])
-                .arg(format!("http://{addr}/metrics")),
+                .arg(format!("http://{addr}{path}")),
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

@@ -621,21 +621,16 @@ async fn forward(
         }
         let now = clock.now_ms();
         let n = cluster.endpoints.len();
-        // healthy: passing the active checks and not ejected; below the panic threshold
-        // health is ignored (Envoy's panic mode)
-        let healthy = cluster
-            .endpoints
-            .iter()
-            .filter(|e| e.is_healthy(now))
-            .count();
-        let panic = healthy * 100 < n * cluster.spec.panic_threshold as usize;
+        // healthy: passing the active checks and not ejected; in panic health is ignored
+        let health = cluster.health(now);
         let usable = |i: usize| {
-            (panic || cluster.endpoints[i].is_healthy(now)) && (last_failed != Some(i) || n == 1)
+            (health.panic || cluster.endpoints[i].is_healthy(now))
+                && (last_failed != Some(i) || n == 1)
         };
         // zone-aware routing: the local zone takes its share of requests, the other
         // zones the rest (all zones when the chosen side has no usable endpoint)
-        let zone = cluster
-            .local_share(now)
+        let zone = health
+            .local_share
             .map(|share| rand::random::<f64>() < share);
         let pick = |lane: Lane, ok: &dyn Fn(usize) -> bool| {
             cluster.balancer.pick_in(

@@ -66,7 +66,7 @@ impl L7Status {
                 let clusters: Vec<_> = clusters
                     .into_iter()
                     .map(|c| {
-                        let healthy = c.endpoints.iter().filter(|e| e.is_healthy(now)).count();
+                        let health = c.health(now);
                         let endpoints: Vec<_> = c
                             .endpoints
                             .iter()
@@ -85,9 +85,9 @@ impl L7Status {
                         json!({
                             "name": c.name,
                             "health_checked": c.spec.health_check.is_some(),
-                            "healthy_endpoints": healthy,
-                            "panic": healthy * 100 < c.endpoints.len() * c.spec.panic_threshold as usize,
-                            "local_zone_share": c.local_share(now),
+                            "healthy_endpoints": health.healthy,
+                            "panic": health.panic,
+                            "local_zone_share": health.local_share,
                             "endpoints": endpoints,
                         })
                     })
@@ -326,6 +326,9 @@ impl L7Pool {
             clock: Clock(Instant::now()),
             access_log,
         });
+        // before the pool's threads: a checker that cannot start leaves none behind
+        let health = PoolHealth::new();
+        health.update(&shared.snapshot.load())?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (halt_tx, halt_rx) = watch::channel(false);
         // Every runtime and its listeners are made here, so a bind error is returned; the
@@ -381,8 +384,6 @@ impl L7Pool {
                 })?;
             handles.push(handle);
         }
-        let health = PoolHealth::new();
-        health.update(&shared.snapshot.load())?;
         Ok(L7Pool {
             threads: handles,
             shared,

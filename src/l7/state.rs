@@ -248,22 +248,41 @@ impl Cluster {
         }
     }
 
-    /// Zone-aware routing (Envoy's locality failover with its overprovisioning factor,
-    /// 1.4): the share of requests the local zone takes, given how many of its endpoints
-    /// are healthy at `now_ms`: all of them while at least 1/1.4 (~71%) are, then
-    /// proportionally less, none when none is. `None`: the cluster does not choose by
-    /// zone (no `l7.zone`, or its endpoints all in it or all outside it).
-    pub fn local_share(&self, now_ms: u64) -> Option<f64> {
-        if self.local.is_empty() {
-            return None;
+    /// The cluster's health at `now_ms`, in one pass over its endpoints (the request
+    /// path takes it for every try; `/api/l7` shows it).
+    pub fn health(&self, now_ms: u64) -> ClusterHealth {
+        let (mut healthy, mut local, mut local_healthy) = (0usize, 0usize, 0usize);
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let ok = e.is_healthy(now_ms);
+            healthy += usize::from(ok);
+            if self.local.get(i) == Some(&true) {
+                local += 1;
+                local_healthy += usize::from(ok);
+            }
         }
-        let (mut local, mut healthy) = (0usize, 0usize);
-        for (e, _) in self.endpoints.iter().zip(&self.local).filter(|(_, &l)| l) {
-            local += 1;
-            healthy += usize::from(e.is_healthy(now_ms));
+        ClusterHealth {
+            healthy,
+            panic: healthy * 100 < self.endpoints.len() * self.spec.panic_threshold as usize,
+            // Zone-aware routing (Envoy's locality failover with its overprovisioning
+            // factor): the local zone takes every request while at least 1/1.4 (~71%)
+            // of its endpoints are healthy, then proportionally fewer, none with none.
+            local_share: (!self.local.is_empty())
+                .then(|| (OVERPROVISIONING * local_healthy as f64 / local.max(1) as f64).min(1.0)),
         }
-        Some((OVERPROVISIONING * healthy as f64 / local.max(1) as f64).min(1.0))
     }
+}
+
+/// What [`Cluster::health`] finds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClusterHealth {
+    /// Endpoints passing their health checks and not ejected.
+    pub healthy: usize,
+    /// Fewer than `panic_threshold` percent healthy: health is ignored (Envoy's panic
+    /// mode), every endpoint takes requests.
+    pub panic: bool,
+    /// The share of requests the local zone takes; `None`: the cluster does not choose
+    /// by zone (no `l7.zone`, or its endpoints all in it or all outside it).
+    pub local_share: Option<f64>,
 }
 
 /// Envoy's overprovisioning factor for locality failover.

@@ -46,10 +46,6 @@ use tokio::net::TcpStream;
 use super::config::UpstreamProtocol;
 use super::h1::{self, Framing, H1Error, Step};
 
-/// A request sent upstream: its body is buffered by the proxy (so it can be retried).
-#[cfg(test)]
-pub type UpstreamRequest = Request<Bytes>;
-
 /// The body of a request on an HTTP/2 upstream connection: a buffered one, or the
 /// client's own body streamed through ([`UpstreamPool::send_streamed`]).
 pub type H2Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -402,38 +398,6 @@ impl UpstreamPool {
         });
     }
 
-    /// Sends `req` to endpoint `index` on an idle connection of this thread, or a new one.
-    /// HTTP/2 needs an absolute URI; HTTP/1.1 sends origin-form (an absolute URI is cut
-    /// down to it). (The proxy sends from its borrowed head: [`send_h1`](Self::send_h1),
-    /// [`send_h2_buffered`](Self::send_h2_buffered); this owned form is the tests'.)
-    #[cfg(test)]
-    pub async fn send(
-        &self,
-        index: usize,
-        mut req: UpstreamRequest,
-    ) -> Result<Response<UpstreamBody>, SendError> {
-        match self.protocol {
-            UpstreamProtocol::Http1 => {
-                if req.uri().scheme().is_some() {
-                    origin_form(&mut req);
-                }
-                let (parts, body) = req.into_parts();
-                let head = h1::RequestHead {
-                    method: &parts.method,
-                    path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-                    headers: &parts.headers,
-                    host: None,
-                };
-                self.send_h1(index, &head, &body).await
-            }
-            UpstreamProtocol::Http2 => {
-                let (parts, body) = req.into_parts();
-                self.send_h2_buffered(index, &parts.method, &parts.uri, &parts.headers, &body)
-                    .await
-            }
-        }
-    }
-
     /// Sends a buffered request to HTTP/2 endpoint `index` from the caller's head (an
     /// absolute `uri`): the stream gets one copy of it, and a request the upstream refused
     /// unprocessed is built from it once more and sent on a new connection. A caller that
@@ -766,26 +730,6 @@ fn authority_form<B>(req: &mut Request<B>) {
     }
 }
 
-/// Rewrites an absolute URI to origin-form (`/path?query`) for an HTTP/1.1 request line,
-/// setting `Host` from the authority when the client sent none.
-#[cfg(test)]
-fn origin_form(req: &mut UpstreamRequest) {
-    let uri = std::mem::take(req.uri_mut());
-    let mut parts = uri.into_parts();
-    if let Some(authority) = parts.authority.take() {
-        if !req.headers().contains_key(http::header::HOST) {
-            if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
-                req.headers_mut().insert(http::header::HOST, v);
-            }
-        }
-    }
-    parts.scheme = None;
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    *req.uri_mut() = http::Uri::from_parts(parts).unwrap_or_else(|_| http::Uri::from_static("/"));
-}
-
 /// An HTTP/1.1 response body, read from its connection as the client takes it. At its
 /// end the connection goes back on this thread's idle stack (when the response allows
 /// keep-alive and nothing follows it); dropped before its end (the client went away
@@ -980,6 +924,62 @@ impl Body for UpstreamBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request sent upstream, owned (the proxy sends from its borrowed head).
+    type UpstreamRequest = Request<Bytes>;
+
+    impl UpstreamPool {
+        /// Sends `req` to endpoint `index` on an idle connection of this thread, or a new one.
+        /// HTTP/2 needs an absolute URI; HTTP/1.1 sends origin-form (an absolute URI is cut
+        /// down to it). (The proxy sends from its borrowed head: [`send_h1`](Self::send_h1),
+        /// [`send_h2_buffered`](Self::send_h2_buffered); this owned form is the tests'.)
+        pub async fn send(
+            &self,
+            index: usize,
+            mut req: UpstreamRequest,
+        ) -> Result<Response<UpstreamBody>, SendError> {
+            match self.protocol {
+                UpstreamProtocol::Http1 => {
+                    if req.uri().scheme().is_some() {
+                        origin_form(&mut req);
+                    }
+                    let (parts, body) = req.into_parts();
+                    let head = h1::RequestHead {
+                        method: &parts.method,
+                        path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                        headers: &parts.headers,
+                        host: None,
+                    };
+                    self.send_h1(index, &head, &body).await
+                }
+                UpstreamProtocol::Http2 => {
+                    let (parts, body) = req.into_parts();
+                    self.send_h2_buffered(index, &parts.method, &parts.uri, &parts.headers, &body)
+                        .await
+                }
+            }
+        }
+    }
+
+    /// Rewrites an absolute URI to origin-form (`/path?query`) for an HTTP/1.1 request line,
+    /// setting `Host` from the authority when the client sent none.
+    fn origin_form(req: &mut UpstreamRequest) {
+        let uri = std::mem::take(req.uri_mut());
+        let mut parts = uri.into_parts();
+        if let Some(authority) = parts.authority.take() {
+            if !req.headers().contains_key(http::header::HOST) {
+                if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
+                    req.headers_mut().insert(http::header::HOST, v);
+                }
+            }
+        }
+        parts.scheme = None;
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() =
+            http::Uri::from_parts(parts).unwrap_or_else(|_| http::Uri::from_static("/"));
+    }
 
     /// A request for `uri` with `host` as its Host header (none: no header).
     fn request(uri: &str, host: Option<&'static str>) -> UpstreamRequest {

@@ -285,6 +285,21 @@ services:
         "canary got {v2} of 10000: {counts:?}"
     );
     eprintln!("canary: {counts:?} in {:?}", started.elapsed());
+    // each pool thread's CPU clock, read in the request path: 10,000 requests took
+    // well over 10 ms of the pool's CPU, and no more than the threads had
+    let text = metrics_text(&pool);
+    let cpu: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("fulcrum_l7_worker_cpu_seconds_total{worker="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(!cpu.is_empty(), "no worker CPU gauge\n{text}");
+    let total: f64 = cpu.iter().sum();
+    assert!(
+        total > 0.01 && total <= elapsed * cpu.len() as f64,
+        "pool threads' CPU {cpu:?} over {elapsed} s"
+    );
     pool.shutdown();
 }
 

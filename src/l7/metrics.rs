@@ -187,6 +187,8 @@ pub struct L7Metrics {
     clusters: Mutex<BTreeMap<(String, String), Arc<StatSet>>>,
     /// Refusals before routing.
     pub listener: ListenerStats,
+    /// Each pool thread's CPU time in nanoseconds, by thread index ([`super::cpu`]).
+    workers_cpu_ns: Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 impl L7Metrics {
@@ -198,6 +200,19 @@ impl L7Metrics {
     /// The stats of cluster `cluster` of `service`, created on first use.
     pub fn cluster(&self, service: &str, cluster: &str) -> Arc<StatSet> {
         Self::entry(&self.clusters, service, cluster)
+    }
+
+    /// The CPU-time cell of pool thread `n`, created on first use.
+    pub fn worker_cpu_ns(&self, n: usize) -> Arc<AtomicU64> {
+        match self.workers_cpu_ns.lock() {
+            Ok(mut v) => {
+                while v.len() <= n {
+                    v.push(Arc::new(AtomicU64::new(0)));
+                }
+                v[n].clone()
+            }
+            Err(_) => Arc::new(AtomicU64::new(0)),
+        }
     }
 
     fn entry(
@@ -254,6 +269,20 @@ impl L7Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 v.load(Ordering::Relaxed)
             );
+        }
+        if let Ok(workers) = self.workers_cpu_ns.lock() {
+            let name = "fulcrum_l7_worker_cpu_seconds_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} CPU time of each pool thread (its thread CPU clock, read every millisecond while busy).\n# TYPE {name} counter"
+            );
+            for (i, ns) in workers.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{worker=\"{i}\"}} {:.6}",
+                    ns.load(Ordering::Relaxed) as f64 / 1e9
+                );
+            }
         }
         for (kind, map) in [("route", &self.routes), ("cluster", &self.clusters)] {
             let Ok(map) = map.lock() else { continue };

@@ -17,6 +17,8 @@
 //! - `upstream`: per-thread upstream pools; HTTP/1.1 exchanges run on the request's own
 //!   task in the wire format of `h1` (hyper's client only for HTTP/2 upstreams).
 //! - [`metrics`]: counters and latency histograms, Prometheus text.
+//! - `cpu`: each pool thread's CPU clock, read every millisecond while busy (a gauge,
+//!   and a CPU quota enforced within a millisecond instead of a scheduler tick).
 //! - `health`: active health checks of cluster endpoints (the health module's checker),
 //!   their verdicts copied onto the endpoints the request path reads.
 //!
@@ -104,6 +106,7 @@
 
 pub mod balance;
 pub mod config;
+mod cpu;
 mod error;
 pub mod framing;
 mod h1;

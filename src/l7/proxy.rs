@@ -281,6 +281,7 @@ pub async fn handle(
     shared: Arc<Shared>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
+    super::cpu::on_request(start);
     let index = conn.requests.fetch_add(1, Ordering::Relaxed);
     let metrics = &shared.metrics;
     // Smuggling: the watch saw this head refused, or both framings survived parsing.

@@ -369,7 +369,9 @@ impl L7Pool {
                             eprintln!("fulcrum l7: worker {i} could not be pinned to core {core}");
                         }
                     }
+                    super::cpu::install(shared.metrics.worker_cpu_ns(i));
                     runtime.block_on(async move {
+                        tokio::spawn(super::cpu::account());
                         for (listener, spec) in sockets {
                             tokio::spawn(accept_loop(listener, spec, shared.clone(), stop.clone()));
                         }

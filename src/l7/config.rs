@@ -484,10 +484,19 @@ impl ClusterHealthCheck {
                 self.interval
             ));
         }
-        if self.healthy_threshold == 0 || self.unhealthy_threshold == 0 {
-            out.push(format!(
-                "cluster `{name}`: health_check thresholds must be at least 1"
-            ));
+        // the L4 services' range: both checkers are the health module's
+        let range = crate::config::limits::THRESHOLD;
+        for (key, v) in [
+            ("healthy_threshold", self.healthy_threshold),
+            ("unhealthy_threshold", self.unhealthy_threshold),
+        ] {
+            if !range.contains(&v) {
+                out.push(format!(
+                    "cluster `{name}`: health_check.{key} must be within {}..={}, found {v}",
+                    range.start(),
+                    range.end()
+                ));
+            }
         }
         if self.kind == HealthCheckKind::Http {
             if !self.path.starts_with('/')
@@ -922,7 +931,14 @@ services:
                 "{ interval: 5ms, timeout: 1ms }",
                 "interval must be at least",
             ),
-            ("{ healthy_threshold: 0 }", "at least 1"),
+            (
+                "{ healthy_threshold: 0 }",
+                "healthy_threshold must be within 1..=100",
+            ),
+            (
+                "{ unhealthy_threshold: 101 }",
+                "unhealthy_threshold must be within 1..=100, found 101",
+            ),
             ("{ path: healthz }", "starting with `/`"),
             ("{ host: \"\" }", "not a usable Host"),
         ] {

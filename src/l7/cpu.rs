@@ -20,7 +20,7 @@
 //! here, against 0.07 us for the vDSO's monotonic clock) and an idle one never; a ticker
 //! ([`account`]) keeps the gauge fresh between requests.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,14 +44,14 @@ pub fn thread_cpu_ns() -> u64 {
 /// A pool thread's meter: where its CPU time goes, and when it was last read.
 struct Meter {
     last: Cell<Option<Instant>>,
-    cell: RefCell<Option<Arc<AtomicU64>>>,
+    cell: OnceCell<Arc<AtomicU64>>,
 }
 
 thread_local! {
     static METER: Meter = const {
         Meter {
             last: Cell::new(None),
-            cell: RefCell::new(None),
+            cell: OnceCell::new(),
         }
     };
 }
@@ -60,16 +60,18 @@ impl Meter {
     fn read(&self, now: Instant) {
         self.last.set(Some(now));
         let ns = thread_cpu_ns();
-        if let Some(c) = self.cell.borrow().as_ref() {
+        if let Some(c) = self.cell.get() {
             c.store(ns, Ordering::Relaxed);
         }
     }
 }
 
-/// Makes `cell` the calling thread's CPU-time gauge (a pool thread, at its start).
+/// Makes `cell` the calling thread's CPU-time gauge (a pool thread, at its start; a
+/// second call keeps the first gauge).
 pub fn install(cell: Arc<AtomicU64>) {
     METER.with(|m| {
-        *m.cell.borrow_mut() = Some(cell);
+        // a thread is installed once, when it starts
+        let _ = m.cell.set(cell);
         m.read(Instant::now());
     });
 }

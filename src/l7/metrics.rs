@@ -274,7 +274,7 @@ impl L7Metrics {
             let name = "fulcrum_l7_worker_cpu_seconds_total";
             let _ = writeln!(
                 out,
-                "# HELP {name} CPU time of each pool thread (its thread CPU clock, read every millisecond while busy).\n# TYPE {name} counter"
+                "# HELP {name} CPU time of each pool thread (its thread CPU clock, read every 250 us while it serves requests, else every 100 ms).\n# TYPE {name} counter"
             );
             for (i, ns) in workers.iter().enumerate() {
                 let _ = writeln!(

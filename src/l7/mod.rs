@@ -17,8 +17,8 @@
 //! - `upstream`: per-thread upstream pools; HTTP/1.1 exchanges run on the request's own
 //!   task in the wire format of `h1` (hyper's client only for HTTP/2 upstreams).
 //! - [`metrics`]: counters and latency histograms, Prometheus text.
-//! - `cpu`: each pool thread's CPU clock, read every millisecond while busy (a gauge,
-//!   and a CPU quota enforced within a millisecond instead of a scheduler tick).
+//! - `cpu`: each pool thread's CPU clock, read every 250 us while it serves requests (a
+//!   gauge, and a CPU quota charged as it goes instead of at the scheduler tick).
 //! - `health`: active health checks of cluster endpoints (the health module's checker),
 //!   their verdicts copied onto the endpoints the request path reads.
 //!

@@ -18,6 +18,8 @@ FULCRUM_PACKAGES=(
   python3-grpcio
   # the L7 pool's interop test with real HTTP/2 upstreams: nginx (h2c, GOAWAY after 3 streams)
   nginx
+  # bench/instructions.sh counts the data plane's instructions per packet with callgrind
+  valgrind
 )
 
 need_root() {

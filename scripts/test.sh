@@ -28,6 +28,8 @@ if [ "${FULCRUM_SKIP_BENCH:-0}" != 1 ]; then
   echo "== benchmark harness, quick mode (per-core, memif, idle)"
   python3 -m unittest discover -s bench -p 'test_*.py'
   bash bench/run.sh --quick
+  echo "== instructions per packet under callgrind, quick (fulcrum ipip and testpmd io, est-10k-64)"
+  bash bench/instructions.sh --seconds 5 --only '^est-10k-64$' --out bench/results/quick/instructions.md
   echo "== end-to-end benchmark harness, quick mode"
   bash bench/e2e/run.sh --quick
 fi

@@ -164,8 +164,18 @@ impl Worker {
                         verdicts,
                         now,
                     );
-                    for (m, v) in rx_batch.drain().zip(verdicts.iter()) {
-                        self.carry_out(port as u16, m, *v, &mut tx_batches, &mut c);
+                    match one_egress(verdicts) {
+                        // the common burst, every packet forwarded out of one port with
+                        // nothing queued before it there: it leaves as it came, the
+                        // received batch handed to the device whole (testpmd io's shape)
+                        Some(out) if tx_batches.get(out).is_some_and(|b| b.is_empty()) => {
+                            flush(&mut self.tx[out], &mut rx_batch, &mut c);
+                        }
+                        _ => {
+                            for (m, v) in rx_batch.drain().zip(verdicts.iter()) {
+                                self.carry_out(port as u16, m, *v, &mut tx_batches, &mut c);
+                            }
+                        }
                     }
                     if n < BURST {
                         break; // the queue is drained
@@ -357,6 +367,19 @@ fn fill_published(p: &mut Published, engine: &Engine, c: &LoopCounters) {
     p.flow_evictions = engine.flow_stats().evictions;
 }
 
+/// The port every packet of a burst is forwarded out of, when they all go to one.
+#[inline(always)]
+fn one_egress(verdicts: &[Verdict]) -> Option<usize> {
+    let Some(&Verdict::Forward { port }) = verdicts.first() else {
+        return None;
+    };
+    let first = Verdict::Forward { port };
+    // counted rather than short-circuited: a loop without early exits compiles to a
+    // few compares a packet
+    let same = verdicts.iter().filter(|&&v| v == first).count();
+    (same == verdicts.len()).then_some(usize::from(port))
+}
+
 #[inline(always)]
 fn push_tx(
     txq: &mut [TxQueue],
@@ -438,7 +461,32 @@ fn never_back(last: u32, t: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::never_back;
+    use super::{never_back, one_egress};
+    use crate::engine::{DropReason, Verdict};
+
+    #[test]
+    fn a_burst_leaves_whole_only_when_every_packet_goes_out_of_one_port() {
+        let fwd = |port| Verdict::Forward { port };
+        assert_eq!(one_egress(&[fwd(2); 32]), Some(2));
+        assert_eq!(one_egress(&[fwd(0)]), Some(0));
+        assert_eq!(one_egress(&[]), None, "an empty burst");
+        assert_eq!(one_egress(&[fwd(0), fwd(1)]), None, "two ports");
+        let mut burst = [fwd(1); 32];
+        for other in [
+            Verdict::Reply,
+            Verdict::ToKernel,
+            Verdict::ToControl,
+            Verdict::HandOff { worker: 1 },
+            Verdict::Drop(DropReason::NoService),
+        ] {
+            burst[31] = other;
+            assert_eq!(one_egress(&burst), None, "{other:?} last");
+            burst[31] = fwd(1);
+            burst[0] = other;
+            assert_eq!(one_egress(&burst), None, "{other:?} first");
+            burst[0] = fwd(1);
+        }
+    }
 
     #[test]
     fn the_engine_clock_never_goes_back_even_across_the_wrap() {

@@ -21,9 +21,11 @@
 #        fulcrum-l7-h1: `perf record` the load balancer during it, the report goes to
 #        OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499; E2E_PERF_KEEP=1 keeps
 #        perf.data there too), E2E_SYSCALLS=1 (`perf stat` the load balancer's system
-#        calls during every figure; per request in the log and OUT/e2e-syscalls.txt),
-#        E2E_NSTAT=1 (TCP segments, pure and delayed ACKs per request in the LB
-#        namespace during every figure; the log and OUT/e2e-nstat.txt),
+#        calls during every figure; per request in the log and OUT/e2e-syscalls.txt;
+#        every figure logs the load balancer's user and system CPU per request anyway,
+#        also in OUT/e2e-cpu-split.txt), E2E_NSTAT=1 (TCP segments, pure and delayed
+#        ACKs per request in the LB namespace during every figure; the log and
+#        OUT/e2e-nstat.txt),
 #        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured
 #        too, in the same rounds, as "before"; `BINARY l7 -c l7.yaml`),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR,
@@ -334,6 +336,24 @@ lb_ticks() {
   sed 's/.*) //' "/proc/$LB_PID/stat" | awk '{print $12 + $13}'
 }
 
+# The load balancer process's user and system CPU ticks (all threads): "UTIME STIME".
+lb_split() {
+  [ -n "$LB_PID" ] && [ -r "/proc/$LB_PID/stat" ] || { echo ""; return; }
+  sed 's/.*) //' "/proc/$LB_PID/stat" | awk '{print $12, $13}'
+}
+# cpu_split KEY LABEL REQUESTS "U0 S0" "U1 S1": the load balancer's user and system CPU per
+# request over a figure (the kernel's share of a proxy's work shows here; the table's
+# "LB process CPU" is their sum), in the log and OUT/e2e-cpu-split.txt.
+cpu_split() {
+  [ -n "$4" ] && [ -n "$5" ] && [ "${3:-0}" -gt 0 ] 2>/dev/null || return 0
+  local per
+  per="$(awk -v a="$4" -v b="$5" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      split(a, x, " "); split(b, y, " ")
+      printf "user %.1f us, system %.1f us", (y[1] - x[1]) / hz / n * 1e6, (y[2] - x[2]) / hz / n * 1e6 }')"
+  log "$2: load balancer CPU per request: $per"
+  echo "$1 ($2, $3 requests): $per" >>"$WORK/cpu-split.txt"
+}
+
 # Percent of one core the load balancer used between two lb_ticks readings over $3 us.
 lb_percent() {
   [ -n "$1" ] && [ -n "$2" ] || { echo "-"; return; }
@@ -468,18 +488,22 @@ run_wrk() {
   nstat_start
   local lb0 lb1 t0 t1
   lb0="$(lb_ticks)"; t0="$(date +%s%N)"
+  local split0 split1
+  split0="$(lb_split)"
   cpu0="$(cpu_snapshot)"
   timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-cl" \
     wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s -s "$HERE/report.lua" "$url" >"$out" 2>&1 \
     || die "$label: wrk failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
   lb1="$(lb_ticks)"; t1="$(date +%s%N)"
+  split1="$(lb_split)"
   profile_stop "$key"
   after="$(backend_counts)"
   line="$(grep '^E2E ' "$out")" || die "$label: no wrk report: $(cat "$out")"
   local req dur p50 p99 errs
   req="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
   syscalls_stop "$key" "$label" "$req"
+  cpu_split "$key" "$label" "$req" "$split0" "$split1"
   nstat_stop "$key" "$label" "$req"
   dur="$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$line")"
   p50="$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")"
@@ -508,12 +532,15 @@ run_h2load() {
   nstat_start
   local lb0 lb1 t0 t1
   lb0="$(lb_ticks)"; t0="$(date +%s%N)"
+  local split0 split1
+  split0="$(lb_split)"
   cpu0="$(cpu_snapshot)"
   timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-cl" \
     h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" --log-file="$reqlog" "$url" >"$out" 2>&1 \
     || die "$label: h2load failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
   lb1="$(lb_ticks)"; t1="$(date +%s%N)"
+  split1="$(lb_split)"
   profile_stop "$key"
   after="$(backend_counts)"
   local rps failed errored timeouts stats
@@ -522,6 +549,7 @@ run_h2load() {
   local h2req
   h2req="$(sed -nE 's/^requests: [0-9]+ total, [0-9]+ started, [0-9]+ done, ([0-9]+) succeeded.*/\1/p' "$out")"
   syscalls_stop "$key" "$label" "$h2req"
+  cpu_split "$key" "$label" "$h2req" "$split0" "$split1"
   nstat_stop "$key" "$label" "$h2req"
   read -r failed errored timeouts < <(sed -nE 's/^requests: .* ([0-9]+) failed, ([0-9]+) errored, ([0-9]+) timeout.*/\1 \2 \3/p' "$out")
   # per-request log: start (us since epoch) TAB status TAB response time (us)
@@ -837,6 +865,7 @@ ELAPSED=$(( $(date +%s) - START ))
 log "measured in ${ELAPSED}s; writing $OUT"
 cp "$RESULTS" "$OUT/e2e-results.tsv"
 cp "$WORK/counters.txt" "$OUT/e2e-counters.txt"
+[ ! -f "$WORK/cpu-split.txt" ] || cp "$WORK/cpu-split.txt" "$OUT/e2e-cpu-split.txt"
 python3 "$HERE/report.py" --results "$RESULTS" --counters "$WORK/counters.txt" --out "$OUT" \
   --duration "$DURATION" --conns "$CONNS" --h2-conns "$H2_CONNS" --h2-streams "$H2_STREAMS" \
   --lb-core "$LB_CORE" --client-core "$CLIENT_CORE" --elapsed "$ELAPSED" --rounds "$ROUNDS" \

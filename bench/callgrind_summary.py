@@ -4,7 +4,8 @@
 callgrind_annotate attributes every cost of a dump taken with ``callgrind_control -d``
 to ``clone`` (the dump's call contexts start mid-stack), so this reads the format itself:
 ``ob=``/``fl=``/``fn=`` and their ``c*`` forms with name compression (``(id) name``
-defines, ``(id)`` refers; objects, files and functions are three id spaces), cost lines
+defines, ``(id)`` refers; objects and functions are two id spaces, file names are not
+needed and skipped), cost lines
 (a position then the events; only the first event is read), and ``calls=`` lines, whose
 next cost line is the inclusive cost of that call, not the caller's own.
 
@@ -49,7 +50,7 @@ def first_event(fields):
 
 
 def summarize(lines, pmd_re, exclude_re):
-    objs, files, fns = Names(), Names(), Names()
+    objs, fns = Names(), Names()  # file names (fl=, fi=, ...) are not needed
     ob = fn = None
     cob = cfn = None
     pending_call = None  # (object, function, count) of the last calls= line
@@ -68,8 +69,6 @@ def summarize(lines, pmd_re, exclude_re):
         if sep and key in ("ob", "fl", "fi", "fe", "fn", "cob", "cfi", "cfl", "cfn", "calls"):
             if key == "ob":
                 ob = objs.resolve(value)
-            elif key in ("fl", "fi", "fe", "cfi", "cfl"):
-                files.resolve(value)
             elif key == "fn":
                 fn = fns.resolve(value)
                 cob = cfn = None

@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
 done
 [[ "$SECONDS_EACH" =~ ^[0-9]+$ ]] && [ "$SECONDS_EACH" -ge 5 ] || { echo "--seconds: 5 or more" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench/instructions.sh: needs root (DPDK)" >&2; exit 1; }
-for tool in valgrind callgrind_annotate dpdk-testpmd python3; do
+for tool in valgrind callgrind_control dpdk-testpmd python3; do
   command -v "$tool" >/dev/null || { echo "bench/instructions.sh: needs $tool" >&2; exit 1; }
 done
 FULCRUM="${FULCRUM_BIN:-$REPO_DIR/target/release/fulcrum}"
@@ -128,8 +128,18 @@ PY
 ROWS=()
 for scenario in "${SCENARIOS[@]}"; do
   cfg="$WORK_DIR/fulcrum-$scenario-ipip.yaml"
-  if [ ! -f "$cfg" ]; then
-    log "$scenario: no $cfg yet, running bench/run.sh --quick --only '^$scenario\$' to make it"
+  # testpmd io's mbuf size as bench/run.sh chose it (its record of the scenario)
+  testpmd_room() {
+    python3 - "$WORK_DIR/results.jsonl" "$scenario" <<'EOF' 2>/dev/null
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("scenario") == sys.argv[2] and r.get("system") == "testpmd-io" and r.get("mbuf_size"):
+        print(r["mbuf_size"])
+EOF
+  }
+  if [ ! -f "$cfg" ] || [ -z "$(testpmd_room)" ]; then
+    log "$scenario: no bench/run.sh record of it yet, running bench/run.sh --quick --only '^$scenario\$' to make one"
     FULCRUM_BIN="$FULCRUM" bash "$BENCH_DIR/run.sh" --quick --only "^$scenario\$" --out "$TMP/quick" >"$TMP/quick.log" 2>&1 \
       || { tail -5 "$TMP/quick.log" >&2; exit 1; }
   fi
@@ -140,17 +150,14 @@ for scenario in "${SCENARIOS[@]}"; do
   # no hugepages under valgrind: enough plain memory for the pool (mbuf + headroom)
   mem=$(( mbufs * (room + 384) / 1048576 + 512 ))
 
-  # testpmd io, with run.sh's mbuf size: 128 + the frame rounded up to 64 (at least 128);
-  # IPv6 scenarios give it fulcrum's (an IPv6 port's MTU is at least 1280)
-  frame=$(( ${scenario##*-} - 4 ))
-  testpmd_room=$(( 128 + ( (frame + 63) / 64 * 64 < 128 ? 128 : (frame + 63) / 64 * 64 ) ))
-  case "$scenario" in est6-*) testpmd_room="$room" ;; esac
+  tp_room="$(testpmd_room | tail -1)"
+  [ -n "$tp_room" ] || { echo "bench/instructions.sh: no testpmd-io record of $scenario" >&2; exit 1; }
   VG_OUT="$TMP/tp.$scenario.cg"; VG_LOG="$TMP/tp.$scenario.log"
   log "$scenario: testpmd io, ${SECONDS_EACH}s under callgrind"
   under_callgrind "flcinstr-tp-$$" "" dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix="flcinstr-tp-$$" --no-huge -m "$mem" --no-pci \
     --vdev="net_pcap0,rx_pcap=$pcap,infinite_rx=1" -- \
     --forward-mode=io --nb-cores=1 --rxq=1 --txq=1 --no-mlockall --no-flush-rx \
-    --total-num-mbufs="$mbufs" --mbuf-size="$testpmd_room" --stats-period 100000
+    --total-num-mbufs="$mbufs" --mbuf-size="$tp_room" --stats-period 100000
   tp_tel="$WINDOW_PACKETS"; tp_sum="$(summary "$VG_OUT")"
 
   # fulcrum ipip: its bench config with --no-huge and its own prefix and admin port

@@ -331,16 +331,14 @@ wait_vip() {
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$ROUND" "$QUIET" >>"$RESULTS"; }
 
 # CPU time (clock ticks, all threads) used so far by the load balancer process, or "".
-lb_ticks() {
-  [ -n "$LB_PID" ] && [ -r "/proc/$LB_PID/stat" ] || { [ -z "$LB_PID" ] || log "lb_ticks: no /proc/$LB_PID/stat"; echo ""; return; }
-  sed 's/.*) //' "/proc/$LB_PID/stat" | awk '{print $12 + $13}'
-}
-
-# The load balancer process's user and system CPU ticks (all threads): "UTIME STIME".
+# The load balancer process's user and system CPU ticks (all threads): "UTIME STIME";
+# "" without a process (nftables, the reference).
 lb_split() {
-  [ -n "$LB_PID" ] && [ -r "/proc/$LB_PID/stat" ] || { echo ""; return; }
+  [ -n "$LB_PID" ] && [ -r "/proc/$LB_PID/stat" ] || { [ -z "$LB_PID" ] || log "lb_split: no /proc/$LB_PID/stat"; echo ""; return; }
   sed 's/.*) //' "/proc/$LB_PID/stat" | awk '{print $12, $13}'
 }
+# Their sum, for lb_percent.
+lb_ticks() { [ -n "$1" ] || { echo ""; return; }; echo $(( ${1% *} + ${1#* } )); }
 # cpu_split KEY LABEL REQUESTS "U0 S0" "U1 S1": the load balancer's user and system CPU per
 # request over a figure (the kernel's share of a proxy's work shows here; the table's
 # "LB process CPU" is their sum), in the log and OUT/e2e-cpu-split.txt.
@@ -354,7 +352,7 @@ cpu_split() {
   echo "$1 ($2, $3 requests): $per" >>"$WORK/cpu-split.txt"
 }
 
-# Percent of one core the load balancer used between two lb_ticks readings over $3 us.
+# Percent of one core the load balancer used between two lb_ticks sums over $3 us.
 lb_percent() {
   [ -n "$1" ] && [ -n "$2" ] || { echo "-"; return; }
   awk -v a="$1" -v b="$2" -v us="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", 100 * (b - a) / hz / (us / 1e6)}'
@@ -487,16 +485,16 @@ run_wrk() {
   syscalls_start "$key"
   nstat_start
   local lb0 lb1 t0 t1
-  lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   local split0 split1
-  split0="$(lb_split)"
+  split0="$(lb_split)"; t0="$(date +%s%N)"
+  lb0="$(lb_ticks "$split0")"
   cpu0="$(cpu_snapshot)"
   timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-cl" \
     wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s -s "$HERE/report.lua" "$url" >"$out" 2>&1 \
     || die "$label: wrk failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
-  lb1="$(lb_ticks)"; t1="$(date +%s%N)"
-  split1="$(lb_split)"
+  split1="$(lb_split)"; t1="$(date +%s%N)"
+  lb1="$(lb_ticks "$split1")"
   profile_stop "$key"
   after="$(backend_counts)"
   line="$(grep '^E2E ' "$out")" || die "$label: no wrk report: $(cat "$out")"
@@ -531,16 +529,16 @@ run_h2load() {
   syscalls_start "$key"
   nstat_start
   local lb0 lb1 t0 t1
-  lb0="$(lb_ticks)"; t0="$(date +%s%N)"
   local split0 split1
-  split0="$(lb_split)"
+  split0="$(lb_split)"; t0="$(date +%s%N)"
+  lb0="$(lb_ticks "$split0")"
   cpu0="$(cpu_snapshot)"
   timeout $((DURATION + 30)) taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-cl" \
     h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" --log-file="$reqlog" "$url" >"$out" 2>&1 \
     || die "$label: h2load failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
-  lb1="$(lb_ticks)"; t1="$(date +%s%N)"
-  split1="$(lb_split)"
+  split1="$(lb_split)"; t1="$(date +%s%N)"
+  lb1="$(lb_ticks "$split1")"
   profile_stop "$key"
   after="$(backend_counts)"
   local rps failed errored timeouts stats

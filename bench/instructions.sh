@@ -21,7 +21,8 @@
 # over the packets received in the window: the calls callgrind counted to the PMD's
 # receive burst (the pcap PMD's function with the most instructions of its own) times 32,
 # since the replay fills every burst and both ask for 32; the ethdev counter's reads
-# check that figure (within 10%; they bracket the window less exactly).
+# check that figure (within a factor of 2: they bracket the window less exactly, and
+# counting the wrong function would be off 32-fold).
 # Both also report the part of their count inside the pcap PMD (librte_net_pcap and the
 # TLS lookups its mempool calls make), which each system pays alike per packet.
 #
@@ -176,10 +177,12 @@ s, burst, tp_tel, tp, fl_tel, fl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3
 tp_pkts, fl_pkts = tp["rx_calls"] * burst, fl["rx_calls"] * burst
 if not tp_pkts or not fl_pkts:
     sys.exit(f"{s}: no receive bursts counted (testpmd {tp}, fulcrum {fl})")
-# the telemetry reads bracket the same window less exactly (under valgrind a reply can
-# lag the counters by a few per cent): a large gap means the burst count is wrong
+# the telemetry reads bracket the same window less exactly (under valgrind the socket's
+# thread runs when valgrind lets it: in a 5 s window a reply lagged by a third); they
+# check that the receive burst was the function counted, which would be off 32-fold
+# (the per-packet free) or more, so only a gap beyond a factor of 2 fails
 for name, bursts, tel in (("testpmd", tp_pkts, tp_tel), ("fulcrum", fl_pkts, fl_tel)):
-    if not tel or abs(bursts - tel) > 0.1 * tel:
+    if not tel or not tel / 2 <= bursts <= 2 * tel:
         sys.exit(f"{s}: {name}: {bursts} packets by bursts, {tel} by the ethdev counter")
 tpi = tp["total"] / tp_pkts
 fli = (fl["total"] - fl["excluded"]) / fl_pkts

@@ -1069,16 +1069,11 @@ impl Validator<'_> {
                 if kind != HealthCheckKind::Http {
                     self.report
                         .error(&path.referenced, "`path` is only for http health checks");
-                } else if !path.value.starts_with('/')
-                    || path
-                        .value
-                        .bytes()
-                        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-                {
+                } else if !crate::health::is_request_path(&path.value) {
                     self.report.error(
                         &path.referenced,
                         format!(
-                            "path must start with `/` and hold no spaces, found `{}`",
+                            "path must be a request path starting with `/` (no spaces, controls, non-ASCII or fragment), found `{}`",
                             path.value
                         ),
                     );

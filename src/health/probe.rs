@@ -60,6 +60,20 @@ impl From<io::Error> for ProbeFailure {
     }
 }
 
+/// Whether `path` is what an `http` probe can send as its request target, as written:
+/// origin form (starts with `/`), every byte one a request target may carry (no spaces,
+/// controls or non-ASCII bytes), and no fragment (`#`, which a client never sends). The
+/// one rule both configurations apply (an L4 service's `health_check.path` and an L7
+/// cluster's), so a path that is accepted is the one every probe sends: `<`, `>` or a
+/// backquote would fail every probe with [`ProbeFailure::BadPath`] and keep the
+/// endpoint down, a fragment would be dropped and another path probed.
+pub fn is_request_path(path: &str) -> bool {
+    // (`http` lets bytes above 0x7f through; RFC 3986 wants them percent-encoded)
+    path.starts_with('/')
+        && path.is_ascii()
+        && http::uri::PathAndQuery::try_from(path).is_ok_and(|p| p.as_str() == path)
+}
+
 /// Probes `addr` once. `path` and `host` are used by `http` probes only (`host`
 /// defaults to `addr`). Returns the success reason ("connected", "HTTP 200").
 /// `kind == None` always succeeds without I/O.
@@ -150,6 +164,28 @@ mod tests {
         assert_eq!(ProbeFailure::HttpStatus(503).to_string(), "HTTP 503");
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         assert_eq!(ProbeFailure::from(refused), ProbeFailure::ConnectRefused);
+    }
+
+    #[test]
+    fn request_paths_are_what_a_probe_can_send() {
+        for ok in ["/", "/healthz", "/status?full=1&x=%20y", "/a/b.c~d"] {
+            assert!(is_request_path(ok), "{ok:?} refused");
+            // and the probe's request builder takes it as it is
+            let r = Request::get(ok).body(()).expect("a request");
+            assert_eq!(r.uri().path_and_query().map(|p| p.as_str()), Some(ok));
+        }
+        for bad in [
+            "",
+            "healthz",
+            "/a b",
+            "/a\tb",
+            "/a\r\nX: y",
+            "/caf\u{e9}",
+            "/a#frag",
+            "http://x/",
+        ] {
+            assert!(!is_request_path(bad), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -499,11 +499,9 @@ impl ClusterHealthCheck {
             }
         }
         if self.kind == HealthCheckKind::Http {
-            if !self.path.starts_with('/')
-                || http::uri::PathAndQuery::try_from(self.path.as_str()).is_err()
-            {
+            if !crate::health::is_request_path(&self.path) {
                 out.push(format!(
-                    "cluster `{name}`: health_check.path must be a request path starting with `/`, found {:?}",
+                    "cluster `{name}`: health_check.path must be a request path starting with `/` (no spaces, controls, non-ASCII or fragment), found {:?}",
                     self.path
                 ));
             }

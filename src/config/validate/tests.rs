@@ -833,8 +833,17 @@ fn health_thresholds_path_port() {
     );
     assert_eq!(
         health("      kind: http\n      path: healthz"),
-        ["15:13: path must start with `/` and hold no spaces, found `healthz`"]
+        ["15:13: path must be a request path starting with `/` (no spaces, controls, non-ASCII or fragment), found `healthz`"]
     );
+    // accepted before the rule was the probe's own: every probe would have failed
+    // building its request (`<`), the backend down for good; or probed another path
+    // than the one written (the fragment dropped)
+    for path in ["/a<b", "/status#top"] {
+        assert_eq!(
+            health(&format!("      kind: http\n      path: \"{path}\"")),
+            [format!("15:13: path must be a request path starting with `/` (no spaces, controls, non-ASCII or fragment), found `{path}`")]
+        );
+    }
     assert_eq!(
         health("      port: 0"),
         ["14:13: port must be between 1 and 65535, found 0"]

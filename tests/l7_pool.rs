@@ -36,8 +36,10 @@ fn start(yaml: &str, tls: bool) -> (L7Pool, std::net::SocketAddr) {
 }
 
 fn metrics_text(pool: &L7Pool) -> String {
+    let mut w = fulcrum::admin::PromWriter::new();
+    pool.metrics().render_prometheus(&mut w);
     let mut out = String::new();
-    pool.metrics().render_prometheus(&mut out);
+    w.finish(&mut out);
     out
 }
 

@@ -107,6 +107,14 @@ impl PromWriter {
         }
     }
 
+    /// Adds a counter sample that is not a whole number (seconds of CPU time, say).
+    pub fn counter_f64(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        let full = sanitize_name(name, true);
+        if let Some(out) = self.family(name, help, MetricKind::Counter) {
+            write_sample(out, &full, labels, None, &format_value(value));
+        }
+    }
+
     /// Adds a gauge sample.
     pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
         let full = sanitize_name(name, true);

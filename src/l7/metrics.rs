@@ -6,12 +6,13 @@
 //! built, never per request).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::admin::PromWriter;
 
 /// Largest latency recorded, in microseconds (60 s); larger values are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -69,8 +70,8 @@ impl Latency {
         }
     }
 
-    /// The value at quantile `q` (0..=1) in microseconds, and the count.
-    pub fn quantile_us(&self, q: f64) -> (u64, u64) {
+    /// Every shard's durations in one histogram (microseconds).
+    pub fn merged(&self) -> Histogram<u64> {
         let mut merged: Option<Histogram<u64>> = None;
         for shard in self.0.iter() {
             let Ok(h) = shard.0.lock() else { continue };
@@ -83,7 +84,7 @@ impl Latency {
                 }
             }
         }
-        merged.map_or((0, 0), |h| (h.value_at_quantile(q), h.len()))
+        merged.unwrap_or_else(new_histogram)
     }
 }
 
@@ -229,8 +230,9 @@ impl L7Metrics {
         }
     }
 
-    /// Appends the Prometheus text exposition of every counter and histogram.
-    pub fn render_prometheus(&self, out: &mut String) {
+    /// Adds every counter and histogram to the admin API's exposition (`w` escapes the
+    /// label values: route and cluster names are the operator's).
+    pub fn render_prometheus(&self, w: &mut PromWriter) {
         let l = &self.listener;
         for (name, help, v) in [
             (
@@ -264,149 +266,102 @@ impl L7Metrics {
                 &l.tls_failures,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
+            w.counter(name, help, &[], v.load(Ordering::Relaxed));
         }
         if let Ok(workers) = self.workers_cpu_ns.lock() {
-            let name = "fulcrum_l7_worker_cpu_seconds_total";
-            let _ = writeln!(
-                out,
-                "# HELP {name} CPU time of each pool thread (its thread CPU clock, read every 250 us while it serves requests, else every 100 ms).\n# TYPE {name} counter"
-            );
             for (i, ns) in workers.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{worker=\"{i}\"}} {:.6}",
-                    ns.load(Ordering::Relaxed) as f64 / 1e9
+                w.counter_f64(
+                    "fulcrum_l7_worker_cpu_seconds_total",
+                    "CPU time of each pool thread (its thread CPU clock, read every 250 us while it serves requests, else every 100 ms).",
+                    &[("worker", &i.to_string())],
+                    ns.load(Ordering::Relaxed) as f64 / 1e9,
                 );
             }
         }
         for (kind, map) in [("route", &self.routes), ("cluster", &self.clusters)] {
             let Ok(map) = map.lock() else { continue };
-            let name = format!("fulcrum_l7_{kind}_responses_total");
-            let _ = writeln!(
-                out,
-                "# HELP {name} Responses by status class per {kind}.\n# TYPE {name} counter"
-            );
             for ((svc, n), s) in map.iter() {
+                let labels = [("service", svc.as_str()), (kind, n.as_str())];
                 for c in 1..=5 {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{service=\"{svc}\",{kind}=\"{n}\",class=\"{c}xx\"}} {}",
-                        s.class(c)
+                    let class = format!("{c}xx");
+                    w.counter(
+                        &format!("fulcrum_l7_{kind}_responses_total"),
+                        &format!("Responses by status class per {kind}."),
+                        &[labels[0], labels[1], ("class", &class)],
+                        s.class(c),
                     );
                 }
-            }
-            let name = format!("fulcrum_l7_{kind}_gateway_errors_total");
-            let _ = writeln!(
-                out,
-                "# HELP {name} 502, 503 and 504 apart per {kind}.\n# TYPE {name} counter"
-            );
-            for ((svc, n), s) in map.iter() {
                 for (code, v) in [
                     ("502", &s.status_502),
                     ("503", &s.status_503),
                     ("504", &s.status_504),
                 ] {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{service=\"{svc}\",{kind}=\"{n}\",code=\"{code}\"}} {}",
-                        v.load(Ordering::Relaxed)
+                    w.counter(
+                        &format!("fulcrum_l7_{kind}_gateway_errors_total"),
+                        &format!("502, 503 and 504 apart per {kind}."),
+                        &[labels[0], labels[1], ("code", code)],
+                        v.load(Ordering::Relaxed),
                     );
                 }
-            }
-            for (metric, help, pick) in [
-                ("retries_total", "Retries sent.", 0usize),
-                (
-                    "retry_budget_exhausted_total",
-                    "Retries skipped: budget spent.",
-                    1,
-                ),
-                (
-                    "overflow_total",
-                    "Requests refused by the max_connections or max_requests circuit breaker.",
-                    2,
-                ),
-                ("ejections_total", "Outlier ejections.", 3),
-                (
-                    "pending_overflow_total",
-                    "Requests refused by the max_pending circuit breaker (connects in progress).",
-                    4,
-                ),
-            ] {
-                let name = format!("fulcrum_l7_{kind}_{metric}");
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for ((svc, n), s) in map.iter() {
-                    let v = [
-                        &s.retries,
+                for (metric, help, v) in [
+                    ("retries_total", "Retries sent.", &s.retries),
+                    (
+                        "retry_budget_exhausted_total",
+                        "Retries skipped: budget spent.",
                         &s.retry_budget_exhausted,
+                    ),
+                    (
+                        "overflow_total",
+                        "Requests refused by the max_connections or max_requests circuit breaker.",
                         &s.overflow,
-                        &s.ejections,
+                    ),
+                    ("ejections_total", "Outlier ejections.", &s.ejections),
+                    (
+                        "pending_overflow_total",
+                        "Requests refused by the max_pending circuit breaker (connects in progress).",
                         &s.pending_overflow,
-                    ][pick];
-                    let _ = writeln!(
-                        out,
-                        "{name}{{service=\"{svc}\",{kind}=\"{n}\"}} {}",
-                        v.load(Ordering::Relaxed)
+                    ),
+                ] {
+                    w.counter(
+                        &format!("fulcrum_l7_{kind}_{metric}"),
+                        help,
+                        &labels,
+                        v.load(Ordering::Relaxed),
                     );
                 }
-            }
-            if kind == "cluster" {
-                type Read = fn(&StatSet) -> u64;
-                let cluster_only: [(&str, &str, &str, Read); 4] = [
-                    (
-                        "upstream_connections",
+                if kind == "cluster" {
+                    w.gauge(
+                        "fulcrum_l7_cluster_upstream_connections",
                         "Upstream connections open.",
-                        "gauge",
-                        |s| s.upstream_connections.load(Ordering::Relaxed) as u64,
-                    ),
-                    (
-                        "endpoints_failing_checks",
+                        &labels,
+                        s.upstream_connections.load(Ordering::Relaxed) as f64,
+                    );
+                    w.gauge(
+                        "fulcrum_l7_cluster_endpoints_failing_checks",
                         "Endpoints failing the cluster's active health checks.",
-                        "gauge",
-                        |s| s.endpoints_failing_checks.load(Ordering::Relaxed),
-                    ),
-                    (
-                        "cross_zone_requests_total",
+                        &labels,
+                        s.endpoints_failing_checks.load(Ordering::Relaxed) as f64,
+                    );
+                    w.counter(
+                        "fulcrum_l7_cluster_cross_zone_requests_total",
                         "Requests (tries) a zone-aware cluster sent outside l7.zone.",
-                        "counter",
-                        |s| s.cross_zone.load(Ordering::Relaxed),
-                    ),
-                    (
-                        "stream_idle_timeouts",
+                        &labels,
+                        s.cross_zone.load(Ordering::Relaxed),
+                    );
+                    w.counter(
+                        "fulcrum_l7_cluster_stream_idle_timeouts",
                         "Response bodies cut off after timeouts.stream_idle without upstream data.",
-                        "counter",
-                        |s| s.stream_idle_timeouts.load(Ordering::Relaxed),
-                    ),
-                ];
-                for (metric, help, kind, read) in cluster_only {
-                    let name = format!("fulcrum_l7_cluster_{metric}");
-                    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                    for ((svc, n), s) in map.iter() {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{service=\"{svc}\",cluster=\"{n}\"}} {}",
-                            read(s)
-                        );
-                    }
+                        &labels,
+                        s.stream_idle_timeouts.load(Ordering::Relaxed),
+                    );
                 }
-            }
-            let name = format!("fulcrum_l7_{kind}_latency_seconds");
-            let _ = writeln!(out, "# HELP {name} Latency to response head: time inside fulcrum vs upstream.\n# TYPE {name} summary");
-            for ((svc, n), s) in map.iter() {
                 for (part, h) in [("fulcrum", &s.fulcrum_time), ("upstream", &s.upstream_time)] {
-                    let mut count = 0;
-                    for q in [0.5, 0.9, 0.99] {
-                        let (us, c) = h.quantile_us(q);
-                        count = c;
-                        let _ = writeln!(out, "{name}{{service=\"{svc}\",{kind}=\"{n}\",part=\"{part}\",quantile=\"{q}\"}} {:.6}", us as f64 / 1e6);
-                    }
-                    let _ = writeln!(
-                        out,
-                        "{name}_count{{service=\"{svc}\",{kind}=\"{n}\",part=\"{part}\"}} {count}"
+                    w.histogram_summary(
+                        &format!("fulcrum_l7_{kind}_latency_seconds"),
+                        "Latency to response head: time inside fulcrum vs upstream.",
+                        &[labels[0], labels[1], ("part", part)],
+                        &h.merged(),
+                        1e-6,
                     );
                 }
             }
@@ -418,6 +373,43 @@ impl L7Metrics {
 mod tests {
     use super::*;
 
+    /// The exposition of `m` alone.
+    fn render(m: &L7Metrics) -> String {
+        let mut w = PromWriter::new();
+        m.render_prometheus(&mut w);
+        let mut out = String::new();
+        w.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn names_are_escaped_and_families_declared_once() {
+        let m = L7Metrics::default();
+        m.route("web", "a\"b\\c\nd").count_status(200);
+        m.route("web", "plain").count_status(200);
+        let out = render(&m);
+        assert!(
+            out.contains(
+                "fulcrum_l7_route_responses_total{service=\"web\",route=\"a\\\"b\\\\c\\nd\",class=\"2xx\"} 1"
+            ),
+            "{out}"
+        );
+        // every sample line is one line: no raw newline got into a label
+        for line in out.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("fulcrum_l7_"), "{line:?}");
+        }
+        assert_eq!(
+            out.matches("# TYPE fulcrum_l7_route_responses_total counter")
+                .count(),
+            1
+        );
+        assert_eq!(
+            out.matches("# TYPE fulcrum_l7_route_latency_seconds summary")
+                .count(),
+            1
+        );
+    }
+
     #[test]
     fn counts_and_renders() {
         let m = L7Metrics::default();
@@ -427,8 +419,7 @@ mod tests {
         r.count_status(504);
         r.upstream_time.record(Duration::from_millis(3));
         assert!(Arc::ptr_eq(&r, &m.route("web", "api")));
-        let mut out = String::new();
-        m.render_prometheus(&mut out);
+        let out = render(&m);
         assert!(
             out.contains(
                 "fulcrum_l7_route_responses_total{service=\"web\",route=\"api\",class=\"5xx\"} 2"

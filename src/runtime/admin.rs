@@ -412,10 +412,10 @@ impl AdminHandler for RuntimeAdmin {
                 );
             }
         }
-        w.finish(out);
         if let Some(l7) = &self.l7 {
-            l7.render_prometheus(out);
+            l7.render_prometheus(&mut w);
         }
+        w.finish(out);
     }
 
     fn services(&self) -> Value {

@@ -55,8 +55,9 @@ done
 for tool in valgrind callgrind_control dpdk-testpmd python3; do
   command -v "$tool" >/dev/null || { echo "bench/instructions.sh: needs $tool" >&2; exit 1; }
 done
-FULCRUM="${FULCRUM_BIN:-$REPO_DIR/target/release/fulcrum}"
-[ -x "$FULCRUM" ] || FULCRUM="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/fulcrum"
+# shellcheck source=bench/fulcrum-bin.sh
+. "$BENCH_DIR/fulcrum-bin.sh"
+FULCRUM="$(fulcrum_bin)"
 [ -x "$FULCRUM" ] || { echo "bench/instructions.sh: no fulcrum binary (cargo build --release --bin fulcrum)" >&2; exit 1; }
 
 TMP="$(mktemp -d /tmp/flcinstr.XXXXXX)"

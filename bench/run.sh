@@ -306,14 +306,8 @@ run_testpmd() {
 # While `fulcrum run` cannot start (binary missing, config rejected) this records
 # "fulcrum: not measured (binary not ready)". Once it starts, a failed measurement is an
 # error. FULCRUM_BENCH=off skips it; FULCRUM_BENCH=require makes "not ready" an error.
-fulcrum_bin() {
-  if [ -n "${FULCRUM_BIN:-}" ]; then echo "$FULCRUM_BIN"; return; fi
-  if [ -x "$REPO_DIR/target/release/fulcrum" ]; then echo "$REPO_DIR/target/release/fulcrum"; return; fi
-  if [ -n "${CARGO_TARGET_DIR:-}" ] && [ -x "$CARGO_TARGET_DIR/release/fulcrum" ]; then
-    echo "$CARGO_TARGET_DIR/release/fulcrum"; return
-  fi
-  echo "$REPO_DIR/target/release/fulcrum"
-}
+# shellcheck source=bench/fulcrum-bin.sh
+. "$BENCH_DIR/fulcrum-bin.sh"
 
 # write_fulcrum_config CFG EAL_TAIL DEVICE FORWARDING PREFIX MBUFS IDLE CORE [FRAME] [FAMILY]
 #   EAL_TAIL: the vdev argument(s), already quoted as YAML list items

@@ -138,6 +138,11 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
+        // One `send` of head and body copied together, not a `writev` of the two: the
+        // kernel's vectored path (VFS, iovec import, a fragment per piece) cost ~0.7 us a
+        // small response, ~5% of a proxied request at saturation; a 1 MiB body costs the
+        // same either way (the kernel's own copy dominates). HAProxy copies too.
+        .writev(false)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

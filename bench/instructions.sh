@@ -127,20 +127,22 @@ PY
   VG_OUT="$VG_OUT.2"
 }
 
-ROWS=()
-for scenario in "${SCENARIOS[@]}"; do
-  cfg="$WORK_DIR/fulcrum-$scenario-ipip.yaml"
-  # testpmd io's mbuf size as bench/run.sh chose it (its record of the scenario)
-  testpmd_room() {
-    python3 - "$WORK_DIR/results.jsonl" "$scenario" <<'EOF' 2>/dev/null
+# testpmd_room SCENARIO: testpmd io's mbuf size as bench/run.sh chose it for SCENARIO (its
+# latest record of it in results.jsonl), or nothing without one.
+testpmd_room() {
+  python3 - "$WORK_DIR/results.jsonl" "$1" <<'EOF' 2>/dev/null | tail -1
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("scenario") == sys.argv[2] and r.get("system") == "testpmd-io" and r.get("mbuf_size"):
         print(r["mbuf_size"])
 EOF
-  }
-  if [ ! -f "$cfg" ] || [ -z "$(testpmd_room)" ]; then
+}
+
+ROWS=()
+for scenario in "${SCENARIOS[@]}"; do
+  cfg="$WORK_DIR/fulcrum-$scenario-ipip.yaml"
+  if [ ! -f "$cfg" ] || [ -z "$(testpmd_room "$scenario")" ]; then
     log "$scenario: no bench/run.sh record of it yet, running bench/run.sh --quick --only '^$scenario\$' to make one"
     FULCRUM_BIN="$FULCRUM" bash "$BENCH_DIR/run.sh" --quick --only "^$scenario\$" --out "$TMP/quick" >"$TMP/quick.log" 2>&1 \
       || { tail -5 "$TMP/quick.log" >&2; exit 1; }
@@ -152,7 +154,7 @@ EOF
   # no hugepages under valgrind: enough plain memory for the pool (mbuf + headroom)
   mem=$(( mbufs * (room + 384) / 1048576 + 512 ))
 
-  tp_room="$(testpmd_room | tail -1)"
+  tp_room="$(testpmd_room "$scenario")"
   [ -n "$tp_room" ] || { echo "bench/instructions.sh: no testpmd-io record of $scenario" >&2; exit 1; }
   VG_OUT="$TMP/tp.$scenario.cg"; VG_LOG="$TMP/tp.$scenario.log"
   log "$scenario: testpmd io, ${SECONDS_EACH}s under callgrind"

@@ -101,25 +101,37 @@ impl PromWriter {
 
     /// Adds a counter sample.
     pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: u64) {
-        let full = sanitize_name(name, true);
-        if let Some(out) = self.family(name, help, MetricKind::Counter) {
-            write_sample(out, &full, labels, None, &value.to_string());
-        }
+        self.sample(name, help, MetricKind::Counter, labels, &value.to_string());
     }
 
     /// Adds a counter sample that is not a whole number (seconds of CPU time, say).
     pub fn counter_f64(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
-        let full = sanitize_name(name, true);
-        if let Some(out) = self.family(name, help, MetricKind::Counter) {
-            write_sample(out, &full, labels, None, &format_value(value));
-        }
+        self.sample(
+            name,
+            help,
+            MetricKind::Counter,
+            labels,
+            &format_value(value),
+        );
     }
 
     /// Adds a gauge sample.
     pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        self.sample(name, help, MetricKind::Gauge, labels, &format_value(value));
+    }
+
+    /// One sample of family `name` (declared as `kind` if new), its value already formatted.
+    fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        labels: &[(&str, &str)],
+        value: &str,
+    ) {
         let full = sanitize_name(name, true);
-        if let Some(out) = self.family(name, help, MetricKind::Gauge) {
-            write_sample(out, &full, labels, None, &format_value(value));
+        if let Some(out) = self.family(name, help, kind) {
+            write_sample(out, &full, labels, None, value);
         }
     }
 

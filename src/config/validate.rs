@@ -1073,7 +1073,8 @@ impl Validator<'_> {
                     self.report.error(
                         &path.referenced,
                         format!(
-                            "path must be a request path starting with `/` (no spaces, controls, non-ASCII or fragment), found `{}`",
+                            "path must be {}, found `{}`",
+                            crate::health::REQUEST_PATH_RULE,
                             path.value
                         ),
                     );

@@ -30,5 +30,5 @@ mod state;
 pub use active::{HealthChecker, HealthEvent, HealthStatus, HealthTarget, MIN_INTERVAL};
 pub use jitter::Jitter;
 pub use passive::{PassiveHealth, PassiveHealthConfig};
-pub use probe::{is_request_path, probe, ProbeFailure};
+pub use probe::{is_request_path, probe, ProbeFailure, REQUEST_PATH_RULE};
 pub use state::{Hysteresis, Transition};

@@ -60,6 +60,10 @@ impl From<io::Error> for ProbeFailure {
     }
 }
 
+/// What [`is_request_path`] asks, as both configurations' errors say it.
+pub const REQUEST_PATH_RULE: &str =
+    "a request path starting with `/` (no spaces, controls, non-ASCII or fragment)";
+
 /// Whether `path` is what an `http` probe can send as its request target, as written:
 /// origin form (starts with `/`), every byte one a request target may carry (no spaces,
 /// controls or non-ASCII bytes), and no fragment (`#`, which a client never sends). The

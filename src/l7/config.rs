@@ -501,7 +501,8 @@ impl ClusterHealthCheck {
         if self.kind == HealthCheckKind::Http {
             if !crate::health::is_request_path(&self.path) {
                 out.push(format!(
-                    "cluster `{name}`: health_check.path must be a request path starting with `/` (no spaces, controls, non-ASCII or fragment), found {:?}",
+                    "cluster `{name}`: health_check.path must be {}, found {:?}",
+                    crate::health::REQUEST_PATH_RULE,
                     self.path
                 ));
             }

@@ -364,16 +364,45 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        // One slice (what the HTTP/2 codec hands over for small frames: it copies a DATA
+        // payload under 256 bytes in behind its frame head, so a response is one buffer)
+        // leaves through `send`, not a one-element `writev`, the kernel's costlier path.
+        match single_slice(bufs) {
+            Some(one) => Pin::new(&mut self.inner).poll_write(cx, one),
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        }
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 }
 
+/// The only non-empty slice of `bufs`, if exactly one is.
+fn single_slice<'a>(bufs: &'a [std::io::IoSlice<'_>]) -> Option<&'a [u8]> {
+    let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
+    match (nonempty.next(), nonempty.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_slice_is_the_one_non_empty_slice() {
+        use std::io::IoSlice;
+        let (a, b, e): (&[u8], &[u8], &[u8]) = (b"head", b"body", b"");
+        assert_eq!(single_slice(&[IoSlice::new(a)]), Some(a));
+        assert_eq!(
+            single_slice(&[IoSlice::new(e), IoSlice::new(a), IoSlice::new(e)]),
+            Some(a)
+        );
+        assert_eq!(single_slice(&[IoSlice::new(a), IoSlice::new(b)]), None);
+        assert_eq!(single_slice(&[IoSlice::new(e)]), None);
+        assert_eq!(single_slice(&[]), None);
+    }
 
     fn feed_all(input: &[u8], step: usize) -> (Feed, u64) {
         let mut w = FramingWatch::new(16384);

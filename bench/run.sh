@@ -454,6 +454,20 @@ memif_gen_bin() {
   echo "$REPO_DIR/target/release/flcgen"
 }
 
+# ensure_memif_gen: builds bench/gen (flcgen, flcstall) when the memif section will run and
+# the binary is missing, before the long part of the run instead of reporting "no flcgen" at
+# its end. A failed build is logged; the memif figures then report the missing binary.
+ensure_memif_gen() {
+  if [ -n "${FLCGEN_BIN:-}" ] || [ -x "$(memif_gen_bin)" ]; then return 0; fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    log "no $(memif_gen_bin) and no cargo to build it: the memif figures will be missing"
+    return 0
+  fi
+  log "building bench/gen (cargo build --release -p fulcrum-bench-gen)"
+  (cd "$REPO_DIR" && cargo build --release -q -p fulcrum-bench-gen) ||
+    log "building bench/gen failed: the memif figures will be missing"
+}
+
 # run_stall_probe: bench/gen's flcstall spins on each CPU at once (as the two memif processes
 # will), under the same scheduling, and tallies the gaps in which it was off its CPU (host
 # preemption, timer ticks, other work): the floor under any latency percentile taken here.
@@ -605,6 +619,7 @@ main() {
     python3 "$BENCH_DIR/test_gen_pcap.py" -q
     python3 "$BENCH_DIR/test_report.py" -q
   fi
+  if [ -z "$ONLY" ] || echo memif | grep -Eq -- "$ONLY"; then ensure_memif_gen; fi
   generate_pcaps
 
   python3 "$BENCH_DIR/report.py" machine --mode "$MODE_NAME" --warmup "$WARMUP" --duration "$DURATION" \

@@ -454,6 +454,9 @@ memif_gen_bin() {
   echo "$REPO_DIR/target/release/flcgen"
 }
 
+# wants SECTION: whether this run measures SECTION (memif, idle): no --only, or one matching it.
+wants() { [ -z "$ONLY" ] || echo "$1" | grep -Eq -- "$ONLY"; }
+
 # ensure_memif_gen: builds bench/gen (flcgen, flcstall) when the memif section will run and
 # the binary is missing, before the long part of the run instead of reporting "no flcgen" at
 # its end. A failed build is logged; the memif figures then report the missing binary.
@@ -619,7 +622,7 @@ main() {
     python3 "$BENCH_DIR/test_gen_pcap.py" -q
     python3 "$BENCH_DIR/test_report.py" -q
   fi
-  if [ -z "$ONLY" ] || echo memif | grep -Eq -- "$ONLY"; then ensure_memif_gen; fi
+  if wants memif; then ensure_memif_gen; fi
   generate_pcaps
 
   python3 "$BENCH_DIR/report.py" machine --mode "$MODE_NAME" --warmup "$WARMUP" --duration "$DURATION" \
@@ -636,7 +639,7 @@ main() {
     done
   done
   if [ "$QUICK" = 0 ] && [ -z "$ONLY" ]; then run_tx_variants; fi
-  if [ -z "$ONLY" ] || echo memif | grep -Eq -- "$ONLY"; then
+  if wants memif; then
     local memif_systems=(testpmd-io testpmd-macswap)
     if [ "$FULCRUM_BENCH" != off ] && [ -x "$(fulcrum_bin)" ]; then
       if [ "$QUICK" = 1 ]; then memif_systems+=(fulcrum-ipip); else memif_systems+=(fulcrum-ipip fulcrum-dsr fulcrum-nat); fi
@@ -652,7 +655,7 @@ main() {
       done
     done
   fi
-  if [ "$FULCRUM_BENCH" != off ] && { [ -z "$ONLY" ] || echo idle | grep -Eq -- "$ONLY"; }; then
+  if [ "$FULCRUM_BENCH" != off ] && wants idle; then
     run_idle poll; run_idle adaptive
   fi
 

@@ -391,12 +391,10 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
     #[inline(always)]
     pub fn bucket_of(&self, hash: u64) -> usize {
         let b = hash & self.high_mask;
-        // The upper half's buckets not yet split off still live in the lower half.
-        (if b < self.active {
-            b
-        } else {
-            b & self.low_mask
-        }) as usize
+        // The upper half's buckets not yet split off still live in the lower half. Which
+        // half is the hash's coin toss while the table grows: a branch on it is
+        // mispredicted for about every other packet, a select never is.
+        std::hint::select_unpredictable(b < self.active, b, b & self.low_mask) as usize
     }
 
     /// The first entry of a bucket's chain (what to prefetch), if any.

@@ -11,6 +11,7 @@ mod admin;
 mod control;
 mod kernel;
 mod l7;
+mod loop_stats;
 mod mbuf;
 mod passive;
 mod shared;

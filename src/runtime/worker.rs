@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 use crate::config::IdlePolicy;
 use crate::engine::{DropReason, Engine, Snapshot, Verdict};
 
+use super::loop_stats::LoopRecorder;
 use super::shared::{Frame, Published, Shared};
 
 /// Time between two publications of the counters (for `/metrics` and `fulcrum top`). A
@@ -116,6 +117,7 @@ impl Worker {
         // preallocated: recording never allocates
         let mut burst_hist = super::shared::burst_histogram();
         let mut loop_hist = super::shared::loop_histogram();
+        let mut loop_rec = LoopRecorder::new();
         let ns_per_cycle = 1e9 / fulcrum_dpdk::tsc_hz().max(1) as f64;
         let mut empty_polls = 0u32;
         let mut loops = 0u64;
@@ -207,15 +209,13 @@ impl Worker {
             for (port, batch) in tx_batches.iter_mut().enumerate() {
                 flush(&mut self.tx[port], batch, &mut c);
             }
-            if loops % HOUSEKEEPING_EVERY == 0 {
+            if loops.is_multiple_of(HOUSEKEEPING_EVERY) {
                 self.engine.housekeeping(snap, now, EXPIRE_BUDGET);
             }
 
             if got > 0 {
-                let _ = burst_hist.record(got as u64);
-                let ns = (fulcrum_dpdk::tsc_cycles().wrapping_sub(loop_start) as f64 * ns_per_cycle)
-                    as u64;
-                let _ = loop_hist.record(ns.max(1));
+                let cycles = fulcrum_dpdk::tsc_cycles().wrapping_sub(loop_start);
+                loop_rec.record(got, cycles, &mut burst_hist);
             }
             loops += 1;
             if loop_start.wrapping_sub(last_publish) >= publish_cycles {
@@ -223,8 +223,10 @@ impl Worker {
                 clock.anchor(&shared);
                 me.loops.store(loops, Ordering::Relaxed);
                 publications += 1;
-                let hists =
-                    (publications % HISTOGRAMS_EVERY == 0).then_some((&burst_hist, &loop_hist));
+                let hists = publications.is_multiple_of(HISTOGRAMS_EVERY).then(|| {
+                    loop_rec.fold_into(&mut burst_hist, &mut loop_hist, ns_per_cycle);
+                    (&burst_hist, &loop_hist)
+                });
                 self.publish(me, &c, hists);
             }
             if got == 0 {
@@ -247,6 +249,7 @@ impl Worker {
         while let Some(m) = me.handoff.pop() {
             drop(m);
         }
+        loop_rec.fold_into(&mut burst_hist, &mut loop_hist, ns_per_cycle);
         self.publish(me, &c, Some((&burst_hist, &loop_hist)));
         if std_thread {
             fulcrum_dpdk::unregister_thread();

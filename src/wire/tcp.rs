@@ -420,7 +420,9 @@ impl<'a> TcpRepr<'a> {
         packet: &mut TcpPacket<T>,
         pseudo: &PseudoHeader,
     ) {
-        debug_assert!(self.options.len() % 4 == 0 && self.options.len() <= Self::MAX_OPTIONS_LEN);
+        debug_assert!(
+            self.options.len().is_multiple_of(4) && self.options.len() <= Self::MAX_OPTIONS_LEN
+        );
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq_number);

@@ -32,7 +32,7 @@ impl FlowKeyT for TestKey {
         self.hash
     }
     fn is_tcp(&self) -> bool {
-        self.id % 2 == 0
+        self.id.is_multiple_of(2)
     }
 }
 

@@ -47,7 +47,7 @@ pub struct Published {
     pub flow_evictions: u64,
     /// Packets per non-empty poll.
     pub burst: Histogram<u64>,
-    /// Nanoseconds per loop that processed packets.
+    /// Nanoseconds per loop that processed packets (from its start to the next loop's).
     pub loop_ns: Histogram<u64>,
 }
 

@@ -430,15 +430,20 @@ struct EngineClock {
     tsc: u64,
     ms: u32,
     cycles_per_ms: u64,
+    /// 2^64 / `cycles_per_ms`: cycles to milliseconds by a multiply, not a 64-bit
+    /// division every loop (tens of cycles on many cores).
+    ms_per_cycle_q64: u64,
     last: u32,
 }
 
 impl EngineClock {
     fn new(shared: &Shared) -> EngineClock {
+        let cycles_per_ms = (fulcrum_dpdk::tsc_hz() / 1000).max(2);
         let mut c = EngineClock {
             tsc: 0,
             ms: 0,
-            cycles_per_ms: (fulcrum_dpdk::tsc_hz() / 1000).max(1),
+            cycles_per_ms,
+            ms_per_cycle_q64: ms_per_cycle_q64(cycles_per_ms),
             last: 0,
         };
         c.anchor(shared);
@@ -456,10 +461,24 @@ impl EngineClock {
     /// time returned (wrapping, as engine time does after 49 days).
     #[inline]
     fn now(&mut self, tsc: u64) -> u32 {
-        let elapsed = tsc.saturating_sub(self.tsc) / self.cycles_per_ms;
+        let elapsed = cycles_to_ms(tsc.saturating_sub(self.tsc), self.ms_per_cycle_q64);
         self.last = never_back(self.last, self.ms.wrapping_add(elapsed as u32));
         self.last
     }
+}
+
+/// 2^64 / `cycles_per_ms` (at least 2, so the quotient fits), the multiplier of
+/// [`cycles_to_ms`].
+fn ms_per_cycle_q64(cycles_per_ms: u64) -> u64 {
+    ((1u128 << 64) / u128::from(cycles_per_ms.max(2))) as u64
+}
+
+/// `cycles / cycles_per_ms` by the multiplier `q64` = [`ms_per_cycle_q64`]: the same
+/// quotient, or one less when `cycles` is within a few cycles of a multiple (the
+/// multiplier is rounded down, by less than one part in 2^40 for any real TSC rate).
+#[inline]
+fn cycles_to_ms(cycles: u64, q64: u64) -> u64 {
+    ((u128::from(cycles) * u128::from(q64)) >> 64) as u64
 }
 
 /// `t`, unless it is before `last` (in wrapping millisecond time): then `last`.
@@ -474,7 +493,7 @@ fn never_back(last: u32, t: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{never_back, one_egress};
+    use super::{cycles_to_ms, ms_per_cycle_q64, never_back, one_egress};
     use crate::engine::{DropReason, Verdict};
 
     #[test]
@@ -498,6 +517,30 @@ mod tests {
             burst[0] = other;
             assert_eq!(one_egress(&burst), None, "{other:?} first");
             burst[0] = fwd(1);
+        }
+    }
+
+    #[test]
+    fn cycles_become_milliseconds_by_multiplying_as_by_dividing() {
+        for cpm in [2u64, 999, 1_000_000, 2_100_000, 2_995_123, 3_700_000] {
+            let q = ms_per_cycle_q64(cpm);
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for i in 0..10_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // up to about a day of cycles, and exact multiples
+                let c = if i % 2 == 0 {
+                    x % (cpm * 86_400_000)
+                } else {
+                    (x % 86_400_000) * cpm
+                };
+                let (got, want) = (cycles_to_ms(c, q), c / cpm);
+                assert!(
+                    got == want || got + 1 == want && c % cpm < 8,
+                    "{c} cycles at {cpm}: {got} against {want}"
+                );
+            }
         }
     }
 

@@ -350,3 +350,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The slot of a flow hash is `hash % M`: with the flow hash, frozen across releases,
+    /// so instances of different versions pick the same backend for a flow.
+    #[test]
+    fn a_lookup_reads_the_slot_hash_mod_m(
+        size in proptest::sample::select(vec![7usize, 13, 251, 65537, 655373]),
+        hashes in proptest::collection::vec(any::<u64>(), 64),
+    ) {
+        let names: Vec<Vec<u8>> = (0..7u8).map(|i| vec![b'b', i]).collect();
+        let backends: Vec<_> = names
+            .iter()
+            .map(|name| MaglevBackend { name, weight: 1 })
+            .collect();
+        let table = MaglevTable::build(&backends, size).unwrap();
+        for h in hashes {
+            let slot = (h % size as u64) as usize;
+            prop_assert_eq!(table.lookup(h), Some(table.entries()[slot]));
+        }
+    }
+}

@@ -53,6 +53,14 @@ install_packages() {
       exit 1
     fi
   fi
+  # Cargo.toml's rust-version, said plainly instead of as a compile error
+  local need have
+  need=$(sed -nE 's/^rust-version = "([0-9.]+)"/\1/p' Cargo.toml | head -1)
+  have=$(rustc --version | awk '{print $2}')
+  if [ -n "$need" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]; then
+    echo "fulcrum setup: rustc $have is older than the $need fulcrum needs (rustup update stable)" >&2
+    exit 1
+  fi
   pkg-config --atleast-version=22.11 libdpdk || { echo "fulcrum setup: libdpdk >= 22.11 not found" >&2; exit 1; }
 }
 

@@ -136,50 +136,53 @@ mod tests {
         }
     }
 
-    #[test]
-    fn folding_gives_the_histograms_what_recording_each_loop_would() {
-        let mut rec = LoopRecorder::new();
-        let (mut bursts, mut loops) = (burst_histogram(), loop_histogram());
-        let (mut exact_bursts, mut exact_loops) = (burst_histogram(), loop_histogram());
-        let ns_per_cycle = 0.4;
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..20_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let packets = if i % 1000 == 0 {
-                5000
-            } else {
-                (x % 64) as usize + 1
-            };
-            let cycles = 200 + x % 100_000;
-            rec.record(packets, cycles, &mut bursts);
-            exact_bursts.record(packets as u64).unwrap();
-            exact_loops
-                .record(((cycles as f64 * ns_per_cycle) as u64).max(1))
-                .unwrap();
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Loops of 1-64 packets and now and then of more than the array holds.
+        #[test]
+        fn folding_gives_the_histograms_what_recording_each_loop_would(
+            loops_seen in proptest::collection::vec(
+                (prop_oneof![20 => 1usize..=64, 1 => Just(5000usize)], 200u64..100_200),
+                1..3000,
+            ),
+        ) {
+            let mut rec = LoopRecorder::new();
+            let (mut bursts, mut loops) = (burst_histogram(), loop_histogram());
+            let (mut exact_bursts, mut exact_loops) = (burst_histogram(), loop_histogram());
+            let ns_per_cycle = 0.4;
+            for &(packets, cycles) in &loops_seen {
+                rec.record(packets, cycles, &mut bursts);
+                exact_bursts.record(packets as u64).unwrap();
+                exact_loops
+                    .record(((cycles as f64 * ns_per_cycle) as u64).max(1))
+                    .unwrap();
+            }
+            rec.fold_into(&mut bursts, &mut loops, ns_per_cycle);
+            prop_assert_eq!(bursts.len(), exact_bursts.len());
+            prop_assert_eq!(loops.len(), exact_loops.len());
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                prop_assert_eq!(
+                    bursts.value_at_quantile(q),
+                    exact_bursts.value_at_quantile(q),
+                    "burst quantile {}",
+                    q
+                );
+                let (got, want) = (
+                    loops.value_at_quantile(q) as f64,
+                    exact_loops.value_at_quantile(q) as f64,
+                );
+                prop_assert!(
+                    (got - want).abs() <= want * 0.05,
+                    "loop quantile {}: {} against {}",
+                    q,
+                    got,
+                    want
+                );
+            }
+            // a second fold adds nothing: the counts were zeroed
+            rec.fold_into(&mut bursts, &mut loops, ns_per_cycle);
+            prop_assert_eq!(bursts.len(), exact_bursts.len());
+            prop_assert_eq!(loops.len(), exact_loops.len());
         }
-        rec.fold_into(&mut bursts, &mut loops, ns_per_cycle);
-        assert_eq!(bursts.len(), exact_bursts.len());
-        assert_eq!(loops.len(), exact_loops.len());
-        for q in [0.5, 0.9, 0.99, 0.999] {
-            assert_eq!(
-                bursts.value_at_quantile(q),
-                exact_bursts.value_at_quantile(q),
-                "burst quantile {q}"
-            );
-            let (got, want) = (
-                loops.value_at_quantile(q) as f64,
-                exact_loops.value_at_quantile(q) as f64,
-            );
-            assert!(
-                (got - want).abs() <= want * 0.05,
-                "loop quantile {q}: {got} against {want}"
-            );
-        }
-        // a second fold adds nothing: the counts were zeroed
-        rec.fold_into(&mut bursts, &mut loops, ns_per_cycle);
-        assert_eq!(bursts.len(), exact_bursts.len());
-        assert_eq!(loops.len(), exact_loops.len());
     }
 }

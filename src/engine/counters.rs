@@ -26,7 +26,7 @@ pub struct BackendCounters {
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
         /// Counters of one worker's engine.
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct Counters {
             $($(#[doc = $doc])* pub $name: u64,)*
             /// Drops by reason, indexed by `DropReason as usize`.

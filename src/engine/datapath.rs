@@ -241,6 +241,8 @@ impl Engine {
         let mtu = snap.ports.get(in_port as usize).map(|p| p.mtu);
         let mut memo = RouteMemo::EMPTY;
         classify(snap, &self.flows, mtu, &mut memo, pkt.data(), &mut c);
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += pkt.len() as u64;
         let v = self.finish(snap, in_port, pkt, &c, now);
         self.grow_flows();
         v
@@ -291,9 +293,13 @@ impl Engine {
             // chain from its headers through the flow hash to its bucket's prefetch then
             // starts from headers parsed a pass earlier, and a short loop body lets the
             // chains of several packets overlap.
+            let mut bytes = 0u64;
             for (p, c) in pkts.iter().zip(scratch.iter_mut()) {
+                bytes += p.len() as u64;
                 c.class = parse_class(mtu, p.data(), &mut c.meta);
             }
+            self.counters.rx_packets += pkts.len() as u64;
+            self.counters.rx_bytes += bytes;
             for c in scratch.iter_mut() {
                 if let Class::General = c.class {
                     c.class = route(snap, &self.flows, &mut memo, &c.meta);
@@ -316,7 +322,7 @@ impl Engine {
     }
 
     /// The second half of [`process`](Self::process): the verdict for a classified
-    /// packet, counted.
+    /// packet, counted (the packet's receipt is counted by the caller: once a burst).
     #[inline(always)]
     fn finish<B: PacketBuf>(
         &mut self,
@@ -326,8 +332,6 @@ impl Engine {
         c: &Classified,
         now: u32,
     ) -> Verdict {
-        self.counters.rx_packets += 1;
-        self.counters.rx_bytes += pkt.len() as u64;
         let meta = &c.meta;
         // counted in each arm, so the fast path's known verdict is counted where it is
         // made instead of through a dispatch on a merged one
@@ -803,16 +807,24 @@ impl Engine {
         now: u32,
     ) -> Option<(&'s Backend, FlowTarget)> {
         let e = self.flows.lookup_entry_in_bucket(bucket, key, now)?;
-        // A bare SYN on a flow that already closed (FIN or RST seen) is a new connection
-        // reusing the 5-tuple (as IPVS's conn_reuse_mode): it is balanced afresh, so it
-        // never lands on a backend that has since failed, drained or left.
-        let fresh_syn = meta.proto == IpProtocol::TCP.0
-            && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        if fresh_syn && e.state() == FlowState::Closing {
-            self.counters.flows_reused += 1;
-            return None;
+        // Nearly every packet: an established flow (TCP or not) that this packet does
+        // not close, which neither the reuse test nor the state machine changes (one
+        // test instead of both).
+        if e.state() != FlowState::Established
+            || meta.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0
+        {
+            // A bare SYN on a flow that already closed (FIN or RST seen) is a new
+            // connection reusing the 5-tuple (as IPVS's conn_reuse_mode): it is balanced
+            // afresh, so it never lands on a backend that has since failed, drained or
+            // left.
+            let fresh_syn = meta.proto == IpProtocol::TCP.0
+                && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+            if fresh_syn && e.state() == FlowState::Closing {
+                self.counters.flows_reused += 1;
+                return None;
+            }
+            e.observe_tcp(meta.tcp_flags);
         }
-        e.observe_tcp(meta.tcp_flags);
         let v = *e.value();
         if let Some(b) = snap.backend(u32::from(v.backend)) {
             let keep = match b.state {

@@ -463,10 +463,9 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         now: u32,
     ) -> Option<&mut FlowEntry<K, V>> {
         let (index, _) = self.find(bucket, key);
-        if index == NIL {
-            return None;
-        }
-        if self.is_expired(index, now) {
+        // one read of the entry for both tests (NIL, a miss, is past every slot)
+        let e = self.entries.get(index as usize)?;
+        if self.entry_expired(e, now) {
             // Left in place: the insert that usually follows reclaims it and reports
             // its value (ExpiredReclaimed), as expire_some does, so whatever the flow
             // held (a backend's active-flow count) is released exactly once.
@@ -476,7 +475,7 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
         // at the front of the LRU list: skip the relink (it touches two other
         // entries, i.e. up to two cache misses). The list stays sorted by
         // last-seen time, which is what eviction and expiry rely on.
-        if self.needs_relink(self.entries.get(index as usize)?.last_seen, now) {
+        if self.needs_relink(e.last_seen, now) {
             self.lru_move_to_front(index);
         }
         let entry = self.entries.get_mut(index as usize)?;
@@ -732,11 +731,15 @@ impl<K: FlowKeyT, V: Copy> FlowTable<K, V> {
 
     fn is_expired(&self, index: u32, now: u32) -> bool {
         match self.entries.get(index as usize) {
-            Some(e) => {
-                now.wrapping_sub(e.last_seen) > self.timeouts.for_flow(e.key.is_tcp(), e.state)
-            }
+            Some(e) => self.entry_expired(e, now),
             None => false,
         }
+    }
+
+    /// Whether entry `e` (of this table) is idle past its timeout at `now`.
+    #[inline(always)]
+    fn entry_expired(&self, e: &FlowEntry<K, V>, now: u32) -> bool {
+        now.wrapping_sub(e.last_seen) > self.timeouts.for_flow(e.key.is_tcp(), e.state)
     }
 
     fn bucket_of_index(&self, index: u32) -> usize {

@@ -176,6 +176,7 @@ pub fn build_snapshot(
                             port: Option<u16>,
                             state: BackendState,
                             healthy: bool,
+                            reset_on_unhealthy: bool,
                             neigh: &mut NeighborTable| {
         let (egress_port, next_hop_mac) = match route(cfg, addr) {
             Some((p, hop)) => {
@@ -204,6 +205,7 @@ pub fn build_snapshot(
             healthy,
             ipip4,
             ipip6,
+            keep_until: Backend::keep_until(state, healthy, reset_on_unhealthy),
         }
     };
 
@@ -286,7 +288,10 @@ pub fn build_snapshot(
             } else {
                 BackendState::Active
             };
-            let be = make_backend(ids[i], sid, b.address, b.port, state, healthy[i], neigh);
+            let reset = s.on_unhealthy == config::OnUnhealthy::Reset;
+            let be = make_backend(
+                ids[i], sid, b.address, b.port, state, healthy[i], reset, neigh,
+            );
             backends[ids[i] as usize] = Some(be);
         }
         vips.insert(
@@ -330,6 +335,7 @@ pub fn build_snapshot(
             key.port,
             BackendState::Draining { until: d.until_ms },
             true,
+            false,
             neigh,
         );
         backends[d.id as usize] = Some(be);

@@ -29,7 +29,7 @@ use super::outcome::{ConnectOutcome, HandshakeWatch, HANDSHAKE_WATCH_CAPACITY};
 use super::parse::{parse_into, Meta, L3};
 use super::reply::{arp_reply, echo_reply, neighbor_advert, ICMPV6_NA, ICMPV6_NS};
 use super::snapshot::{
-    Backend, BackendState, Forwarding, Mac, PortInfo, Service, ServiceId, ServiceMode, Snapshot,
+    Backend, Forwarding, Mac, PortInfo, Service, ServiceId, ServiceMode, Snapshot,
 };
 use super::vip_index::VipMemo;
 use super::{DropReason, Verdict};
@@ -345,14 +345,12 @@ impl Engine {
                 service,
                 fwd,
                 bucket,
-            } => match snap.service(service) {
-                Some(service) => {
-                    let v =
-                        self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now);
-                    self.counted(v)
-                }
-                None => self.counted(Verdict::Drop(DropReason::NoService)),
-            },
+            } => {
+                // the service itself is read only for a new flow: a pinned flow's
+                // backend carries what its keeping depends on
+                let v = self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now);
+                self.counted(v)
+            }
         }
     }
 
@@ -603,7 +601,7 @@ impl Engine {
         let bucket = self
             .flows
             .bucket_of(self.flows.hash_of(&flow_key(meta, service.id)));
-        self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now)
+        self.handle_service(snap, in_port, pkt, meta, service.id, fwd, bucket, now)
     }
 
     /// A TCP or UDP packet (or fragment) for an L4 service: its flow's backend, then the
@@ -616,15 +614,18 @@ impl Engine {
         in_port: u16,
         pkt: &mut B,
         meta: &Meta,
-        service: &Service,
+        service: ServiceId,
         fwd: Forwarding,
         bucket: usize,
         now: u32,
     ) -> Verdict {
-        let key = flow_key(meta, service.id);
-        let (backend, target) = match self.pinned(snap, service, &key, bucket, meta, now) {
+        let key = flow_key(meta, service);
+        let (backend, target) = match self.pinned(snap, &key, bucket, meta, now) {
             Some(found) => found,
             None => {
+                let Some(service) = snap.service(service) else {
+                    return Verdict::Drop(DropReason::NoService);
+                };
                 let client_mac = src_mac(pkt.data());
                 match self.pin_new(snap, service, fwd, &key, meta, in_port, client_mac, now) {
                     Ok(x) => x,
@@ -787,7 +788,7 @@ impl Engine {
         now: u32,
     ) -> Result<(&'s Backend, FlowTarget), DropReason> {
         let bucket = self.flows.bucket_of(hash);
-        match self.pinned(snap, service, key, bucket, meta, now) {
+        match self.pinned(snap, key, bucket, meta, now) {
             Some(found) => Ok(found),
             None => self.pin_new(snap, service, fwd, key, meta, in_port, client_mac, now),
         }
@@ -800,7 +801,6 @@ impl Engine {
     fn pinned<'s>(
         &mut self,
         snap: &'s Snapshot,
-        service: &Service,
         key: &FlowKey,
         bucket: usize,
         meta: &Meta,
@@ -827,11 +827,7 @@ impl Engine {
         }
         let v = *e.value();
         if let Some(b) = snap.backend(u32::from(v.backend)) {
-            let keep = match b.state {
-                BackendState::Active => b.healthy || !service.reset_on_unhealthy,
-                BackendState::Draining { until } => now < until,
-            };
-            if keep {
+            if b.keeps_flows(now) {
                 return Some((b, v));
             }
         }

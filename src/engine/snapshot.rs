@@ -110,6 +110,33 @@ pub struct Backend {
     pub ipip4: Option<Ipip4Template>,
     /// The same for IPv6 backends behind a port with an IPv6 address (6in6 and 4in6).
     pub ipip6: Option<Ipip6Template>,
+    /// Flows pinned to it stay while engine time is below this ([`keeps_flows`]):
+    /// its state, its health and its service's `on_unhealthy` folded into one number
+    /// when the snapshot is built ([`Backend::keep_until`]), so a pinned flow's packet
+    /// reads neither the service nor the state.
+    ///
+    /// [`keeps_flows`]: Backend::keeps_flows
+    pub keep_until: u64,
+}
+
+impl Backend {
+    /// [`keep_until`](Backend::keep_until) of a backend in `state`, `healthy` or not, of a
+    /// service that resets flows to unhealthy backends (`reset_on_unhealthy`) or not: an
+    /// active backend keeps its flows unless it is unhealthy and the service resets them
+    /// (`u64::MAX`: always, 0: never), a draining one until its deadline.
+    pub fn keep_until(state: BackendState, healthy: bool, reset_on_unhealthy: bool) -> u64 {
+        match state {
+            BackendState::Active if healthy || !reset_on_unhealthy => u64::MAX,
+            BackendState::Active => 0,
+            BackendState::Draining { until } => u64::from(until),
+        }
+    }
+
+    /// Whether flows pinned to it stay with it at engine time `now`.
+    #[inline(always)]
+    pub fn keeps_flows(&self, now: u32) -> bool {
+        u64::from(now) < self.keep_until
+    }
 }
 
 /// A service (a VIP, optionally a port, and a protocol).
@@ -272,5 +299,38 @@ impl Hasher for FastHasher {
     #[inline]
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keeps(state: BackendState, healthy: bool, reset: bool, now: u32) -> bool {
+        let until = Backend::keep_until(state, healthy, reset);
+        u64::from(now) < until
+    }
+
+    #[test]
+    fn keeping_folds_state_health_and_on_unhealthy() {
+        for now in [0, 1, 5_000, u32::MAX - 1, u32::MAX] {
+            // active: kept unless unhealthy under on_unhealthy: reset, at any time
+            assert!(keeps(BackendState::Active, true, true, now));
+            assert!(keeps(BackendState::Active, true, false, now));
+            assert!(keeps(BackendState::Active, false, false, now));
+            assert!(!keeps(BackendState::Active, false, true, now));
+        }
+        // draining: kept before its deadline only, whatever the health
+        let draining = BackendState::Draining { until: 5_000 };
+        for healthy in [true, false] {
+            for reset in [true, false] {
+                assert!(keeps(draining, healthy, reset, 4_999));
+                assert!(!keeps(draining, healthy, reset, 5_000));
+                assert!(!keeps(draining, healthy, reset, 5_001));
+            }
+        }
+        let forever = BackendState::Draining { until: u32::MAX };
+        assert!(keeps(forever, true, false, u32::MAX - 1));
+        assert!(!keeps(BackendState::Draining { until: 0 }, true, false, 0));
     }
 }

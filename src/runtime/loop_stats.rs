@@ -66,18 +66,24 @@ impl LoopRecorder {
         }
     }
 
-    /// Counts a loop that took `packets` packets in `cycles` TSC cycles; a burst too large
-    /// for the array is recorded in `burst_hist` directly.
+    /// Counts a busy loop that took `packets` packets; a burst too large for the array is
+    /// recorded in `burst_hist` directly.
     #[inline(always)]
-    pub fn record(&mut self, packets: usize, cycles: u64, burst_hist: &mut Histogram<u64>) {
+    pub fn record(&mut self, packets: usize, burst_hist: &mut Histogram<u64>) {
         match self.bursts.get_mut(packets) {
             Some(n) => *n += 1,
             None => {
                 let _ = burst_hist.record(packets as u64);
             }
         }
+    }
+
+    /// Counts a loop that lasted `cycles` TSC cycles, `weight` times (the worker times
+    /// one loop in `weight`).
+    #[inline(always)]
+    pub fn record_cycles(&mut self, cycles: u64, weight: u64) {
         if let Some(n) = self.cycles.get_mut(cycle_slot(cycles)) {
-            *n += 1;
+            *n += weight;
         }
     }
 
@@ -151,7 +157,8 @@ mod tests {
             let (mut exact_bursts, mut exact_loops) = (burst_histogram(), loop_histogram());
             let ns_per_cycle = 0.4;
             for &(packets, cycles) in &loops_seen {
-                rec.record(packets, cycles, &mut bursts);
+                rec.record(packets, &mut bursts);
+                rec.record_cycles(cycles, 1);
                 exact_bursts.record(packets as u64).unwrap();
                 exact_loops
                     .record(((cycles as f64 * ns_per_cycle) as u64).max(1))

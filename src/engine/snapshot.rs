@@ -135,8 +135,14 @@ impl Backend {
     /// Whether flows pinned to it stay with it at engine time `now`.
     #[inline(always)]
     pub fn keeps_flows(&self, now: u32) -> bool {
-        u64::from(now) < self.keep_until
+        kept_at(self.keep_until, now)
     }
+}
+
+/// The test of [`Backend::keeps_flows`] on a [`Backend::keep_until`] value.
+#[inline(always)]
+fn kept_at(keep_until: u64, now: u32) -> bool {
+    u64::from(now) < keep_until
 }
 
 /// A service (a VIP, optionally a port, and a protocol).
@@ -307,8 +313,7 @@ mod tests {
     use super::*;
 
     fn keeps(state: BackendState, healthy: bool, reset: bool, now: u32) -> bool {
-        let until = Backend::keep_until(state, healthy, reset);
-        u64::from(now) < until
+        kept_at(Backend::keep_until(state, healthy, reset), now)
     }
 
     #[test]

@@ -135,7 +135,6 @@ impl Worker {
         let mut loops = 0u64;
         let mut last_publish = fulcrum_dpdk::tsc_cycles();
         let mut loop_start = last_publish;
-        let mut last_idle = true;
         let mut publications = 0u64;
         let shared = Arc::clone(&self.shared);
         let me = &shared.workers[self.id as usize];
@@ -147,6 +146,8 @@ impl Worker {
 
         while !shared.stop.load(Ordering::Relaxed) {
             let phase = loops % TSC_EVERY;
+            // the last loop found nothing (`empty_polls` counts the idle loops in a row)
+            let last_idle = empty_polls > 0;
             let timed = matches!(busy, Some((_, Some(_))));
             if phase == 0 || last_idle || timed {
                 loop_start = fulcrum_dpdk::tsc_cycles();
@@ -249,7 +250,6 @@ impl Worker {
                 };
                 busy = Some((got, timing));
             }
-            last_idle = got == 0;
             loops += 1;
             if loop_start.wrapping_sub(last_publish) >= publish_cycles {
                 last_publish = loop_start;

@@ -26,7 +26,23 @@ TABLES = [
     ("L7: HTTP/2 cleartext (h2c, prior knowledge)", "h2load",
      ["fulcrum-l7-h2", "fulcrum-l7-base-h2", "haproxy-http-h2", "nginx-h2"],
      {"haproxy-http-h2", "nginx-h2"}),
+    ("L7: HTTPS, HTTP/1.1 keep-alive over TLS (termination at the proxy)", "wrk",
+     ["fulcrum-l7-h1tls", "fulcrum-l7-base-h1tls", "haproxy-http-h1tls", "nginx-h1tls"],
+     {"haproxy-http-h1tls", "nginx-h1tls"}),
+    ("L7: HTTP/2 over TLS (ALPN h2, termination at the proxy)", "h2load",
+     ["fulcrum-l7-h2tls", "fulcrum-l7-base-h2tls", "haproxy-http-h2tls", "nginx-h2tls"],
+     {"haproxy-http-h2tls", "nginx-h2tls"}),
 ]
+
+# The protocol a figure's key measured, for the plots' labels.
+PROTOCOLS = [("-h1tls", "HTTPS/1.1"), ("-h2tls", "h2 over TLS"), ("-h2", "h2c")]
+
+
+def protocol(key):
+    for suffix, name in PROTOCOLS:
+        if key.endswith(suffix):
+            return name
+    return "HTTP/1.1"
 
 COLOURS = {"fulcrum": "#4e79a7", "baseline": "#f28e2b", "ref": "#9c9c9c"}
 
@@ -195,6 +211,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--autogroup", default="")
     ap.add_argument("--lb-cpu", default="", help="E2E_LB_CPU: the load balancers' CPU cap (%%)")
+    ap.add_argument("--tls-sessions", help="KEY TAB protocol and cipher suite, one line a system")
     a = ap.parse_args()
 
     rounds = read_rows(a.results)
@@ -286,7 +303,20 @@ def main():
               "--log-file=… http://10.99.0.100:81/index.html` (h2c prior knowledge, "
               f"{a.h2_conns * a.h2_streams} streams in flight, percentiles computed from the "
               "per-request log), both as `taskset -c "
-              f"{a.client_core} ip netns exec flb-cl …`.")
+              f"{a.client_core} ip netns exec flb-cl …`. The TLS tables run the same two "
+              "clients against `https://10.99.0.100:443/index.html`: wrk over HTTP/1.1 (it "
+              "offers no ALPN), h2load over h2 by ALPN; each connection's handshake happens "
+              "once, at the start, so the figures measure TLS records on keep-alive "
+              "connections, not handshakes.")
+    md.append("- TLS: every proxy serves the same self-signed ECDSA P-256 certificate the run "
+              "makes with `openssl req`; the proxy terminates TLS and speaks cleartext HTTP/1.1 "
+              "to the backends. fulcrum's pool uses rustls (ring provider); HAProxy and nginx "
+              "use Debian's OpenSSL " + (sh("openssl version | awk '{print $2}'") or "3") + ".")
+    if a.tls_sessions and os.path.exists(a.tls_sessions):
+        got = [l.rstrip("\n").split("\t") for l in open(a.tls_sessions) if "\t" in l]
+        if got:
+            md.append("  What each listener picked for an OpenSSL client (`openssl s_client "
+                      "-brief`): " + "; ".join(f"{k}: {v or 'no answer'}" for k, v in got) + ".")
     md.append("- Requests per backend: the difference of each backend nginx's `stub_status` "
               "request count before and after the run.")
     md.append("- LB process CPU: the load balancer process's user + system time over the run "
@@ -315,17 +345,19 @@ def main():
     md.append(f"- HAProxy: `taskset -c {a.lb_core} haproxy -db -f …`, `nbthread 1`, `listen` on "
               "VIP:80, `balance roundrobin` over the three backends; TCP mode for L4, HTTP mode "
               "(`option http-keep-alive`, `option forwardfor`, `http-reuse safe`, h2c on "
-              "`bind VIP:81 proto h2`) for L7, adding the headers fulcrum adds: X-Request-Id "
+              "`bind VIP:81 proto h2`, TLS on `bind VIP:443 ssl crt … alpn h2,http/1.1`) for "
+              "L7, adding the headers fulcrum adds: X-Request-Id "
               "(`unique-id-format %[uuid]`), X-Forwarded-Proto and a random `traceparent`.")
     md.append(f"- nginx reverse proxy: `worker_processes 1` under `taskset -c {a.lb_core}`, an "
               "upstream with `keepalive 128`, `proxy_http_version 1.1`, `listen VIP:81 http2` "
-              "for h2c, adding the headers fulcrum adds: X-Forwarded-For, X-Forwarded-Proto, "
+              "for h2c, `listen VIP:443 ssl http2` with `ssl_protocols TLSv1.2 TLSv1.3` for TLS "
+              "(1.22's default leaves TLS 1.3 out), adding the headers fulcrum adds: X-Forwarded-For, X-Forwarded-Proto, "
               "X-Request-Id (`$request_id`) and `traceparent` (`00-$request_id-<its first 16 "
               "hex>-01`).")
     md.append(f"- fulcrum L7: `taskset -c {a.lb_core} fulcrum-l7-standalone l7.yaml` "
               "(bench/e2e/l7-standalone: `fulcrum::l7::run_standalone`), "
-              f"`l7.cores: [{a.lb_core}]` (one pinned tokio worker), services on VIP:80 and "
-              "VIP:81, one route to a `round_robin` HTTP/1.1 cluster of the three backends. "
+              f"`l7.cores: [{a.lb_core}]` (one pinned tokio worker), services on VIP:80, "
+              "VIP:81 and VIP:443 (`tls: certificates: [...]`), one route to a `round_robin` HTTP/1.1 cluster of the three backends. "
               "fulcrum also adds X-Forwarded-For, X-Forwarded-Proto, X-Request-Id and "
               "`traceparent` to every request.")
     md.append("")
@@ -345,8 +377,7 @@ def main():
                 continue
             r = rows[k]
             colour = COLOURS[kind(k, baselines)]
-            proto = "h2c" if r["client"] == "h2load" else "HTTP/1.1"
-            label = f"{r['label']} [{proto}]"
+            label = f"{r['label']} [{protocol(k)}]"
             rps_entries.append((label, [(r["rps"], colour, "")]))
             lat_entries.append((label, [(r["p50"], colour, "p50"), (r["p99"], "#e15759", "p99")]))
     note = (f"{a.duration} s per figure, LB on core {a.lb_core}, client+backends on core "

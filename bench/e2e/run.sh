@@ -5,7 +5,8 @@
 #   L4  fulcrum nat and dsr (net_af_packet on lb0, one worker), an nftables DNAT load
 #       balancer (kube-proxy's rules: numgen random + masquerade), HAProxy in TCP mode
 #   L7  fulcrum's L7 pool (standalone, bench/e2e/l7-standalone), HAProxy in HTTP mode,
-#       nginx as a reverse proxy; HTTP/1.1 keep-alive (wrk) and h2c (h2load)
+#       nginx as a reverse proxy; HTTP/1.1 keep-alive (wrk) and h2c (h2load) in cleartext,
+#       and both again over TLS (port 443, a certificate the run makes; the proxy terminates)
 #
 # The load balancer runs on core $LB_CORE (taskset), the client and the backends on core
 # $CLIENT_CORE. Writes bench/results/e2e.md and two SVG plots (full run) or
@@ -97,6 +98,8 @@ BACKENDS=(10.99.0.11 10.99.0.12 10.99.0.13)
 UPSTREAM="${E2E_L7_UPSTREAM:-h1}"
 case "$UPSTREAM" in h1|h2) ;; *) echo "E2E_L7_UPSTREAM: h1 or h2" >&2; exit 2 ;; esac
 UPSTREAM_H2_PORT=8080
+# The L7 proxies' TLS listener (HTTP/1.1 or h2 by ALPN), with the run's certificate.
+TLS_PORT=443
 # the L7 proxies' upstream port, fulcrum's cluster protocol, HAProxy's server option and
 # the suffix their labels carry
 if [ "$UPSTREAM" = h2 ]; then
@@ -115,6 +118,7 @@ L7BIN="$CARGO_TARGET_DIR/release/fulcrum-l7-standalone"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fulcrum-e2e.XXXXXX")"
 chmod 755 "$WORK"
 RESULTS="$WORK/results.tsv"
+TLS_CERT="$WORK/tls.crt"; TLS_KEY="$WORK/tls.key"; TLS_PEM="$WORK/tls.pem"
 PIDS=()            # processes this script started (their own pids, killed on exit)
 DPDK_PREFIX="$P-e2e"
 
@@ -202,6 +206,7 @@ install_packages() {
   command -v nft >/dev/null || need+=(nftables)
   command -v h2load >/dev/null || need+=(nghttp2-client)
   command -v curl >/dev/null || need+=(curl)
+  command -v openssl >/dev/null || need+=(openssl)
   command -v ethtool >/dev/null || need+=(ethtool)
   if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]}"
@@ -323,6 +328,43 @@ wait_vip() {
     sleep 0.2
   done
   return 1
+}
+
+# wait_vip_tls: the VIP answers HTTPS on $TLS_PORT (the run's self-signed certificate).
+wait_vip_tls() {
+  for _ in $(seq 1 100); do
+    if ns "$P-cl" curl -skf -m 1 -o /dev/null "https://$VIP:$TLS_PORT/index.html"; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# The TLS listeners' certificate: ECDSA P-256, self-signed, made for this run; every
+# proxy serves the same one ($TLS_CERT, $TLS_KEY; HAProxy reads both from $TLS_PEM).
+make_certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=$VIP" -keyout "$TLS_KEY" -out "$TLS_CERT" >/dev/null 2>&1 \
+    || die "openssl could not make the TLS certificate"
+  cat "$TLS_CERT" "$TLS_KEY" >"$TLS_PEM"
+}
+
+# tls_session KEY: the protocol and cipher suite the VIP's TLS listener picks for an
+# OpenSSL client (what wrk and h2load link), logged and kept for the report.
+tls_session() {
+  local got
+  got="$(ns "$P-cl" timeout 5 openssl s_client -brief -connect "$VIP:$TLS_PORT" </dev/null 2>&1 \
+    | sed -nE 's/^(Protocol version|Ciphersuite): *//p' | paste -sd' ')"
+  log "$1 over TLS: $got"
+  printf '%s\t%s\n' "$1" "$got" >>"$WORK/tls-sessions.txt"
+}
+
+# run_tls KEY LABEL: the system's TLS listener, HTTP/1.1 keep-alive (wrk) and h2 by ALPN
+# (h2load), as KEY-h1tls and KEY-h2tls.
+run_tls() {
+  wait_vip_tls || die "$2: VIP not answering HTTPS on port $TLS_PORT"
+  [ "$ROUND" != 1 ] || tls_session "$1"
+  run_wrk "$1-h1tls" l7 "$2" "https://$VIP:$TLS_PORT/index.html"
+  run_h2load "$1-h2tls" l7 "$2" "https://$VIP:$TLS_PORT/index.html"
 }
 
 # --- 3. measurements -----------------------------------------------------------------------
@@ -704,10 +746,12 @@ haproxy_http() {
 frontend web
   bind $VIP:80
   bind $VIP:81 proto h2
+  bind $VIP:$TLS_PORT ssl crt $TLS_PEM alpn h2,http/1.1
   # The headers fulcrum's pool adds (X-Forwarded-For is option forwardfor's).
   unique-id-format %[uuid]
   http-request set-header X-Request-Id %[unique-id]
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+  http-request set-header X-Forwarded-Proto https if { ssl_fc }
   http-request set-header traceparent 00-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-01
   default_backend backends
 backend backends
@@ -723,6 +767,7 @@ EOF
   wait_vip 80 || die "haproxy http: VIP not answering: $(cat "$WORK/haproxy-http.haproxy.log")"
   run_wrk haproxy-http-h1 l7 "HAProxy $(haproxy_version) HTTP mode$UP_LABEL" "http://$VIP/index.html"
   run_h2load haproxy-http-h2 l7 "HAProxy $(haproxy_version) HTTP mode$UP_LABEL" "http://$VIP:81/index.html"
+  run_tls haproxy-http "HAProxy $(haproxy_version) HTTP mode$UP_LABEL"
   stop_pid "$pid"
 }
 
@@ -758,6 +803,7 @@ http {
   $upstream
   server { listen $VIP:80 backlog=4096; $loc }
   server { listen $VIP:81 http2 backlog=4096; $loc }
+  server { listen $VIP:$TLS_PORT ssl http2 backlog=4096; ssl_certificate $TLS_CERT; ssl_certificate_key $TLS_KEY; ssl_protocols TLSv1.2 TLSv1.3; $loc }
 }
 EOF
   spawn "$dir/nginx.out.log" "${LB_IN_CGROUP[@]}" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" \
@@ -767,6 +813,7 @@ EOF
   LB_PID="$(pgrep -P "$pid" | head -1)"   # the worker process
   run_wrk nginx-h1 l7 "nginx $(nginx_version) reverse proxy" "http://$VIP/index.html"
   run_h2load nginx-h2 l7 "nginx $(nginx_version) reverse proxy" "http://$VIP:81/index.html"
+  run_tls nginx "nginx $(nginx_version) reverse proxy"
   stop_pid "$pid" QUIT
 }
 
@@ -781,6 +828,14 @@ fulcrum_l7() {
     cat <<EOF
   - name: $1
     listen: $VIP:$2
+EOF
+    if [ -n "${3:-}" ]; then
+      cat <<EOF
+    tls:
+      certificates: [{ cert: "$TLS_CERT", key: "$TLS_KEY" }]
+EOF
+    fi
+    cat <<EOF
     routes:
       - cluster: backends
     clusters:
@@ -799,13 +854,14 @@ l7:
   access_log: none
 services:
 EOF
-    l7_service web 80; l7_service web-h2c 81; } >"$dir/l7.yaml"
+    l7_service web 80; l7_service web-h2c 81; l7_service web-tls "$TLS_PORT" tls; } >"$dir/l7.yaml"
   spawn "$dir/l7.log" "${LB_IN_CGROUP[@]}" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" "$@" "$dir/l7.yaml"
   local pid="$LAST_PID"
   LB_PID="$pid"
   wait_vip 80 || die "$label: VIP not answering: $(cat "$dir/l7.log")"
   run_wrk "$key-h1" l7 "$label" "http://$VIP/index.html"
   run_h2load "$key-h2" l7 "$label" "http://$VIP:81/index.html"
+  run_tls "$key" "$label"
   stop_pid "$pid" INT
 }
 
@@ -855,6 +911,8 @@ build
 [ "$ONLY" = l4 ] || [ -x "$L7BIN" ] || die "no $L7BIN"
 : >"$RESULTS"
 : >"$WORK/counters.txt"
+: >"$WORK/tls-sessions.txt"
+[ "$ONLY" = l4 ] || make_certificate
 lb_cgroup_setup
 topology_up
 for r in $(seq 1 "$ROUNDS"); do one_round "$r"; done
@@ -868,6 +926,7 @@ python3 "$HERE/report.py" --results "$RESULTS" --counters "$WORK/counters.txt" -
   --duration "$DURATION" --conns "$CONNS" --h2-conns "$H2_CONNS" --h2-streams "$H2_STREAMS" \
   --lb-core "$LB_CORE" --client-core "$CLIENT_CORE" --elapsed "$ELAPSED" --rounds "$ROUNDS" \
   --quick "$QUICK" --root "$ROOT" --nft-ruleset "$WORK/nft-ruleset.txt" \
+  --tls-sessions "$WORK/tls-sessions.txt" \
   --load "$LOAD_BEFORE -> $(cut -d' ' -f1-3 /proc/loadavg)" \
   --autogroup "$(cat "/proc/$$/autogroup" 2>/dev/null)" --lb-cpu "${E2E_LB_CPU:-}"
 

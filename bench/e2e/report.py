@@ -361,7 +361,7 @@ def main():
               "fulcrum also adds X-Forwarded-For, X-Forwarded-Proto, X-Request-Id and "
               "`traceparent` to every request.")
     md.append("")
-    md.append("Rerun: `sudo bench/e2e/run.sh` (about 8 minutes plus the build and any wait "
+    md.append("Rerun: `sudo bench/e2e/run.sh` (about 11 minutes for its 3 rounds, plus the build and any wait "
               "for a quiet machine), or "
               "`--quick` (3 s per figure, results in `${TMPDIR:-/tmp}/fulcrum-e2e-quick/`).")
     md.append("")

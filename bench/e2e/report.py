@@ -15,34 +15,25 @@ import platform
 import subprocess
 from xml.sax.saxutils import escape
 
-# (title, client description, keys in order, keys that are baselines)
+# (title, client description, the protocol as the plots label it, keys in order, keys
+# that are baselines)
 TABLES = [
-    ("L4: TCP load balancers", "wrk, HTTP/1.1 keep-alive",
+    ("L4: TCP load balancers", "wrk, HTTP/1.1 keep-alive", "HTTP/1.1",
      ["fulcrum-nat", "fulcrum-dsr", "fulcrum-dsr-poll", "nft", "haproxy-tcp", "direct"],
      {"nft", "haproxy-tcp"}),
-    ("L7: HTTP/1.1 keep-alive", "wrk",
+    ("L7: HTTP/1.1 keep-alive", "wrk", "HTTP/1.1",
      ["fulcrum-l7-h1", "fulcrum-l7-base-h1", "haproxy-http-h1", "nginx-h1"],
      {"haproxy-http-h1", "nginx-h1"}),
-    ("L7: HTTP/2 cleartext (h2c, prior knowledge)", "h2load",
+    ("L7: HTTP/2 cleartext (h2c, prior knowledge)", "h2load", "h2c",
      ["fulcrum-l7-h2", "fulcrum-l7-base-h2", "haproxy-http-h2", "nginx-h2"],
      {"haproxy-http-h2", "nginx-h2"}),
-    ("L7: HTTPS, HTTP/1.1 keep-alive over TLS (termination at the proxy)", "wrk",
+    ("L7: HTTPS, HTTP/1.1 keep-alive over TLS (termination at the proxy)", "wrk", "HTTPS/1.1",
      ["fulcrum-l7-h1tls", "fulcrum-l7-base-h1tls", "haproxy-http-h1tls", "nginx-h1tls"],
      {"haproxy-http-h1tls", "nginx-h1tls"}),
-    ("L7: HTTP/2 over TLS (ALPN h2, termination at the proxy)", "h2load",
+    ("L7: HTTP/2 over TLS (ALPN h2, termination at the proxy)", "h2load", "h2 over TLS",
      ["fulcrum-l7-h2tls", "fulcrum-l7-base-h2tls", "haproxy-http-h2tls", "nginx-h2tls"],
      {"haproxy-http-h2tls", "nginx-h2tls"}),
 ]
-
-# The protocol a figure's key measured, for the plots' labels.
-PROTOCOLS = [("-h1tls", "HTTPS/1.1"), ("-h2tls", "h2 over TLS"), ("-h2", "h2c")]
-
-
-def protocol(key):
-    for suffix, name in PROTOCOLS:
-        if key.endswith(suffix):
-            return name
-    return "HTTP/1.1"
 
 COLOURS = {"fulcrum": "#4e79a7", "baseline": "#f28e2b", "ref": "#9c9c9c"}
 
@@ -274,7 +265,7 @@ def main():
               "and benchmarks, so the spread between rounds is the noise to read the ratios "
               "against.")
     md.append("")
-    for title, client, keys, baselines in TABLES:
+    for title, client, _, keys, baselines in TABLES:
         md += table_md(title, client, keys, baselines, rows)
     md.append("Plots: [req/s](e2e-rps.svg), [latency p50/p99](e2e-latency.svg).")
     md.append("")
@@ -371,13 +362,13 @@ def main():
         f.write("\n".join(md))
 
     rps_entries, lat_entries = [], []
-    for title, client, keys, baselines in TABLES:
+    for _, _, proto, keys, baselines in TABLES:
         for k in keys:
             if k not in rows:
                 continue
             r = rows[k]
             colour = COLOURS[kind(k, baselines)]
-            label = f"{r['label']} [{protocol(k)}]"
+            label = f"{r['label']} [{proto}]"
             rps_entries.append((label, [(r["rps"], colour, "")]))
             lat_entries.append((label, [(r["p50"], colour, "p50"), (r["p99"], "#e15759", "p99")]))
     note = (f"{a.duration} s per figure, LB on core {a.lb_core}, client+backends on core "

@@ -321,19 +321,12 @@ backend_counts() {
   echo "${out[*]}"
 }
 
+# wait_vip [PORT [SCHEME]]: the VIP answers on PORT (80) over SCHEME (http; https takes
+# the run's self-signed certificate as it is).
 wait_vip() {
-  local port="${1:-80}"
+  local port="${1:-80}" scheme="${2:-http}"
   for _ in $(seq 1 100); do
-    if ns "$P-cl" curl -sf -m 1 -o /dev/null "http://$VIP:$port/index.html"; then return 0; fi
-    sleep 0.2
-  done
-  return 1
-}
-
-# wait_vip_tls: the VIP answers HTTPS on $TLS_PORT (the run's self-signed certificate).
-wait_vip_tls() {
-  for _ in $(seq 1 100); do
-    if ns "$P-cl" curl -skf -m 1 -o /dev/null "https://$VIP:$TLS_PORT/index.html"; then return 0; fi
+    if ns "$P-cl" curl -skf -m 1 -o /dev/null "$scheme://$VIP:$port/index.html"; then return 0; fi
     sleep 0.2
   done
   return 1
@@ -361,7 +354,7 @@ tls_session() {
 # run_tls KEY LABEL: the system's TLS listener, HTTP/1.1 keep-alive (wrk) and h2 by ALPN
 # (h2load), as KEY-h1tls and KEY-h2tls.
 run_tls() {
-  wait_vip_tls || die "$2: VIP not answering HTTPS on port $TLS_PORT"
+  wait_vip "$TLS_PORT" https || die "$2: VIP not answering HTTPS on port $TLS_PORT"
   [ "$ROUND" != 1 ] || tls_session "$1"
   run_wrk "$1-h1tls" l7 "$2" "https://$VIP:$TLS_PORT/index.html"
   run_h2load "$1-h2tls" l7 "$2" "https://$VIP:$TLS_PORT/index.html"

@@ -601,3 +601,47 @@ proptest! {
         }
     }
 }
+
+/// A hit in its flow's LRU granule skips the expiry test only while the granule is
+/// shorter than every timeout: with a 64 ms granule and a 30 ms UDP timeout, a flow
+/// idle 40 ms inside one granule has still expired.
+#[test]
+fn a_granule_longer_than_a_timeout_still_expires_hits() {
+    let mut t = FlowTable::<FlowKey, u32>::new(8, T, 1)
+        .unwrap()
+        .with_lru_granule(6);
+    let k = fk(1000, IPPROTO_UDP);
+    assert_eq!(t.insert(k, 7, 0), InsertOutcome::Inserted);
+    assert_eq!(t.lookup(&k, 20).copied(), Some(7), "20 ms idle: live");
+    assert_eq!(
+        t.lookup(&k, 51),
+        None,
+        "31 ms idle in the same granule: expired"
+    );
+}
+
+/// Hits in the granule refresh the last-seen time (expiry counts from the last packet,
+/// not the granule's first), and a hit in a later granule moves the flow to the LRU
+/// front (a full table then evicts the other one).
+#[test]
+fn granule_hits_refresh_the_flow_and_later_granules_relink_it() {
+    let mut t = FlowTable::<FlowKey, u32>::new(2, T, 1)
+        .unwrap()
+        .with_lru_granule(2);
+    let (a, b, c) = (fk(1, IPPROTO_UDP), fk(2, IPPROTO_UDP), fk(3, IPPROTO_UDP));
+    assert_eq!(t.insert(a, 1, 0), InsertOutcome::Inserted);
+    assert_eq!(t.insert(b, 2, 1), InsertOutcome::Inserted);
+    // same granule (0..4): last seen moves to 3, so at 32 `a` is 29 ms idle, not 32
+    assert_eq!(t.lookup(&a, 3).copied(), Some(1));
+    assert_eq!(
+        t.lookup(&a, 32).copied(),
+        Some(1),
+        "refreshed in its granule"
+    );
+    // that hit (granule 32..36) relinked `a`: `b` is the LRU tail
+    assert!(matches!(
+        t.insert(c, 3, 33),
+        InsertOutcome::Evicted { key, .. } | InsertOutcome::ExpiredReclaimed { key, .. } if key == b
+    ));
+    assert_eq!(t.lookup(&a, 34).copied(), Some(1));
+}

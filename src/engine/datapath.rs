@@ -167,8 +167,8 @@ enum Class {
     General,
     /// TCP or UDP to a VIP port served by the L4 engine: the flow's hash is known and its
     /// flow-table bucket is being prefetched.
+    /// (The service is the one in the `Meta`'s flow key.)
     Flow {
-        service: ServiceId,
         fwd: Forwarding,
         /// The flow's flow-table bucket.
         bucket: usize,
@@ -302,7 +302,7 @@ impl Engine {
             self.counters.rx_bytes += bytes;
             for c in scratch.iter_mut() {
                 if let Class::General = c.class {
-                    c.class = route(snap, &self.flows, &mut memo, &c.meta);
+                    c.class = route(snap, &self.flows, &mut memo, &mut c.meta);
                     if let Class::Flow { bucket, .. } = c.class {
                         self.flows.prefetch_bucket(bucket);
                     }
@@ -341,14 +341,11 @@ impl Engine {
                 let v = self.decide(snap, in_port, pkt, meta, now);
                 self.counted(v)
             }
-            Class::Flow {
-                service,
-                fwd,
-                bucket,
-            } => {
+            Class::Flow { fwd, bucket } => {
                 // the service itself is read only for a new flow: a pinned flow's
-                // backend carries what its keeping depends on
-                let v = self.handle_service(snap, in_port, pkt, meta, service, fwd, bucket, now);
+                // backend carries what its keeping depends on; the key is the `Meta`'s,
+                // where it lies
+                let v = self.handle_service(snap, in_port, pkt, meta, &meta.key, fwd, bucket, now);
                 self.counted(v)
             }
         }
@@ -509,17 +506,17 @@ impl Engine {
         meta: &Meta,
         now: u32,
     ) -> Verdict {
-        if meta.is_v6() && meta.proto == IpProtocol::ICMPV6.0 && meta.has_l4 {
+        if meta.is_v6() && meta.key.proto == IpProtocol::ICMPV6.0 && meta.has_l4 {
             let kind = pkt.data().get(meta.l4).copied().unwrap_or(0);
             if kind == ICMPV6_NS || kind == ICMPV6_NA {
                 return self.neighbor_discovery(snap, port, pkt, meta, kind);
             }
         }
-        if snap.vip_index.is_vip(&meta.dst, meta.is_v6()) {
+        if snap.vip_index.is_vip(&meta.key.dst, meta.is_v6()) {
             return self.handle_vip(snap, in_port, pkt, meta, now);
         }
         // the port's address (the first of its full-NAT sources) and the others
-        if port.is_nat_source(&meta.dst) {
+        if port.is_nat_source(&meta.key.dst) {
             return self.handle_lb(snap, port, pkt, meta, now);
         }
         Verdict::Drop(DropReason::NotForUs)
@@ -573,7 +570,7 @@ impl Engine {
         if meta.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        let proto = IpProtocol(meta.proto);
+        let proto = IpProtocol(meta.key.proto);
         match proto {
             IpProtocol::TCP | IpProtocol::UDP => {}
             IpProtocol::ICMP | IpProtocol::ICMPV6 => {
@@ -584,9 +581,9 @@ impl Engine {
         let dst = meta.dst_ip();
         let service = if meta.fragment {
             self.counters.fragments += 1;
-            service_for_fragment(snap, dst, meta.proto)
+            service_for_fragment(snap, dst, meta.key.proto)
         } else {
-            snap.service_for(dst, meta.proto, meta.dport)
+            snap.service_for(dst, meta.key.proto, meta.key.dst_port)
         };
         let Some(service) = service else {
             return Verdict::Drop(DropReason::NoService);
@@ -598,14 +595,14 @@ impl Engine {
         if fwd == Forwarding::Nat && meta.fragment {
             return Verdict::Drop(DropReason::FragmentNat);
         }
-        let bucket = self
-            .flows
-            .bucket_of(self.flows.hash_of(&flow_key(meta, service.id)));
-        self.handle_service(snap, in_port, pkt, meta, service.id, fwd, bucket, now)
+        let key = flow_key(meta, service.id);
+        let bucket = self.flows.bucket_of(self.flows.hash_of(&key));
+        self.handle_service(snap, in_port, pkt, meta, &key, fwd, bucket, now)
     }
 
     /// A TCP or UDP packet (or fragment) for an L4 service: its flow's backend, then the
-    /// rewrite. `bucket` is the flow-table bucket of its [`flow_key`].
+    /// rewrite. `key` is its [`flow_key`] (the service's id in it), `bucket` the key's
+    /// flow-table bucket.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn handle_service<B: PacketBuf>(
@@ -614,26 +611,25 @@ impl Engine {
         in_port: u16,
         pkt: &mut B,
         meta: &Meta,
-        service: ServiceId,
+        key: &FlowKey,
         fwd: Forwarding,
         bucket: usize,
         now: u32,
     ) -> Verdict {
-        let key = flow_key(meta, service);
-        let (backend, target) = match self.pinned(snap, &key, bucket, meta, now) {
+        let (backend, target) = match self.pinned(snap, key, bucket, meta, now) {
             Some(found) => found,
             None => {
-                let Some(service) = snap.service(service) else {
+                let Some(service) = snap.service(key.service) else {
                     return Verdict::Drop(DropReason::NoService);
                 };
                 let client_mac = src_mac(pkt.data());
-                match self.pin_new(snap, service, fwd, &key, meta, in_port, client_mac, now) {
+                match self.pin_new(snap, service, fwd, key, meta, in_port, client_mac, now) {
                     Ok(x) => x,
                     Err(r) => return Verdict::Drop(r),
                 }
             }
         };
-        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, &key, target)
+        self.send_to_backend(snap, in_port, pkt, meta, backend, fwd, key, target)
     }
 }
 
@@ -669,14 +665,14 @@ fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
     let (sport, dport) = if meta.fragment {
         (0, 0)
     } else {
-        (meta.sport, meta.dport)
+        (meta.key.src_port, meta.key.dst_port)
     };
     FlowKey {
-        src: meta.src,
-        dst: meta.dst,
+        src: meta.key.src,
+        dst: meta.key.dst,
         src_port: sport,
         dst_port: dport,
-        proto: meta.proto,
+        proto: meta.key.proto,
         service,
     }
 }
@@ -698,7 +694,7 @@ fn classify(
 ) {
     out.class = parse_class(mtu, data, &mut out.meta);
     if let Class::General = out.class {
-        out.class = route(snap, flows, memo, &out.meta);
+        out.class = route(snap, flows, memo, &mut out.meta);
     }
 }
 
@@ -729,25 +725,25 @@ impl RouteMemo {
     };
 }
 
-/// [`classify`]'s second half, for a parsed packet: `Flow` (its service, forwarding and
-/// flow-table bucket) for the common case, else `General`.
+/// [`classify`]'s second half, for a parsed packet: `Flow` (its forwarding and flow-table
+/// bucket; the service is written into `meta`'s key) for the common case, else `General`.
 #[inline(always)]
 fn route(
     snap: &Snapshot,
     flows: &FlowTable<FlowKey, FlowTarget>,
     memo: &mut RouteMemo,
-    meta: &Meta,
+    meta: &mut Meta,
 ) -> Class {
-    let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;
+    let l4 = meta.key.proto == IpProtocol::TCP.0 || meta.key.proto == IpProtocol::UDP.0;
     if meta.kind == L3::Arp || !l4 || meta.fragment || meta.ttl <= 1 {
         return Class::General;
     }
     let Some(id) = snap.vip_index.service_exact_memo(
         &mut memo.vip,
-        &meta.dst,
+        &meta.key.dst,
         meta.is_v6(),
-        meta.proto,
-        meta.dport,
+        meta.key.proto,
+        meta.key.dst_port,
     ) else {
         return Class::General;
     };
@@ -765,10 +761,11 @@ fn route(
     let Some(fwd) = fwd else {
         return Class::General;
     };
+    // not a fragment: the parsed key with its service is the flow's key
+    meta.key.service = id;
     Class::Flow {
-        service: id,
         fwd,
-        bucket: flows.bucket_of(flows.hash_of(&flow_key(meta, id))),
+        bucket: flows.bucket_of(flows.hash_of(&meta.key)),
     }
 }
 
@@ -817,7 +814,7 @@ impl Engine {
             // connection reusing the 5-tuple (as IPVS's conn_reuse_mode): it is balanced
             // afresh, so it never lands on a backend that has since failed, drained or
             // left.
-            let fresh_syn = meta.proto == IpProtocol::TCP.0
+            let fresh_syn = meta.key.proto == IpProtocol::TCP.0
                 && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             if fresh_syn && e.state() == FlowState::Closing {
                 self.counters.flows_reused += 1;
@@ -863,14 +860,14 @@ impl Engine {
             .ok_or(DropReason::NoBackend)?;
         let b = snap.backend(id).ok_or(DropReason::NoBackend)?;
         let nat = if fwd == Forwarding::Nat {
-            let bport = b.port.unwrap_or(meta.dport);
+            let bport = b.port.unwrap_or(meta.key.dst_port);
             // A SYN opens a handshake whose outcome passive health wants (answered,
             // refused, unreachable or timed out); a UDP flow's first datagram is
             // answered or unreachable (silence is normal for UDP).
-            let syn = meta.proto == IpProtocol::TCP.0
+            let syn = meta.key.proto == IpProtocol::TCP.0
                 && meta.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
             let watched = service.connect_timeout_ms > 0;
-            let awaiting = watched && (syn || meta.proto == IpProtocol::UDP.0);
+            let awaiting = watched && (syn || meta.key.proto == IpProtocol::UDP.0);
             let src = self.alloc_nat_source(
                 snap, b, bport, meta, service.id, in_port, client_mac, awaiting, now,
             )?;
@@ -880,7 +877,7 @@ impl Engine {
                     lb: src.addr,
                     backend_port: bport,
                     lb_port: src.port,
-                    proto: meta.proto,
+                    proto: meta.key.proto,
                 };
                 self.watch
                     .push(nk, now.wrapping_add(service.connect_timeout_ms));
@@ -895,7 +892,7 @@ impl Engine {
             nat_addr: nat.map_or(0, |n| n.addr_index),
         };
         // one insert, already in the state this packet's flags put the flow in
-        let state = if meta.proto == IpProtocol::TCP.0 {
+        let state = if meta.key.proto == IpProtocol::TCP.0 {
             if meta.tcp_flags & tcp_flags::SYN == 0 {
                 self.counters.midstream_flows += 1;
             }
@@ -972,13 +969,13 @@ impl Engine {
                 lb: addr,
                 backend_port: bport,
                 lb_port: port,
-                proto: meta.proto,
+                proto: meta.key.proto,
             };
             if self.nat.lookup(&nk, now).is_none() {
                 let v = NatValue {
-                    client: meta.src,
-                    client_port: meta.sport,
-                    vip_port: meta.dport,
+                    client: meta.key.src,
+                    client_port: meta.key.src_port,
+                    vip_port: meta.key.dst_port,
                     service,
                     in_port,
                     client_mac,
@@ -1121,7 +1118,7 @@ impl Engine {
                 if out.ipv4.is_some() != b.addr.is_ipv4() {
                     return Verdict::Drop(DropReason::NoNeighbor);
                 }
-                let dport = b.port.unwrap_or(meta.dport);
+                let dport = b.port.unwrap_or(meta.key.dst_port);
                 nat_rewrite(
                     pkt.data_mut(),
                     meta,
@@ -1146,26 +1143,26 @@ impl Engine {
         meta: &Meta,
         now: u32,
     ) -> Verdict {
-        let l4 = meta.proto == IpProtocol::TCP.0 || meta.proto == IpProtocol::UDP.0;
-        let icmp = meta.proto == IpProtocol::ICMP.0 || meta.proto == IpProtocol::ICMPV6.0;
+        let l4 = meta.key.proto == IpProtocol::TCP.0 || meta.key.proto == IpProtocol::UDP.0;
+        let icmp = meta.key.proto == IpProtocol::ICMP.0 || meta.key.proto == IpProtocol::ICMPV6.0;
         if icmp && meta.has_l4 && !meta.fragment {
             return self.icmp_to_lb(snap, pkt, meta, now);
         }
         if !(l4 && meta.has_l4 && !meta.fragment) {
             return Verdict::ToKernel;
         }
-        let Some(owner) = snap.nat_ports.owner(meta.dport) else {
+        let Some(owner) = snap.nat_ports.owner(meta.key.dst_port) else {
             return Verdict::ToKernel;
         };
         if owner != self.worker {
             return Verdict::HandOff { worker: owner };
         }
         let nk = NatKey {
-            backend: meta.src,
-            lb: meta.dst,
-            backend_port: meta.sport,
-            lb_port: meta.dport,
-            proto: meta.proto,
+            backend: meta.key.src,
+            lb: meta.key.dst,
+            backend_port: meta.key.src_port,
+            lb_port: meta.key.dst_port,
+            proto: meta.key.proto,
         };
         let Some(e) = self
             .nat
@@ -1178,7 +1175,7 @@ impl Engine {
         let v = *e.value();
         if v.awaiting_answer {
             // the first packet back decides the handshake: SYN-ACK or RST
-            let outcome = if meta.proto != IpProtocol::TCP.0 {
+            let outcome = if meta.key.proto != IpProtocol::TCP.0 {
                 Some(ConnectOutcome::Answered)
             } else if meta.tcp_flags & tcp_flags::RST != 0 {
                 Some(ConnectOutcome::Refused)
@@ -1263,7 +1260,7 @@ impl Engine {
         else {
             return Verdict::ToKernel;
         };
-        if lb != meta.dst {
+        if lb != meta.key.dst {
             return Verdict::ToKernel;
         }
         match snap.nat_ports.owner(lb_port) {
@@ -1355,7 +1352,7 @@ impl Engine {
         else {
             return Verdict::Drop(DropReason::BadIcmp);
         };
-        if vip != meta.dst {
+        if vip != meta.key.dst {
             return Verdict::Drop(DropReason::BadIcmp);
         }
         let Some(service) = snap.service_for(meta.dst_ip(), proto, vport) else {
@@ -1375,9 +1372,7 @@ impl Engine {
         };
         // the flow's packets carry its ports; this one is ICMP, so pin by the quote
         let flow_meta = Meta {
-            sport: cport,
-            dport: vport,
-            proto,
+            key,
             tcp_flags: 0,
             ..*meta
         };

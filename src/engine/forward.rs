@@ -407,7 +407,7 @@ pub fn nat_rewrite(
     let (l3, l4) = (meta.l3, meta.l4);
     let v6 = meta.is_v6();
     // the upper-layer checksum: offset within the L4 header, and whether zero means "none"
-    let l4_csum = match IpProtocol(meta.proto) {
+    let l4_csum = match IpProtocol(meta.key.proto) {
         IpProtocol::TCP => Some((16usize, false)),
         IpProtocol::UDP => Some((6usize, !v6)),
         _ => None,
@@ -420,14 +420,15 @@ pub fn nat_rewrite(
                 // the pseudo-header's addresses and the ports, folded once
                 let u = checksum::Update::new(old);
                 let u = if v6 {
-                    u.word128(&meta.src.0, &src.0).word128(&meta.dst.0, &dst.0)
+                    u.word128(&meta.key.src.0, &src.0)
+                        .word128(&meta.key.dst.0, &dst.0)
                 } else {
-                    u.word32(v4_word(&meta.src), v4_word(&src))
-                        .word32(v4_word(&meta.dst), v4_word(&dst))
+                    u.word32(v4_word(&meta.key.src), v4_word(&src))
+                        .word32(v4_word(&meta.key.dst), v4_word(&dst))
                 };
                 let mut c = u
-                    .word16(meta.sport, sport)
-                    .word16(meta.dport, dport)
+                    .word16(meta.key.src_port, sport)
+                    .word16(meta.key.dst_port, dport)
                     .finish();
                 if zero_is_none && c == 0 {
                     c = 0xffff;
@@ -450,8 +451,8 @@ pub fn nat_rewrite(
         let old_ttl = u16::from_be_bytes([ip[8], ip[9]]);
         ip[8] = ip[8].saturating_sub(1);
         let c = checksum::Update::new(u16::from_be_bytes([ip[10], ip[11]]))
-            .word32(v4_word(&meta.src), v4_word(&src))
-            .word32(v4_word(&meta.dst), v4_word(&dst))
+            .word32(v4_word(&meta.key.src), v4_word(&src))
+            .word32(v4_word(&meta.key.dst), v4_word(&dst))
             .word16(old_ttl, u16::from_be_bytes([ip[8], ip[9]]))
             .finish();
         ip[10..12].copy_from_slice(&c.to_be_bytes());

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::flow::IpAddr16;
+use crate::flow::{FlowKey, IpAddr16};
 use crate::wire::{
     EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, WireError,
 };
@@ -39,22 +39,18 @@ pub struct Meta {
     pub l3: usize,
     /// The network layer.
     pub kind: L3,
-    /// IP source (v4-mapped for IPv4).
-    pub src: IpAddr16,
-    /// IP destination.
-    pub dst: IpAddr16,
-    /// Upper-layer protocol.
-    pub proto: u8,
+    /// The addresses (v4-mapped for IPv4), the upper-layer protocol and the ports (0
+    /// without ports), laid out as the flow table's key: the route pass fills in the
+    /// `service` of a packet to an L4 service (0 until then), and the lookup compares
+    /// this key where it lies, with no copy. (A fragment's flow leaves the ports out:
+    /// see `flow_key` in the data path.)
+    pub key: FlowKey,
     /// Offset of the upper-layer header from the frame start (valid when `has_l4`).
     pub l4: usize,
     /// Whether the upper-layer header is in this packet (not a non-first fragment).
     pub has_l4: bool,
     /// Length of the IP packet (header + payload), bytes, as its header says.
     pub ip_len: usize,
-    /// Source port (0 without ports).
-    pub sport: u16,
-    /// Destination port (0 without ports).
-    pub dport: u16,
     /// TCP flags (low 8 bits), 0 for other protocols.
     pub tcp_flags: u8,
     /// A fragment (first or not).
@@ -72,14 +68,17 @@ impl Meta {
     pub const EMPTY: Meta = Meta {
         l3: 0,
         kind: L3::Arp,
-        src: IpAddr16([0; 16]),
-        dst: IpAddr16([0; 16]),
-        proto: 0,
+        key: FlowKey {
+            src: IpAddr16([0; 16]),
+            dst: IpAddr16([0; 16]),
+            src_port: 0,
+            dst_port: 0,
+            proto: 0,
+            service: 0,
+        },
         l4: 0,
         has_l4: false,
         ip_len: 0,
-        sport: 0,
-        dport: 0,
         tcp_flags: 0,
         fragment: false,
         dont_frag: true,
@@ -89,11 +88,11 @@ impl Meta {
 
     /// The source address.
     pub fn src_ip(&self) -> IpAddr {
-        self.addr(self.src)
+        self.addr(self.key.src)
     }
     /// The destination address.
     pub fn dst_ip(&self) -> IpAddr {
-        self.addr(self.dst)
+        self.addr(self.key.dst)
     }
     fn addr(&self, a: IpAddr16) -> IpAddr {
         if self.is_v6() {
@@ -112,11 +111,11 @@ fn l4_ports(meta: &mut Meta, data: &[u8]) -> Result<(), DropReason> {
     let l4 = data
         .get(meta.l4..meta.l3 + meta.ip_len)
         .ok_or(DropReason::Runt)?;
-    match IpProtocol(meta.proto) {
+    match IpProtocol(meta.key.proto) {
         IpProtocol::TCP => {
             let t = TcpPacket::new_checked(l4).map_err(|_| DropReason::BadTcp)?;
-            meta.sport = t.src_port();
-            meta.dport = t.dst_port();
+            meta.key.src_port = t.src_port();
+            meta.key.dst_port = t.dst_port();
             meta.tcp_flags = t.flags().bits() as u8;
         }
         IpProtocol::UDP if meta.fragment => {
@@ -129,13 +128,13 @@ fn l4_ports(meta: &mut Meta, data: &[u8]) -> Result<(), DropReason> {
             if usize::from(u.len()) < UDP_HEADER_LEN {
                 return Err(DropReason::BadUdp);
             }
-            meta.sport = u.src_port();
-            meta.dport = u.dst_port();
+            meta.key.src_port = u.src_port();
+            meta.key.dst_port = u.dst_port();
         }
         IpProtocol::UDP => {
             let u = UdpPacket::new_checked(l4).map_err(|_| DropReason::BadUdp)?;
-            meta.sport = u.src_port();
-            meta.dport = u.dst_port();
+            meta.key.src_port = u.src_port();
+            meta.key.dst_port = u.dst_port();
         }
         _ => {}
     }
@@ -235,14 +234,16 @@ impl CommonHeader {
     fn write(self, meta: &mut Meta, (sport, dport, tcp_flags): (u16, u16, u8)) {
         meta.l3 = ETHERNET_LEN;
         meta.kind = self.kind;
-        meta.src = self.src;
-        meta.dst = self.dst;
-        meta.proto = self.proto;
+        meta.key.src = self.src;
+        meta.key.dst = self.dst;
+        meta.key.proto = self.proto;
         meta.l4 = self.l4;
         meta.has_l4 = true;
         meta.ip_len = self.ip_len;
-        meta.sport = sport;
-        meta.dport = dport;
+        meta.key.src_port = sport;
+        meta.key.dst_port = dport;
+        // (the route pass sets a flow's service; a slot's earlier packet may have)
+        meta.key.service = 0;
         meta.tcp_flags = tcp_flags;
         meta.fragment = false;
         meta.dont_frag = self.dont_frag;
@@ -375,9 +376,9 @@ fn parse_general_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), Drop
                 return Err(DropReason::BadIpChecksum);
             }
             meta.kind = L3::V4;
-            meta.src = ip.src_addr().into();
-            meta.dst = ip.dst_addr().into();
-            meta.proto = ip.protocol().0;
+            meta.key.src = ip.src_addr().into();
+            meta.key.dst = ip.dst_addr().into();
+            meta.key.proto = ip.protocol().0;
             meta.ip_len = ip.total_len() as usize;
             meta.l4 = l3 + ip.header_len();
             meta.fragment = ip.is_fragment();
@@ -397,9 +398,9 @@ fn parse_general_into(data: &[u8], mtu: u16, meta: &mut Meta) -> Result<(), Drop
             let ip = Ipv6Packet::new_checked(payload).map_err(|_| DropReason::BadIpv6)?;
             let ext = ip.extensions().map_err(|_| DropReason::BadIpv6)?;
             meta.kind = L3::V6;
-            meta.src = ip.src_addr().into();
-            meta.dst = ip.dst_addr().into();
-            meta.proto = ext.upper_protocol.0;
+            meta.key.src = ip.src_addr().into();
+            meta.key.dst = ip.dst_addr().into();
+            meta.key.proto = ext.upper_protocol.0;
             meta.ip_len = ip.total_len();
             meta.l4 = l3 + ext.upper_offset;
             meta.ttl = ip.hop_limit();
@@ -476,7 +477,7 @@ mod tests {
         udp[4..6].copy_from_slice(&108u16.to_be_bytes());
         let m = parse(&v4_frame(17, 0x2000, &udp), 1500).expect("a first fragment parses");
         assert!(m.fragment && m.has_l4);
-        assert_eq!((m.sport, m.dport), (5353, 53));
+        assert_eq!((m.key.src_port, m.key.dst_port), (5353, 53));
         // the same datagram unfragmented is truncated
         assert_eq!(
             parse(&v4_frame(17, 0, &udp), 1500).err(),
@@ -530,7 +531,7 @@ mod tests {
         hbh.extend_from_slice(&tcp);
         let f = v6_frame(0, &hbh);
         assert_eq!(common_meta(&f, 1500), None);
-        assert_eq!(parse(&f, 1500).unwrap().dport, 80);
+        assert_eq!(parse(&f, 1500).unwrap().key.dst_port, 80);
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut rnd = move || {
             x ^= x << 13;

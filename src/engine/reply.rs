@@ -189,7 +189,10 @@ pub fn too_big<B: PacketBuf>(
         return Err(DropReason::TooBig);
     };
     if meta.is_v6() {
-        let (client, vip) = (super::parse::v6(meta.src), super::parse::v6(meta.dst));
+        let (client, vip) = (
+            super::parse::v6(meta.key.src),
+            super::parse::v6(meta.key.dst),
+        );
         let (iph, icmp) = out.split_at_mut(IPV6_HEADER_LEN);
         let mut ip = Ipv6Packet::new_unchecked(iph);
         ip.set_version_tc_flow(0, 0);
@@ -204,7 +207,10 @@ pub fn too_big<B: PacketBuf>(
         icmp[4..8].copy_from_slice(&(mtu as u32).to_be_bytes());
         Icmpv6Packet::new_unchecked(icmp).fill_checksum(&vip, &client);
     } else {
-        let (client, vip) = (super::parse::v4(meta.src), super::parse::v4(meta.dst));
+        let (client, vip) = (
+            super::parse::v4(meta.key.src),
+            super::parse::v4(meta.key.dst),
+        );
         let (iph, icmp) = out.split_at_mut(IPV4_HEADER_LEN);
         emit_ipv4(iph, vip, client, IpProtocol::ICMP, 0, total as u16, false);
         icmp[0] = ICMP_DEST_UNREACH;

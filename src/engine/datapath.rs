@@ -54,7 +54,7 @@ const LRU_GRANULE_SHIFT: u32 = 10;
 
 /// [`LRU_GRANULE_SHIFT`], smaller when a timeout is short: 2^shift <= timeout / 16.
 fn lru_granule_shift(t: &FlowTimeouts) -> u32 {
-    let shortest = t.tcp_established.min(t.tcp_transitory).min(t.udp) / 16;
+    let shortest = t.shortest() / 16;
     if shortest == 0 {
         return 0;
     }

@@ -77,6 +77,20 @@ impl FlowTimeouts {
         udp: 300_000,
     };
 
+    /// The shortest of the three timeouts.
+    pub const fn shortest(&self) -> u32 {
+        let t = if self.tcp_established < self.tcp_transitory {
+            self.tcp_established
+        } else {
+            self.tcp_transitory
+        };
+        if t < self.udp {
+            t
+        } else {
+            self.udp
+        }
+    }
+
     /// The timeout of a flow.
     #[inline]
     pub const fn for_flow(&self, is_tcp: bool, state: FlowState) -> u32 {

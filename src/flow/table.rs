@@ -248,8 +248,7 @@ pub struct FlowTable<K, V> {
 /// fresh; each takes the expiry test).
 fn fresh_window(shift: u32, t: &FlowTimeouts) -> u32 {
     let granule = 1u32 << shift;
-    let shortest = t.tcp_established.min(t.tcp_transitory).min(t.udp);
-    if granule - 1 <= shortest {
+    if granule - 1 <= t.shortest() {
         granule
     } else {
         0

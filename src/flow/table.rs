@@ -30,9 +30,10 @@
 //! a bucket index is `h & (2^(level+1) - 1)`, or `h & (2^level - 1)` when that
 //! bucket is not yet in use). Growth keeps [`BUCKETS_PER_FLOW`] buckets per live
 //! flow until the whole array is in use (a load of 1/8: new flows go to the head of
-//! their chain, so a hit finds its flow past the head about once in 16 lookups, a
-//! mispredicted branch each time; at 1/4 it was once in 8, and 8 buckets a flow
-//! forwarded 3% more packets a core-second than 4 at 10k flows, 16 no more than 8),
+//! their chain, so a hit finds its flow past the head when a later flow shares its
+//! bucket, a mispredicted branch each time: callgrind counted 3% of hits on the bench's
+//! 10k flows, 12% at 1/4; 8 buckets a flow forwarded 3% more packets a core-second
+//! than 4, 16 no more than 8),
 //! and the heads a lookup can touch span what the table's high-water mark of flows
 //! needs, not its capacity: ten thousand flows in a table for two million use
 //! 320 KiB of heads, not 8 MiB, which keeps them in L2 next to the entries (on the

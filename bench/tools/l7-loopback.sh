@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The L7 proxies one request at a time, on loopback: CPU a request and where it goes.
+#
+#   bench/tools/l7-loopback.sh [-m h1|h2] [-n REQUESTS] [-r ROUNDS] [-p PERF_DIR] SYSTEM...
+#
+# SYSTEM is `fulcrum` (the stand-alone L7 pool, $CARGO_TARGET_DIR or target/, built by
+# bench/e2e/run.sh or `cargo build --release` in bench/e2e/l7-standalone), `haproxy`, or
+# the path of another build of the stand-alone pool. Each round runs every system once,
+# in the order given: one nginx backend (CPU 0), the proxy (CPU 1) with the headers
+# bench/e2e/run.sh gives each (X-Forwarded-For, X-Forwarded-Proto, X-Request-Id,
+# traceparent), and h2load (CPU 0): `-m h1` 50 connections of HTTP/1.1 keep-alive, `-m
+# h2` 10 h2c connections of 5 streams. It prints req/s and the proxy's user and system
+# CPU a request (from /proc, over the measured requests). Everything listens on
+# 127.0.0.1 ports 18080-18082 and 18181; every run is bounded (timeout) and stopped.
+#
+# The figure that compares proxies is the CPU a request, and only while the proxy is
+# near saturation: h2load and nginx share CPU 0, so an idle proxy's CPU a request moves
+# with how often it sleeps and is woken (5-12 us a request in one session on the same
+# build). Alternate the systems over several rounds (-r) and compare round by round.
+#
+# -p DIR also records each system's proxy with `perf record --call-graph dwarf` for 3 s
+# under load (cpu-clock: no PMU needed) and prints its time by kind: user space by who
+# called (the HTTP/2 crate, the upstream exchange, the request handler, the rest) and
+# the kernel by system call.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+mode=h2 requests=300000 rounds=1 perfdir=""
+while getopts "m:n:r:p:" o; do
+  case "$o" in
+    m) mode="$OPTARG" ;;
+    n) requests="$OPTARG" ;;
+    r) rounds="$OPTARG" ;;
+    p) perfdir="$OPTARG" ;;
+    *) sed -n '2,27p' "$0"; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { sed -n '2,27p' "$0"; exit 2; }
+case "$mode" in
+  h1) port=18080 opts=(-c 50 -m 1 --h1) ;;
+  h2) port=18082 opts=(-c 10 -m 5) ;;
+  *) echo "l7-loopback: -m h1 or h2" >&2; exit 2 ;;
+esac
+for tool in nginx h2load curl; do
+  command -v "$tool" >/dev/null || { echo "l7-loopback: needs $tool (bench/e2e/run.sh installs it)" >&2; exit 2; }
+done
+[ -z "$perfdir" ] || command -v perf >/dev/null || { echo "l7-loopback: -p needs perf" >&2; exit 2; }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/fulcrum-l7lo.XXXXXX")"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/www" "$work/tmp"
+printf 'backend1: fulcrum L7 loopback benchmark static file, served by nginx on 127.0.0.1\n' >"$work/www/index.html"
+cat >"$work/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nodelay on;
+  keepalive_timeout 120s;
+  keepalive_requests 10000000;
+  client_body_temp_path $work/tmp/body;
+  proxy_temp_path $work/tmp/proxy;
+  fastcgi_temp_path $work/tmp/fastcgi;
+  uwsgi_temp_path $work/tmp/uwsgi;
+  scgi_temp_path $work/tmp/scgi;
+  server { listen 127.0.0.1:18181 backlog=4096; root $work/www; }
+}
+EOF
+cat >"$work/l7.yaml" <<EOF
+l7:
+  cores: [1]
+  access_log: none
+services:
+  - name: web
+    listen: 127.0.0.1:18080
+    routes: [{ cluster: backends }]
+    clusters: [{ name: backends, protocol: http1, lb: round_robin, endpoints: [{ address: "127.0.0.1:18181" }] }]
+  - name: web-h2c
+    listen: 127.0.0.1:18082
+    routes: [{ cluster: backends }]
+    clusters: [{ name: backends, protocol: http1, lb: round_robin, endpoints: [{ address: "127.0.0.1:18181" }] }]
+EOF
+cat >"$work/haproxy.cfg" <<'EOF'
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  option forwardfor
+  timeout http-keep-alive 60s
+  http-reuse safe
+frontend web
+  bind 127.0.0.1:18080
+  bind 127.0.0.1:18082 proto h2
+  unique-id-format %[uuid]
+  http-request set-header X-Request-Id %[unique-id]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header traceparent 00-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-01
+  default_backend backends
+backend backends
+  server b1 127.0.0.1:18181
+EOF
+
+# cpu_ticks PID -> "utime stime" (clock ticks)
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+
+# one_run SYSTEM ROUND
+one_run() {
+  local sys="$1" round="$2" name bin pid ng
+  case "$sys" in
+    haproxy) name=haproxy ;;
+    fulcrum) name=fulcrum bin="${CARGO_TARGET_DIR:-$root/target}/release/fulcrum-l7-standalone" ;;
+    *) name="$(basename "$sys")" bin="$sys" ;;
+  esac
+  taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -e "$work/nginx.err" &
+  ng=$!; pids+=("$ng")
+  if [ "$sys" = haproxy ]; then
+    taskset -c 1 haproxy -f "$work/haproxy.cfg" -db >"$work/proxy.log" 2>&1 &
+  else
+    [ -x "$bin" ] || { echo "l7-loopback: no $bin (build bench/e2e/l7-standalone)" >&2; exit 2; }
+    taskset -c 1 "$bin" "$work/l7.yaml" >"$work/proxy.log" 2>&1 &
+  fi
+  pid=$!; pids+=("$pid")
+  local up=0
+  for _ in $(seq 1 50); do
+    if curl -sf -m 1 -o /dev/null "http://127.0.0.1:$port/index.html" --http2-prior-knowledge 2>/dev/null \
+      || curl -sf -m 1 -o /dev/null "http://127.0.0.1:$port/index.html" 2>/dev/null; then up=1; break; fi
+    sleep 0.1
+  done
+  [ "$up" = 1 ] || { echo "l7-loopback: $name did not answer; its log:" >&2; tail -5 "$work/proxy.log" >&2; exit 1; }
+  timeout 60 taskset -c 0 h2load -n 20000 "${opts[@]}" "http://127.0.0.1:$port/index.html" >/dev/null 2>&1 || true
+  if [ -n "$perfdir" ]; then
+    mkdir -p "$perfdir"
+    timeout 120 taskset -c 0 h2load -n "$requests" "${opts[@]}" "http://127.0.0.1:$port/index.html" >"$work/h2load.out" 2>&1 &
+    local load=$!
+    sleep 0.5
+    timeout 30 perf record -q -F 2999 --call-graph dwarf,16384 -e cpu-clock -p "$pid" \
+      -o "$perfdir/$name-$mode-$round.data" -- sleep 3 >/dev/null 2>&1 || true
+    wait "$load" || true
+    perf script -i "$perfdir/$name-$mode-$round.data" 2>/dev/null | python3 "$here/l7_split.py" "$name"
+  else
+    local u0 s0 u1 s1
+    read -r u0 s0 < <(cpu_ticks "$pid")
+    timeout 120 taskset -c 0 h2load -n "$requests" "${opts[@]}" "http://127.0.0.1:$port/index.html" >"$work/h2load.out" 2>&1 || true
+    read -r u1 s1 < <(cpu_ticks "$pid")
+    local ok rps
+    ok="$(grep -o '[0-9]* succeeded' "$work/h2load.out" | cut -d' ' -f1)"
+    rps="$(grep -o 'finished in [^,]*, [0-9.]* req/s' "$work/h2load.out" | awk '{print $4}')"
+    [ -n "$ok" ] && [ "$ok" -gt 0 ] || { echo "l7-loopback: $name: h2load failed" >&2; tail -3 "$work/h2load.out" >&2; exit 1; }
+    python3 -c "
+u = ($u1 - $u0) * 1e6 / $hz / $ok; s = ($s1 - $s0) * 1e6 / $hz / $ok
+print('round $round $mode %-24s %9.0f req/s  user %5.2f us  system %5.2f us  total %5.2f us a request (%d ok)' % ('$name', $rps, u, s, u + s, $ok))"
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  kill -QUIT "$ng" 2>/dev/null || true
+  for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || kill -0 "$ng" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" "$ng" 2>/dev/null || true
+  wait "$pid" "$ng" 2>/dev/null || true
+  pids=()
+}
+
+for r in $(seq 1 "$rounds"); do
+  for sys in "$@"; do one_run "$sys" "$r"; done
+done

@@ -29,9 +29,12 @@ need_root() {
   fi
 }
 
-install_packages() {
+# install_debs PACKAGE...: installs the Debian packages of the list that are not installed
+# (root). nginx and haproxy services Debian starts on install, where an init system runs,
+# are stopped and disabled: the tests and benchmarks start their own instances.
+install_debs() {
   local missing=()
-  for p in "${FULCRUM_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -39,12 +42,18 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
-    # the tests start their own nginx instances: a system service Debian started on
-    # install (where an init system runs) is not wanted on port 80
-    if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1; then
-      systemctl disable --now nginx >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null 2>&1; then
+      for svc in nginx haproxy; do
+        if [[ " ${missing[*]} " == *" $svc "* ]]; then
+          systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        fi
+      done
     fi
   fi
+}
+
+install_packages() {
+  install_debs "${FULCRUM_PACKAGES[@]}"
   if ! command -v cargo >/dev/null 2>&1; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then
       export PATH="$HOME/.cargo/bin:$PATH"

@@ -41,6 +41,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=bench/e2e/conf.sh
+source "$HERE/conf.sh"
 ARGS=("$@")
 QUICK=0
 OUT=""
@@ -236,37 +238,12 @@ backend_nginx() {
   # a small static file (78 bytes) naming the backend
   printf 'backend%s: fulcrum end-to-end benchmark static file, served by nginx in %s-b%s\n' \
     "$i" "$P" "$i" >"$dir/www/index.html"
-  cat >"$dir/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-daemon off;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nodelay on;
-  keepalive_timeout 120s;
-  keepalive_requests 10000000;
-  client_body_temp_path $dir/tmp/body;
-  proxy_temp_path $dir/tmp/proxy;
-  fastcgi_temp_path $dir/tmp/fastcgi;
-  uwsgi_temp_path $dir/tmp/uwsgi;
-  scgi_temp_path $dir/tmp/scgi;
-  server {
-    listen 80 backlog=4096;
-    root $dir/www;
-    location = /nginx_status { stub_status; }
-  }
   # h2c (prior knowledge) for proxies with HTTP/2 upstreams (E2E_L7_UPSTREAM=h2)
-  server {
+  nginx_backend_conf "$dir" 80 "  server {
     listen $UPSTREAM_H2_PORT http2 backlog=4096;
     root $dir/www;
   }
-}
-EOF
+" >"$dir/nginx.conf"
   spawn "$dir/nginx.out.log" taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-b$i" \
     nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf"
 }
@@ -740,12 +717,9 @@ frontend web
   bind $VIP:80
   bind $VIP:81 proto h2
   bind $VIP:$TLS_PORT ssl crt $TLS_PEM alpn h2,http/1.1
-  # The headers fulcrum's pool adds (X-Forwarded-For is option forwardfor's).
-  unique-id-format %[uuid]
-  http-request set-header X-Request-Id %[unique-id]
-  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
-  http-request set-header X-Forwarded-Proto https if { ssl_fc }
-  http-request set-header traceparent 00-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-01
+EOF
+  haproxy_added_headers
+  cat <<EOF
   default_backend backends
 backend backends
   balance roundrobin

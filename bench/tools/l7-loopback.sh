@@ -3,7 +3,8 @@
 #
 #   bench/tools/l7-loopback.sh [-m h1|h2] [-n REQUESTS] [-r ROUNDS] [-p PERF_DIR] SYSTEM...
 #
-# SYSTEM is `fulcrum` (the stand-alone L7 pool, $CARGO_TARGET_DIR or target/, built by
+# Installs nginx, nghttp2-client, haproxy (when asked for) and linux-perf (with -p) when
+# missing. SYSTEM is `fulcrum` (the stand-alone L7 pool, $CARGO_TARGET_DIR or target/, built by
 # bench/e2e/run.sh or `cargo build --release` in bench/e2e/l7-standalone), `haproxy`, or
 # the path of another build of the stand-alone pool. Each round runs every system once,
 # in the order given: one nginx backend (CPU 0), the proxy (CPU 1) with the headers
@@ -33,20 +34,25 @@ while getopts "m:n:r:p:" o; do
     n) requests="$OPTARG" ;;
     r) rounds="$OPTARG" ;;
     p) perfdir="$OPTARG" ;;
-    *) sed -n '2,27p' "$0"; exit 2 ;;
+    *) sed -n '2,28p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n '2,27p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,28p' "$0"; exit 2; }
 case "$mode" in
   h1) port=18080 opts=(-c 50 -m 1 --h1) ;;
   h2) port=18082 opts=(-c 10 -m 5) ;;
   *) echo "l7-loopback: -m h1 or h2" >&2; exit 2 ;;
 esac
-for tool in nginx h2load curl; do
-  command -v "$tool" >/dev/null || { echo "l7-loopback: needs $tool (bench/e2e/run.sh installs it)" >&2; exit 2; }
-done
-[ -z "$perfdir" ] || command -v perf >/dev/null || { echo "l7-loopback: -p needs perf" >&2; exit 2; }
+# what it runs, installed when missing (Debian packages; needs root then)
+# shellcheck source=scripts/setup.sh
+source "$root/scripts/setup.sh"
+# shellcheck source=bench/e2e/conf.sh
+source "$root/bench/e2e/conf.sh"
+debs=(nginx nghttp2-client curl python3)
+[[ " $* " == *" haproxy "* ]] && debs+=(haproxy)
+[ -z "$perfdir" ] || debs+=(linux-perf)
+install_debs "${debs[@]}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/fulcrum-l7lo.XXXXXX")"
 pids=()
@@ -58,27 +64,7 @@ trap cleanup EXIT
 
 mkdir -p "$work/www" "$work/tmp"
 printf 'backend1: fulcrum L7 loopback benchmark static file, served by nginx on 127.0.0.1\n' >"$work/www/index.html"
-cat >"$work/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nodelay on;
-  keepalive_timeout 120s;
-  keepalive_requests 10000000;
-  client_body_temp_path $work/tmp/body;
-  proxy_temp_path $work/tmp/proxy;
-  fastcgi_temp_path $work/tmp/fastcgi;
-  uwsgi_temp_path $work/tmp/uwsgi;
-  scgi_temp_path $work/tmp/scgi;
-  server { listen 127.0.0.1:18181 backlog=4096; root $work/www; }
-}
-EOF
+nginx_backend_conf "$work" 127.0.0.1:18181 >"$work/nginx.conf"
 cat >"$work/l7.yaml" <<EOF
 l7:
   cores: [1]
@@ -93,7 +79,7 @@ services:
     routes: [{ cluster: backends }]
     clusters: [{ name: backends, protocol: http1, lb: round_robin, endpoints: [{ address: "127.0.0.1:18181" }] }]
 EOF
-cat >"$work/haproxy.cfg" <<'EOF'
+{ cat <<'EOF'
 global
   nbthread 1
   maxconn 4000
@@ -109,14 +95,14 @@ defaults
 frontend web
   bind 127.0.0.1:18080
   bind 127.0.0.1:18082 proto h2
-  unique-id-format %[uuid]
-  http-request set-header X-Request-Id %[unique-id]
-  http-request set-header X-Forwarded-Proto http
-  http-request set-header traceparent 00-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-01
+EOF
+  haproxy_added_headers
+  cat <<'EOF'
   default_backend backends
 backend backends
   server b1 127.0.0.1:18181
 EOF
+} >"$work/haproxy.cfg"
 
 # cpu_ticks PID -> "utime stime" (clock ticks)
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }

@@ -1,0 +1,49 @@
+# Configuration the benchmarks' peers share, sourced by bench/e2e/run.sh and
+# bench/tools/l7-loopback.sh so both measure the same backend and the same proxy work.
+
+# nginx_backend_conf DIR LISTEN [EXTRA]: an nginx configuration serving DIR/www
+# statically on LISTEN (a port, or address:port), one worker, keep-alive without limits,
+# no access log; EXTRA (more `server` blocks) goes into its `http` block. Its pid, error
+# log and temporary files go under DIR.
+nginx_backend_conf() {
+  local dir="$1" listen="$2" extra="${3:-}"
+  cat <<EOF
+user root;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+daemon off;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nodelay on;
+  keepalive_timeout 120s;
+  keepalive_requests 10000000;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  server {
+    listen $listen backlog=4096;
+    root $dir/www;
+    location = /nginx_status { stub_status; }
+  }
+$extra}
+EOF
+}
+
+# haproxy_added_headers: the frontend lines that make HAProxy add the headers fulcrum's L7
+# pool adds to every request (X-Forwarded-For is `option forwardfor`'s, in the defaults).
+haproxy_added_headers() {
+  cat <<'EOF'
+  # The headers fulcrum's pool adds (X-Forwarded-For is option forwardfor's).
+  unique-id-format %[uuid]
+  http-request set-header X-Request-Id %[unique-id]
+  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+  http-request set-header X-Forwarded-Proto https if { ssl_fc }
+  http-request set-header traceparent 00-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-%[rand,bytes(4,4),hex,lower]%[rand,bytes(4,4),hex,lower]-01
+EOF
+}

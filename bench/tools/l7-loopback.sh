@@ -34,11 +34,11 @@ while getopts "m:n:r:p:" o; do
     n) requests="$OPTARG" ;;
     r) rounds="$OPTARG" ;;
     p) perfdir="$OPTARG" ;;
-    *) sed -n '2,28p' "$0"; exit 2 ;;
+    *) sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n '2,28p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 2; }
 case "$mode" in
   h1) port=18080 opts=(-c 50 -m 1 --h1) ;;
   h2) port=18082 opts=(-c 10 -m 5) ;;

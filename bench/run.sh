@@ -195,11 +195,11 @@ fulcrum_mtu() {
   echo "$mtu"
 }
 
-# fulcrum_data_room FRAME FAMILY: dpdk.mbuf_data_room for that MTU: fulcrum's 198 bytes of
-# headroom, Ethernet/VLAN headers and encapsulation allowance, rounded up to 64
+# fulcrum_data_room FRAME FAMILY: dpdk.mbuf_data_room for that MTU: fulcrum's 154 bytes of
+# headroom (where encapsulation goes), Ethernet/VLAN headers and FCS, rounded up to 64
 fulcrum_data_room() {
   local mtu; mtu=$(fulcrum_mtu "$1" "$2")
-  echo $(( (mtu + 198 + 63) / 64 * 64 ))
+  echo $(( (mtu + 154 + 63) / 64 * 64 ))
 }
 
 family_for() {

@@ -32,7 +32,7 @@ const BAD: &[(&str, &str)] = &[
     ("l7-no-kernel-interface", "11:5: l7 service `api` needs a port of its family with `kernel_interface` (the L7 pool listens there)"),
     ("l7-unknown-cluster", "17:9: route leads to cluster `apii`, which the service does not define (clusters: api)"),
     ("l7-unknown-lb", "21:13: unknown variant `fastest`, expected one of round_robin, least_request, random, ring_hash, maglev"),
-    ("mbuf-room", "4:19: dpdk.mbuf_data_room 512 cannot hold port lan's frames: mtu 1500 + 198 (headroom, Ethernet and VLAN headers, encapsulation) needs 1698"),
+    ("mbuf-room", "4:19: dpdk.mbuf_data_room 512 cannot hold port lan's frames: mtu 1500 + 154 (headroom, Ethernet and VLAN headers, FCS) needs 1654"),
     ("missing-field", "17:9: missing field `address`"),
     ("missing-vdev", "6:13: device `net_af_packet1` is neither a PCI address (such as 0000:3b:00.0) nor created by a `--vdev=net_af_packet1,...` in dpdk.eal_args"),
     ("nat-port-zero", "18:15: port must be between 1 and 65535, found 0"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Paired A/B of two fulcrum builds on one per-core bench config.
 #
-#   bench/tools/ab.sh [-n ROUNDS] [-w WARMUP_S] [-d DURATION_S] BIN_A BIN_B [CONFIG]
+#   bench/tools/ab.sh [-n ROUNDS] [-w WARMUP_S] [-d DURATION_S] BIN_A BIN_B [CONFIG [CONFIG_B]]
 #
 # Runs BIN_A and BIN_B alternately (A then B in odd rounds, B then A in even ones), one
 # `fulcrum run -c CONFIG` at a time, and reads each run's rate from DPDK's ethdev counters
@@ -17,6 +17,8 @@
 # (bench/results/tmp/run/fulcrum-est-10k-64-ipip.yaml): run `bench/run.sh --quick --only
 # '^est-10k-64$'` once first. The worker thread is `fulcrum-w0` (one worker). Every run is
 # bounded (ethstats' timeout, then SIGINT, then SIGKILL) and its hugepage files removed.
+# CONFIG_B, when given, is BIN_B's config (BIN_A keeps CONFIG), for a change of config
+# rather than of build (BIN_B may then be BIN_A); both must use the same --file-prefix.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,15 +29,19 @@ while getopts "n:w:d:" o; do
     n) rounds="$OPTARG" ;;
     w) warmup="$OPTARG" ;;
     d) duration="$OPTARG" ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    *) sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 2 ] || { sed -n '2,20p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 2; }
 a="$1" b="$2" cfg="${3:-$bench/results/tmp/run/fulcrum-est-10k-64-ipip.yaml}"
+cfg_b="${4:-$cfg}"
 for f in "$a" "$b"; do [ -x "$f" ] || { echo "ab: $f is not an executable" >&2; exit 2; }; done
+[ -r "$cfg_b" ] || { echo "ab: no config $cfg_b" >&2; exit 2; }
 [ -r "$cfg" ] || { echo "ab: no config $cfg (run bench/run.sh --quick --only '^est-10k-64\$' first)" >&2; exit 2; }
 prefix="$(grep -o 'file-prefix=[^" ,]*' "$cfg" | head -1 | cut -d= -f2)"
+[ "$(grep -o 'file-prefix=[^" ,]*' "$cfg_b" | head -1 | cut -d= -f2)" = "$prefix" ] ||
+  { echo "ab: $cfg and $cfg_b name different --file-prefix values" >&2; exit 2; }
 [ -n "$prefix" ] || { echo "ab: $cfg has no --file-prefix in its eal_args" >&2; exit 2; }
 
 out="$(mktemp)"
@@ -49,9 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# one_run BIN -> Mpps a core-second on stdout (empty when the run failed)
+# one_run BIN CONFIG -> Mpps a core-second on stdout (empty when the run failed)
 one_run() {
-  "$1" run -c "$cfg" </dev/null >"$log" 2>&1 &
+  "$1" run -c "$2" </dev/null >"$log" 2>&1 &
   pid=$!
   python3 "$bench/ethstats.py" --prefix "$prefix" --pid "$pid" --thread '^fulcrum-w0$' \
     --warmup "$warmup" --duration "$duration" --timeout 60 2>/dev/null |
@@ -67,8 +73,8 @@ one_run() {
 for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) = 1 ]; then order="A B"; else order="B A"; fi
   for which in $order; do
-    if [ "$which" = A ]; then bin="$a"; else bin="$b"; fi
-    v="$(one_run "$bin")"
+    if [ "$which" = A ]; then bin="$a" c="$cfg"; else bin="$b" c="$cfg_b"; fi
+    v="$(one_run "$bin" "$c")"
     if [ -z "$v" ]; then echo "ab: round $r, $which ($bin) produced no figure; its log:" >&2; tail -5 "$log" >&2; exit 1; fi
     echo "$r $which $v" >>"$out"
     echo "ab: round $r $which $v Mpps" >&2

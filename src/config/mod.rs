@@ -34,7 +34,7 @@
 //! | `dpdk.eal_args` | `[]` | passed to `rte_eal_init` as given |
 //! | `ports[].kernel_interface` | none | name of the `net_tap` interface fulcrum creates for the port's address |
 //! | `dpdk.mbufs` | sized from the rings | mbufs in the packet pool, 1023 to 2^26 |
-//! | `dpdk.mbuf_data_room` | 2176 | bytes per mbuf, headroom included, 256 to 16384; at least every port's `mtu` + 198 |
+//! | `dpdk.mbuf_data_room` | 2176 | bytes per mbuf, headroom included, 256 to 16384; at least every port's `mtu` + 154 |
 //! | `ports` | req. | at least one |
 //! | `ports[].name` | req. | unique |
 //! | `ports[].device` | req. | unique; a PCI address (refused with `--no-pci`, must be in `-a` if any) or a name created by `--vdev` |

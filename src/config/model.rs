@@ -70,10 +70,13 @@ pub mod limits {
     pub const SNAT_ADDRESSES: usize = 255;
     /// `dpdk.mbuf_data_room`.
     pub const MBUF_DATA_ROOM: std::ops::RangeInclusive<u16> = 256..=16384;
-    /// What an mbuf holds besides the IP packet of a port's MTU: 128 bytes of headroom,
-    /// an Ethernet header with two VLAN tags (22) and the largest encapsulation fulcrum
-    /// adds (IPv6 + UDP for GUE, 48).
-    pub const MBUF_ROOM_OVERHEAD: u16 = 128 + 22 + 48;
+    /// What an mbuf holds besides the IP packet of a port's MTU: DPDK's 128 bytes of
+    /// headroom, an Ethernet header with two VLAN tags (22) and the frame check sequence
+    /// some NICs leave in the buffer (4). Every header fulcrum adds (encapsulation, up to
+    /// IPv6 + UDP for GUE, 48 bytes; an ICMP error's IP and ICMP headers) is prepended
+    /// into the headroom and nothing grows a packet at its end, so the data room needs no
+    /// allowance for them: a frame received at the port's MTU fits as it came.
+    pub const MBUF_ROOM_OVERHEAD: u16 = 128 + 22 + 4;
     /// `rx_desc` / `tx_desc` range; must also be a power of two.
     pub const RING_DESCRIPTORS: std::ops::RangeInclusive<u16> = 64..=16384;
     /// `workers.burst` range, packets.

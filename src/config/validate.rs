@@ -46,14 +46,14 @@ pub(crate) fn validate(raw: RawConfig, host: &Host, report: &mut Report) -> Conf
     };
     let ports = v.ports(&raw.ports, &dpdk.eal_args);
     if let (Some(r), Some(bytes)) = (&room, dpdk.mbuf_data_room) {
-        // every frame a port takes, grown by fulcrum's largest encapsulation, must fit
+        // every frame a port takes must fit after the headroom (which takes encapsulation)
         for p in &ports {
             if u32::from(p.mtu) + u32::from(limits::MBUF_ROOM_OVERHEAD) > u32::from(bytes) {
                 v.report.error(
                     &r.referenced,
                     format!(
                         "dpdk.mbuf_data_room {bytes} cannot hold port {}'s frames: mtu {} + {} \
-                         (headroom, Ethernet and VLAN headers, encapsulation) needs {}",
+                         (headroom, Ethernet and VLAN headers, FCS) needs {}",
                         p.name,
                         p.mtu,
                         limits::MBUF_ROOM_OVERHEAD,

@@ -1152,3 +1152,21 @@ fn snat_addresses() {
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
+
+#[test]
+fn mbuf_data_room_holds_a_full_frame_after_the_headroom() {
+    // 128 bytes of headroom (where every encapsulation goes) + 22 of Ethernet with two
+    // VLAN tags + 4 of FCS + the MTU: 256 bytes hold a port of MTU 102, not 103
+    let room = |mtu: u16, room: u16| {
+        edit("dpdk:\n", &format!("dpdk:\n  mbuf_data_room: {room}\n")).replace(
+            "    address: 10.0.0.5/24\n",
+            &format!("    address: 10.0.0.5/24\n    mtu: {mtu}\n"),
+        )
+    };
+    assert_eq!(diagnostics(&room(102, 256)), Vec::<String>::new());
+    assert_eq!(
+        diagnostics(&room(103, 256)),
+        ["2:19: dpdk.mbuf_data_room 256 cannot hold port lan's frames: mtu 103 + 154 (headroom, Ethernet and VLAN headers, FCS) needs 257"]
+    );
+    assert_eq!(config(&room(1500, 1654)).dpdk.mbuf_data_room, Some(1654));
+}

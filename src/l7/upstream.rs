@@ -119,6 +119,13 @@ struct H1Conn {
 const READ_CHUNK: usize = 16 * 1024;
 /// Bodies up to this size are written in the same system call as the head.
 const INLINE_BODY: usize = 16 * 1024;
+/// A response body of known length up to this many bytes is read whole before its
+/// response is handed on (see [`H1Conn::read_short_body`]).
+const WHOLE_BODY: usize = 16 * 1024;
+/// How long an exchange waits for such a body's missing bytes before handing the
+/// response on with its body streaming (an upstream that stalls mid-body is then cut off
+/// by the stream idle timeout, as any body is).
+const SHORT_BODY_WAIT: Duration = Duration::from_millis(10);
 
 impl H1Conn {
     fn new(stream: TcpStream, slot: OpenSlot) -> H1Conn {
@@ -183,6 +190,14 @@ impl H1Conn {
                 if let Some(head) = h1::next_head_with(&mut self.read, method, &mut self.lines)
                     .map_err(|e| ExchangeError::Failed(e.into()))?
                 {
+                    if let Some(len) = self.short_body_pending(&head.framing) {
+                        // still coming after the wait: streamed as it comes, as before
+                        if let Ok(r) =
+                            tokio::time::timeout(SHORT_BODY_WAIT, self.read_short_body(len)).await
+                        {
+                            r?;
+                        }
+                    }
                     return Ok(head);
                 }
             }
@@ -198,6 +213,37 @@ impl H1Conn {
                 Err(e) => return Err(ExchangeError::Failed(e.into())),
             }
         }
+    }
+}
+
+impl H1Conn {
+    /// Whether a response's body is short, of known length (at most [`WHOLE_BODY`]
+    /// bytes), and not yet all in the read buffer. An upstream may send a response's head
+    /// and body in two segments (nginx does: its head by `writev`, its file by
+    /// `sendfile`); handed on with its body still on the way, the response's head would
+    /// leave for the client at once and its body in a second write: two segments and two
+    /// wake-ups of the client for one response, where HAProxy and nginx send one. The
+    /// exchange waits for such a body (within [`SHORT_BODY_WAIT`]).
+    fn short_body_pending(&self, framing: &h1::Framing) -> Option<u64> {
+        match *framing {
+            h1::Framing::Length(n) if n <= WHOLE_BODY as u64 && (self.read.len() as u64) < n => {
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads until the read buffer holds `len` bytes (the short body
+    /// [`short_body_pending`](Self::short_body_pending) found missing).
+    async fn read_short_body(&mut self, len: u64) -> Result<(), ExchangeError> {
+        while (self.read.len() as u64) < len {
+            match std::future::poll_fn(|cx| self.poll_fill(cx)).await {
+                Ok(0) => return Err(ExchangeError::Failed(H1Error::Truncated.into())),
+                Ok(_) => {}
+                Err(e) => return Err(ExchangeError::Failed(e.into())),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1263,6 +1309,37 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(body, b"okokokokokok");
         assert_eq!(fired.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_short_body_sent_after_its_head_comes_with_the_response() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            // the head, then (as nginx's writev and sendfile do) the body in a second write
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let _ = s.write_all(b"hello").await;
+            let _ = s.read(&mut buf).await;
+        });
+        let pool = pool_for(addr);
+        let mut req = Request::new(Bytes::new());
+        *req.uri_mut() = "/x".parse().unwrap();
+        let resp = pool.send(0, req).await.unwrap();
+        // the whole body is already there: its frame is ready at the first poll
+        let mut body = std::pin::pin!(resp.into_body());
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let Poll::Ready(Some(Ok(frame))) = body.as_mut().poll_frame(&mut cx) else {
+            panic!("the body was not in yet when the response was handed on");
+        };
+        assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"hello"));
     }
 
     async fn get(pool: &UpstreamPool, method: Method) -> Result<(u16, Vec<u8>), String> {

@@ -1282,8 +1282,9 @@ mod tests {
         assert_eq!(fired.load(Ordering::Relaxed), 2);
     }
 
-    #[tokio::test]
-    async fn a_slow_body_that_keeps_coming_is_not_cut_off() {
+    /// An upstream that answers one request with `pieces`, each written after its delay
+    /// (a response sent in several writes), then waits for the next request.
+    async fn paced(pieces: Vec<(u64, &'static [u8])>) -> SocketAddr {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -1291,17 +1292,25 @@ mod tests {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-                .await;
-            // Six pieces 120 ms apart: 720 ms in all, each gap under the 300 ms timeout.
-            for _ in 0..6 {
-                tokio::time::sleep(Duration::from_millis(120)).await;
-                let _ = s.write_all(b"2\r\nok\r\n").await;
+            for (delay_ms, bytes) in pieces {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                let _ = s.write_all(bytes).await;
             }
-            let _ = s.write_all(b"0\r\n\r\n").await;
             let _ = s.read(&mut buf).await;
         });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_slow_body_that_keeps_coming_is_not_cut_off() {
+        // Six pieces 120 ms apart: 720 ms in all, each gap under the 300 ms timeout.
+        let mut pieces = vec![(
+            0,
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+        )];
+        pieces.extend([(120, &b"2\r\nok\r\n"[..]); 6]);
+        pieces.push((0, b"0\r\n\r\n"));
+        let addr = paced(pieces).await;
         let fired = Arc::new(AtomicU64::new(0));
         let pool =
             pool_for(addr).with_stream_idle_timeout(Duration::from_millis(300), fired.clone());
@@ -1313,21 +1322,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_body_sent_after_its_head_comes_with_the_response() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            // the head, then (as nginx's writev and sendfile do) the body in a second write
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
-                .await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            let _ = s.write_all(b"hello").await;
-            let _ = s.read(&mut buf).await;
-        });
+        // the head, then (as nginx's writev and sendfile do) the body in a second write
+        let addr = paced(vec![
+            (0, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            (2, b"hello"),
+        ])
+        .await;
         let pool = pool_for(addr);
         let mut req = Request::new(Bytes::new());
         *req.uri_mut() = "/x".parse().unwrap();

@@ -85,8 +85,9 @@ BURST=32
 # Runs "$@" (a DPDK process with EAL --file-prefix PREFIX) under callgrind: once its port
 # receives, WARMUP s more, then the port's ipackets is read and callgrind's counters dumped
 # (a dump also zeroes them), SECONDS_EACH s later the same again; the second dump holds
-# the window's instructions, and each end of the window is a read followed by a dump, so
-# the time both take under valgrind shifts the two ends alike (a zero followed by a read
+# the window's instructions, and each end of the window is a read followed by a dump of
+# a like size (the counters are zeroed just before the first read, so neither dump holds
+# the start-up's profile), so the time both take under valgrind shifts the two ends alike (a zero followed by a read
 # had counted 4% more packets' instructions than packets for testpmd). Start-up (EAL, the
 # PMD loading its pcap, tables) is outside the count for both systems. Then SIGINT.
 # VG_OUT: the callgrind file (the window's dump is VG_OUT.2); VG_LOG: the program's
@@ -111,6 +112,9 @@ while int(ethstats.port_stats(tel, 0)["ipackets"]) == 0:
 time.sleep(warmup)
 ctl = lambda cmd: subprocess.run(["callgrind_control", cmd, str(pid)], check=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+# zero first: the start-up's profile is large, and dumping it at the window's start (and not
+# at its end) had held that end back by a minute under a loaded CI machine's valgrind
+ctl("-z")
 p0 = int(ethstats.port_stats(tel, 0)["ipackets"])
 ctl("-d")
 time.sleep(window)

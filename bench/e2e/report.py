@@ -13,6 +13,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 from xml.sax.saxutils import escape
 
 # (title, client description, the protocol as the plots label it, keys in order, keys
@@ -183,8 +184,36 @@ def sh(cmd):
         return ""
 
 
+READING_START = "## Reading"
+READING_END = "## How each figure was made"
+
+
+def splice_reading(report_md, reading_md):
+    """report_md with its reading section (from READING_START up to READING_END) replaced
+    by reading_md, as a new run would have written it; ValueError without one."""
+    i = report_md.find(READING_START)
+    j = report_md.find(READING_END)
+    if i < 0 or j < i:
+        raise ValueError(f"no '{READING_START}' section before '{READING_END}'")
+    return report_md[:i] + reading_md.rstrip() + "\n\n" + report_md[j:]
+
+
 def main():
-    ap = argparse.ArgumentParser()
+    if len(sys.argv) == 3 and sys.argv[1] == "--splice-reading":
+        # bench/e2e/reading.md edited after a run: put it into that run's report
+        path = sys.argv[2]
+        reading = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reading.md")
+        try:
+            with open(path) as f, open(reading) as r:
+                text = splice_reading(f.read(), r.read())
+        except (OSError, ValueError) as e:
+            sys.exit(f"report.py --splice-reading: {path}: {e}")
+        with open(path, "w") as f:
+            f.write(text)
+        return
+    ap = argparse.ArgumentParser(
+        epilog="report.py --splice-reading E2E_MD: replace the reading section of an "
+               "existing report with bench/e2e/reading.md (the tables stay the run's)")
     ap.add_argument("--results", required=True)
     ap.add_argument("--counters")
     ap.add_argument("--out", required=True)

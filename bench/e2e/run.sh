@@ -15,6 +15,8 @@
 #
 # usage: bench/e2e/run.sh [--quick] [--out DIR] [--only l4|l7]
 #        (--only: measure one group; the L7 proxies only, say, while working on the pool)
+#        bench/e2e/reading.md (the report's reading, written by hand) edited after a run:
+#        `python3 bench/e2e/report.py --splice-reading bench/results/e2e.md` puts it in.
 # env:   FLC_PREFIX (namespace prefix, default flb), E2E_DURATION (s per figure, 10; quick 3),
 #        E2E_ROUNDS (rounds over all systems, 3; quick 1), E2E_CONNS (50), E2E_NICE (-10),
 #        E2E_QUIET_BUDGET (s the run may wait in all for other work on the machine to calm

@@ -87,8 +87,9 @@ BURST=32
 # (a dump also zeroes them), SECONDS_EACH s later the same again; the second dump holds
 # the window's instructions, and each end of the window is a read followed by a dump of
 # a like size (the counters are zeroed just before the first read, so neither dump holds
-# the start-up's profile), so the time both take under valgrind shifts the two ends alike (a zero followed by a read
-# had counted 4% more packets' instructions than packets for testpmd). Start-up (EAL, the
+# the start-up's profile), so the time both take under valgrind shifts the two ends
+# alike (a zero followed by a read, as the window's start, had counted 4% more packets'
+# instructions than packets for testpmd). Start-up (EAL, the
 # PMD loading its pcap, tables) is outside the count for both systems. Then SIGINT.
 # VG_OUT: the callgrind file (the window's dump is VG_OUT.2); VG_LOG: the program's
 # output; WINDOW_PACKETS: the packets received in the window.

@@ -214,9 +214,7 @@ impl H1Conn {
             }
         }
     }
-}
 
-impl H1Conn {
     /// Whether a response's body is short, of known length (at most [`WHOLE_BODY`]
     /// bytes), and not yet all in the read buffer. An upstream may send a response's head
     /// and body in two segments (nginx does: its head by `writev`, its file by

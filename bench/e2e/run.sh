@@ -35,6 +35,9 @@
 #        E2E_L7_UPSTREAM (h1 or h2, default h1: the L7 proxies' protocol to the backends; h2:
 #        fulcrum's pool and HAProxy multiplex requests over HTTP/2 (h2c) connections to each
 #        backend's second listener, nginx stays on HTTP/1.1, the only one its proxy speaks),
+#        E2E_BACKEND_NOPUSH (on or off, default on: the nginx backends' tcp_nopush, see
+#        conf.sh; on, as in Debian's nginx.conf, sends a response's head and file in one
+#        segment; off, nginx's built-in default, in two),
 #        E2E_LB_CPU (a percent of one CPU, e.g. 40: every load balancer runs in a cgroup
 #        whose CFS quota caps it there, the client and backends do not, so the figures
 #        compare what each load balancer serves on the same CPU budget instead of what
@@ -100,6 +103,8 @@ VIP=10.99.0.100
 LB_ADDR=10.99.0.2
 BACKENDS=(10.99.0.11 10.99.0.12 10.99.0.13)
 UPSTREAM="${E2E_L7_UPSTREAM:-h1}"
+case "${E2E_BACKEND_NOPUSH:=on}" in on|off) ;; *) echo "E2E_BACKEND_NOPUSH: on or off" >&2; exit 2 ;; esac
+export E2E_BACKEND_NOPUSH
 case "$UPSTREAM" in h1|h2) ;; *) echo "E2E_L7_UPSTREAM: h1 or h2" >&2; exit 2 ;; esac
 UPSTREAM_H2_PORT=8080
 # The L7 proxies' TLS listener (HTTP/1.1 or h2 by ALPN), with the run's certificate.
@@ -897,7 +902,8 @@ python3 "$HERE/report.py" --results "$RESULTS" --counters "$WORK/counters.txt" -
   --quick "$QUICK" --root "$ROOT" --nft-ruleset "$WORK/nft-ruleset.txt" \
   --tls-sessions "$WORK/tls-sessions.txt" \
   --load "$LOAD_BEFORE -> $(cut -d' ' -f1-3 /proc/loadavg)" \
-  --autogroup "$(cat "/proc/$$/autogroup" 2>/dev/null)" --lb-cpu "${E2E_LB_CPU:-}"
+  --autogroup "$(cat "/proc/$$/autogroup" 2>/dev/null)" --lb-cpu "${E2E_LB_CPU:-}" \
+  --backend-nopush "$E2E_BACKEND_NOPUSH"
 
 # every system under test gave figures and no request failed
 awk -F'\t' '$5 + 0 <= 0 || $8 + 0 > 0 { bad = 1; print "bad row: " $0 > "/dev/stderr" } END { exit bad }' "$RESULTS" \

@@ -20,9 +20,9 @@
 #     charged to 50x fewer packets than natively),
 # over the packets received in the window: the calls callgrind counted to the PMD's
 # receive burst (the pcap PMD's function with the most instructions of its own) times 32,
-# since the replay fills every burst and both ask for 32; the ethdev counter's reads
-# check that figure (within a factor of 2: they bracket the window less exactly, and
-# counting the wrong function would be off 32-fold).
+# since the replay fills every burst and both ask for 32; the ethdev counter, read just
+# before and just after each dump, checks that figure (it must lie between the inner and
+# the outer span of those reads; counting the wrong function would be off 32-fold).
 # Both also report the part of their count inside the pcap PMD (librte_net_pcap and the
 # TLS lookups its mempool calls make), which each system pays alike per packet.
 #
@@ -106,15 +106,15 @@ import subprocess, sys, time
 import ethstats
 prefix, pid, warmup, window = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 tel = ethstats.connect(prefix, time.monotonic() + 600, pid)
+ipackets = lambda: int(ethstats.port_stats(tel, 0)["ipackets"])
 deadline = time.monotonic() + 600
-while int(ethstats.port_stats(tel, 0)["ipackets"]) == 0:
+while ipackets() == 0:
     if time.monotonic() > deadline:
         sys.exit("no packets within 600 s")
     time.sleep(0.5)
 time.sleep(warmup)
 ctl = lambda cmd: subprocess.run(["callgrind_control", cmd, str(pid)], check=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-ipackets = lambda: int(ethstats.port_stats(tel, 0)["ipackets"])
 ctl("-z")
 before0 = ipackets()
 ctl("-d")

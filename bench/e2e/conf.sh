@@ -10,7 +10,7 @@
 # head and its file leave in one segment. E2E_BACKEND_NOPUSH=off (nginx's built-in default)
 # makes nginx send the head (writev) and the file (sendfile) as two segments, which
 # every system in the path pays for (the client core's req/s with no load balancer drops
-# by about a fifth on the AMD EPYC VM) and which a proxy must not turn into two segments
+# by about a sixth on the AMD EPYC VM) and which a proxy must not turn into two segments
 # to its client (fulcrum's pool waits for such a body: `H1Conn::short_body_pending`).
 nginx_backend_conf() {
   local dir="$1" listen="$2" extra="${3:-}"

@@ -231,8 +231,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--autogroup", default="")
     ap.add_argument("--lb-cpu", default="", help="E2E_LB_CPU: the load balancers' CPU cap (%%)")
-    ap.add_argument("--backend-nopush", default="off",
-                    help="E2E_BACKEND_NOPUSH: the nginx backends' tcp_nopush (on or off)")
+    ap.add_argument("--backend-nopush", required=True, choices=("on", "off"),
+                    help="E2E_BACKEND_NOPUSH: the nginx backends' tcp_nopush")
     ap.add_argument("--tls-sessions", help="KEY TAB protocol and cipher suite, one line a system")
     a = ap.parse_args()
 
@@ -268,7 +268,7 @@ def main():
               "balancer namespace with veth `lb0` (`10.99.0.2`, VIP `10.99.0.100`), three nginx "
               "backends `10.99.0.11-13` each serving a 78-byte static file (one worker, "
               "keep-alive, no access log, `sendfile on`, "
-              + (f"`tcp_nopush on` as in Debian's nginx.conf: a response's head and file in "
+              + ("`tcp_nopush on` as in Debian's nginx.conf: a response's head and file in "
                  "one segment" if a.backend_nopush == "on" else
                  "`tcp_nopush off` (`E2E_BACKEND_NOPUSH=off`): a response's head (writev) "
                  "and file (sendfile) in two segments")

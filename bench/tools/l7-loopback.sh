@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The L7 proxies one request at a time, on loopback: CPU a request and where it goes.
 #
-#   bench/tools/l7-loopback.sh [-m h1|h2] [-n REQUESTS] [-r ROUNDS] [-p PERF_DIR] SYSTEM...
+#   bench/tools/l7-loopback.sh [-m h1|h2] [-n REQUESTS] [-r ROUNDS] [-p PERF_DIR | -i] SYSTEM...
 #
 # Installs nginx, nghttp2-client, haproxy (when asked for) and linux-perf (with -p) when
 # missing. SYSTEM is `fulcrum` (the stand-alone L7 pool, $CARGO_TARGET_DIR or target/, built by
@@ -23,21 +23,34 @@
 # under load (cpu-clock: no PMU needed) and prints its time by kind: user space by who
 # called (the HTTP/2 crate, the upstream exchange, the request handler, the rest) and
 # the kernel by system call.
+#
+# -i counts instead of timing: each proxy runs under valgrind's callgrind, its counters
+# are zeroed after the warm-up and dumped after the measured requests (default 10000
+# with -i), and the instructions it retired in user space a request are printed, with
+# the share spent in memcpy/memmove. Instructions do not move with the machine's load
+# (the times above do, by 5-10% between rounds on a shared VM); they do not see cache
+# misses, so a proxy that retires fewer may still take longer. Installs valgrind.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-mode=h2 requests=300000 rounds=1 perfdir=""
-while getopts "m:n:r:p:" o; do
+mode=h2 requests="" rounds=1 perfdir="" count=0
+while getopts "m:n:r:p:i" o; do
   case "$o" in
     m) mode="$OPTARG" ;;
     n) requests="$OPTARG" ;;
     r) rounds="$OPTARG" ;;
     p) perfdir="$OPTARG" ;;
+    i) count=1 ;;
     *) sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
+[ -z "$perfdir" ] || [ "$count" = 0 ] || { echo "l7-loopback: -p or -i, not both" >&2; exit 2; }
+if [ -z "$requests" ]; then
+  if [ "$count" = 1 ]; then requests=10000; else requests=300000; fi
+fi
+[[ "$requests" =~ ^[1-9][0-9]*$ ]] || { echo "l7-loopback: -n takes a count of requests" >&2; exit 2; }
 [ $# -ge 1 ] || { sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 2; }
 case "$mode" in
   h1) port=18080 opts=(-c 50 -m 1 --h1) ;;
@@ -52,6 +65,7 @@ source "$root/bench/e2e/conf.sh"
 debs=(nginx nghttp2-client curl python3)
 [[ " $* " == *" haproxy "* ]] && debs+=(haproxy)
 [ -z "$perfdir" ] || debs+=(linux-perf)
+[ "$count" = 0 ] || debs+=(valgrind)
 install_debs "${debs[@]}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/fulcrum-l7lo.XXXXXX")"
@@ -118,22 +132,55 @@ one_run() {
   esac
   taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -e "$work/nginx.err" &
   ng=$!; pids+=("$ng")
+  # -i: under callgrind, counting from the zeroing after the warm-up (slow to start)
+  local under=() tries=50 warmup=20000
+  if [ "$count" = 1 ]; then
+    rm -f "$work"/cg.out*
+    under=(valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --dump-line=no)
+    tries=600 warmup=2000
+  fi
   if [ "$sys" = haproxy ]; then
-    taskset -c 1 haproxy -f "$work/haproxy.cfg" -db >"$work/proxy.log" 2>&1 &
+    taskset -c 1 "${under[@]}" haproxy -f "$work/haproxy.cfg" -db >"$work/proxy.log" 2>&1 &
   else
     [ -x "$bin" ] || { echo "l7-loopback: no $bin (build bench/e2e/l7-standalone)" >&2; exit 2; }
-    taskset -c 1 "$bin" "$work/l7.yaml" >"$work/proxy.log" 2>&1 &
+    taskset -c 1 "${under[@]}" "$bin" "$work/l7.yaml" >"$work/proxy.log" 2>&1 &
   fi
   pid=$!; pids+=("$pid")
   local up=0
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 "$tries"); do
     if curl -sf -m 1 -o /dev/null "http://127.0.0.1:$port/index.html" --http2-prior-knowledge 2>/dev/null \
       || curl -sf -m 1 -o /dev/null "http://127.0.0.1:$port/index.html" 2>/dev/null; then up=1; break; fi
     sleep 0.1
   done
   [ "$up" = 1 ] || { echo "l7-loopback: $name did not answer; its log:" >&2; tail -5 "$work/proxy.log" >&2; exit 1; }
-  timeout 60 taskset -c 0 h2load -n 20000 "${opts[@]}" "http://127.0.0.1:$port/index.html" >/dev/null 2>&1 || true
-  if [ -n "$perfdir" ]; then
+  timeout 60 taskset -c 0 h2load -n "$warmup" "${opts[@]}" "http://127.0.0.1:$port/index.html" >/dev/null 2>&1 || true
+  if [ "$count" = 1 ]; then
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    timeout 600 taskset -c 0 h2load -n "$requests" "${opts[@]}" "http://127.0.0.1:$port/index.html" >"$work/h2load.out" 2>&1 || true
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    local ok dump
+    ok="$(grep -o '[0-9]* succeeded' "$work/h2load.out" | cut -d' ' -f1)"
+    [ -n "$ok" ] && [ "$ok" -gt 0 ] || { echo "l7-loopback: $name: h2load failed" >&2; tail -3 "$work/h2load.out" >&2; exit 1; }
+    # the dump the zeroing started: the newest numbered one
+    dump="$(ls -t "$work"/cg.out.* 2>/dev/null | head -1)"
+    [ -n "$dump" ] || { echo "l7-loopback: $name: no callgrind dump" >&2; exit 1; }
+    callgrind_annotate --inclusive=no --threshold=100 --auto=no "$dump" 2>/dev/null | python3 -c "
+import re, sys
+total = copy = 0
+for line in sys.stdin:
+    m = re.match(r'\s*([0-9,]+) \(\s*[0-9.]+%\)\s+(.*)', line)
+    if not m:
+        continue
+    n = int(m.group(1).replace(',', ''))
+    if 'PROGRAM TOTALS' in m.group(2):
+        total = n
+    elif re.search(r'mem(cpy|move)', m.group(2)):
+        copy += n
+if total == 0:
+    sys.exit('l7-loopback: $name: no totals in the callgrind dump')
+print('round $round $mode %-24s %9.0f instructions a request in user space (memcpy/memmove %4.1f%%) (%d ok)'
+      % ('$name', total / $ok, 100.0 * copy / total, $ok))"
+  elif [ -n "$perfdir" ]; then
     mkdir -p "$perfdir"
     timeout 120 taskset -c 0 h2load -n "$requests" "${opts[@]}" "http://127.0.0.1:$port/index.html" >"$work/h2load.out" 2>&1 &
     local load=$!
@@ -157,7 +204,7 @@ print('round $round $mode %-24s %9.0f req/s  user %5.2f us  system %5.2f us  tot
   fi
   kill -TERM "$pid" 2>/dev/null || true
   kill -QUIT "$ng" 2>/dev/null || true
-  for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || kill -0 "$ng" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 $((tries / 2))); do kill -0 "$pid" 2>/dev/null || kill -0 "$ng" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" "$ng" 2>/dev/null || true
   wait "$pid" "$ng" 2>/dev/null || true
   pids=()

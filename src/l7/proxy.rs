@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -276,250 +277,259 @@ fn observe(cluster: &Cluster, index: usize, failed: bool, clock: &Clock) {
 }
 
 /// Handles one client request; never fails (errors become responses).
-pub async fn handle(
+///
+/// An `async` block, not an `async fn`: an `async fn` keeps each argument twice in its
+/// state (as passed and as bound in its body), and this state is allocated and moved
+/// once a request.
+pub fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
-) -> Result<Response<Body>, Infallible> {
-    let start = Instant::now();
-    super::cpu::on_request(start);
-    let index = conn.requests.fetch_add(1, Ordering::Relaxed);
-    let metrics = &shared.metrics;
-    // Smuggling: the watch saw this head refused, or both framings survived parsing.
-    let both = req.headers().contains_key(header::TRANSFER_ENCODING)
-        && req.headers().contains_key(header::CONTENT_LENGTH);
-    if conn.verdicts.violation_at.load(Ordering::Relaxed) == index || both {
-        metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
-        return Ok(local(StatusCode::BAD_REQUEST, true));
-    }
-    let snapshot = shared.snapshot.load_full();
-    let Some(service) = snapshot.services.get(&conn.service).cloned() else {
-        metrics.listener.no_route.fetch_add(1, Ordering::Relaxed);
-        return Ok(local(StatusCode::NOT_FOUND, false));
-    };
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send {
+    // split here, so the block keeps the head and the body, not the request as well
     let (parts, body) = req.into_parts();
-    let raw_host = parts
-        .uri
-        .authority()
-        .map(|a| a.host())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| {
-                    h.rsplit_once(':')
-                        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-                        .map_or(h, |(h, _)| h)
-                })
-        })
-        .unwrap_or_default();
-    // Lowercased only when it has capitals (most clients send it lowercase).
-    let host: std::borrow::Cow<'_, str> = if raw_host.bytes().any(|b| b.is_ascii_uppercase()) {
-        raw_host.to_ascii_lowercase().into()
-    } else {
-        raw_host.into()
-    };
-    let path = parts.uri.path();
-    let Some(route) = service
-        .routes
-        .iter()
-        .find(|r| r.matches(&host, path, &parts.method, &parts.headers))
-    else {
-        metrics.listener.no_route.fetch_add(1, Ordering::Relaxed);
-        return Ok(local(StatusCode::NOT_FOUND, false));
-    };
-    let limits = &snapshot.settings.limits;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        metrics
-            .listener
-            .body_too_large
-            .fetch_add(1, Ordering::Relaxed);
-        route.stats.count_status(413);
-        return Ok(local(StatusCode::PAYLOAD_TOO_LARGE, true));
-    }
-    // A request without a body (most GETs) needs no read, no timer and no buffer.
-    let bodiless = body.is_end_stream();
-    let cluster = route.target.pick().clone();
-    // A gRPC call to an HTTP/2 cluster keeps its body streaming through (client- and
-    // bidirectional-streaming calls send a message, wait for one, send the next): not
-    // buffered, so neither retried nor held to max_body_bytes / body_read_timeout (the
-    // call's deadline and the cluster's request timeout bound it).
-    let streamed =
-        !bodiless && cluster.spec.protocol == UpstreamProtocol::Http2 && is_grpc(&parts.headers);
-    let mut stream = None;
-    let body = if bodiless {
-        Bytes::new()
-    } else if streamed {
-        stream = Some(body);
-        Bytes::new()
-    } else {
-        match tokio::time::timeout(
-            limits.body_read_timeout,
-            Limited::new(body, limits.max_body_bytes).collect(),
-        )
-        .await
-        {
-            Err(_) => {
-                metrics
-                    .listener
-                    .body_timeout
-                    .fetch_add(1, Ordering::Relaxed);
-                route.stats.count_status(408);
-                return Ok(local(StatusCode::REQUEST_TIMEOUT, true));
-            }
-            Ok(Err(e)) => {
-                let status = if e
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
+    async move {
+        let start = Instant::now();
+        super::cpu::on_request(start);
+        let index = conn.requests.fetch_add(1, Ordering::Relaxed);
+        let metrics = &shared.metrics;
+        // Smuggling: the watch saw this head refused, or both framings survived parsing.
+        let both = parts.headers.contains_key(header::TRANSFER_ENCODING)
+            && parts.headers.contains_key(header::CONTENT_LENGTH);
+        if conn.verdicts.violation_at.load(Ordering::Relaxed) == index || both {
+            metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
+            return Ok(local(StatusCode::BAD_REQUEST, true));
+        }
+        let snapshot = shared.snapshot.load_full();
+        let Some(service) = snapshot.services.get(&conn.service).cloned() else {
+            metrics.listener.no_route.fetch_add(1, Ordering::Relaxed);
+            return Ok(local(StatusCode::NOT_FOUND, false));
+        };
+        let raw_host = parts
+            .uri
+            .authority()
+            .map(|a| a.host())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| {
+                        h.rsplit_once(':')
+                            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                            .map_or(h, |(h, _)| h)
+                    })
+            })
+            .unwrap_or_default();
+        // Lowercased only when it has capitals (most clients send it lowercase).
+        let host: std::borrow::Cow<'_, str> = if raw_host.bytes().any(|b| b.is_ascii_uppercase()) {
+            raw_host.to_ascii_lowercase().into()
+        } else {
+            raw_host.into()
+        };
+        let path = parts.uri.path();
+        let Some(route) = service
+            .routes
+            .iter()
+            .find(|r| r.matches(&host, path, &parts.method, &parts.headers))
+        else {
+            metrics.listener.no_route.fetch_add(1, Ordering::Relaxed);
+            return Ok(local(StatusCode::NOT_FOUND, false));
+        };
+        let limits = &snapshot.settings.limits;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+            metrics
+                .listener
+                .body_too_large
+                .fetch_add(1, Ordering::Relaxed);
+            route.stats.count_status(413);
+            return Ok(local(StatusCode::PAYLOAD_TOO_LARGE, true));
+        }
+        // A request without a body (most GETs) needs no read, no timer and no buffer.
+        let bodiless = body.is_end_stream();
+        let cluster = route.target.pick().clone();
+        // A gRPC call to an HTTP/2 cluster keeps its body streaming through (client- and
+        // bidirectional-streaming calls send a message, wait for one, send the next): not
+        // buffered, so neither retried nor held to max_body_bytes / body_read_timeout (the
+        // call's deadline and the cluster's request timeout bound it).
+        let streamed = !bodiless
+            && cluster.spec.protocol == UpstreamProtocol::Http2
+            && is_grpc(&parts.headers);
+        let mut stream = None;
+        let body = if bodiless {
+            Bytes::new()
+        } else if streamed {
+            stream = Some(body);
+            Bytes::new()
+        } else {
+            // boxed, as the HTTP/2 sends in `forward`: a request with a body pays for the
+            // allocation, instead of every request's state carrying the read's room
+            match Box::pin(tokio::time::timeout(
+                limits.body_read_timeout,
+                Limited::new(body, limits.max_body_bytes).collect(),
+            ))
+            .await
+            {
+                Err(_) => {
                     metrics
                         .listener
-                        .body_too_large
+                        .body_timeout
                         .fetch_add(1, Ordering::Relaxed);
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
-                    StatusCode::BAD_REQUEST
-                };
-                route.stats.count_status(status.as_u16());
-                return Ok(local(status, true));
+                    route.stats.count_status(408);
+                    return Ok(local(StatusCode::REQUEST_TIMEOUT, true));
+                }
+                Ok(Err(e)) => {
+                    let status = if e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        metrics
+                            .listener
+                            .body_too_large
+                            .fetch_add(1, Ordering::Relaxed);
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    } else {
+                        metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
+                        StatusCode::BAD_REQUEST
+                    };
+                    route.stats.count_status(status.as_u16());
+                    return Ok(local(status, true));
+                }
+                Ok(Ok(collected)) => collected.to_bytes(),
             }
-            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        // No body was read: no second clock read (a vDSO call per request).
+        let body_done = if bodiless || streamed {
+            start
+        } else {
+            Instant::now()
+        };
+
+        // What the access log needs of the request, taken before its head is moved.
+        let logged = shared
+            .access_log
+            .as_ref()
+            .map(|_| (host.to_string(), path.to_string()));
+        let has_host = !host.is_empty();
+        drop(host);
+
+        // Upstream head: the client's headers, moved (not copied), then rewritten.
+        let mut headers = parts.headers;
+        // `te: trailers`, the one TE an HTTP/2 request may carry (RFC 9113 8.2.2), goes on to
+        // an HTTP/2 cluster (gRPC servers refuse a call without it); over HTTP/1.1 a TE would
+        // also have to be named in Connection, and the pool asks for no trailers there
+        let te_trailers =
+            cluster.spec.protocol == UpstreamProtocol::Http2 && te_accepts_trailers(&headers);
+        strip_hop_by_hop(&mut headers);
+        if te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
-    };
-    // No body was read: no second clock read (a vDSO call per request).
-    let body_done = if bodiless || streamed {
-        start
-    } else {
-        Instant::now()
-    };
-
-    // What the access log needs of the request, taken before its head is moved.
-    let logged = shared
-        .access_log
-        .as_ref()
-        .map(|_| (host.to_string(), path.to_string()));
-    let has_host = !host.is_empty();
-    drop(host);
-
-    // Upstream head: the client's headers, moved (not copied), then rewritten.
-    let mut headers = parts.headers;
-    // `te: trailers`, the one TE an HTTP/2 request may carry (RFC 9113 8.2.2), goes on to
-    // an HTTP/2 cluster (gRPC servers refuse a call without it); over HTTP/1.1 a TE would
-    // also have to be named in Connection, and the pool asks for no trailers there
-    let te_trailers =
-        cluster.spec.protocol == UpstreamProtocol::Http2 && te_accepts_trailers(&headers);
-    strip_hop_by_hop(&mut headers);
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    if !headers.contains_key(header::HOST) && has_host {
-        if let Some(a) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                headers.insert(header::HOST, v);
+        if !headers.contains_key(header::HOST) && has_host {
+            if let Some(a) = parts.uri.authority() {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    headers.insert(header::HOST, v);
+                }
             }
         }
-    }
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + conn.client_ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(conn.client_ip.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
-        }
-        None => Some(conn.client_ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-    );
-    if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), new_request_id());
-    }
-    let request_id = logged.as_ref().map(|_| {
-        headers
-            .get(&X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    });
-    let traceparent = next_traceparent(headers.get(&TRACEPARENT));
-    headers.insert(TRACEPARENT.clone(), traceparent);
-    let path_and_query = match (
-        &route.prefix_rewrite,
-        &route.path,
-        parts.uri.path_and_query(),
-    ) {
-        (Some(new), Some(super::state::PathMatcher::Prefix(old)), _) => {
-            let mut pq = format!("{new}{}", &path[old.len().min(path.len())..]);
-            if let Some(q) = parts.uri.query() {
-                pq.push('?');
-                pq.push_str(q);
+        let xff = match headers.get(&X_FORWARDED_FOR) {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + conn.client_ip.len());
+                v.extend_from_slice(prev.as_bytes());
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(conn.client_ip.as_bytes());
+                HeaderValue::from_bytes(&v).ok()
             }
-            PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok()
+            None => Some(conn.client_ip.clone()),
+        };
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
         }
-        (_, _, Some(pq)) => Some(pq.clone()),
-        (_, _, None) => Some(PathAndQuery::from_static("/")),
-    };
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+        );
+        if !headers.contains_key(&X_REQUEST_ID) {
+            headers.insert(X_REQUEST_ID.clone(), new_request_id());
+        }
+        let request_id = logged.as_ref().map(|_| {
+            headers
+                .get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        });
+        let traceparent = next_traceparent(headers.get(&TRACEPARENT));
+        headers.insert(TRACEPARENT.clone(), traceparent);
+        let path_and_query = match (
+            &route.prefix_rewrite,
+            &route.path,
+            parts.uri.path_and_query(),
+        ) {
+            (Some(new), Some(super::state::PathMatcher::Prefix(old)), _) => {
+                let mut pq = format!("{new}{}", &path[old.len().min(path.len())..]);
+                if let Some(q) = parts.uri.query() {
+                    pq.push('?');
+                    pq.push_str(q);
+                }
+                PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok()
+            }
+            (_, _, Some(pq)) => Some(pq.clone()),
+            (_, _, None) => Some(PathAndQuery::from_static("/")),
+        };
 
-    let outcome = forward(
-        &shared,
-        route,
-        &cluster,
-        &conn,
-        &parts.method,
-        path_and_query,
-        headers,
-        body,
-        stream,
-    )
-    .await;
-    let (mut response, upstream_time, tries, endpoint, sticky) = outcome;
-    let status = response.status();
-    strip_hop_by_hop(response.headers_mut());
-    if let Some(cookie) = sticky {
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, v);
+        let outcome = forward(
+            &shared,
+            route,
+            &cluster,
+            &conn,
+            &parts.method,
+            path_and_query,
+            headers,
+            body,
+            stream,
+        )
+        .await;
+        let (mut response, upstream_time, tries, endpoint, sticky) = outcome;
+        let status = response.status();
+        strip_hop_by_hop(response.headers_mut());
+        if let Some(cookie) = sticky {
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
         }
-    }
-    let total = start.elapsed();
-    let inside = total
-        .saturating_sub(upstream_time)
-        .saturating_sub(body_done - start);
-    for stats in [&route.stats, &cluster.stats] {
-        stats.count_status(status.as_u16());
-        stats.fulcrum_time.record(inside);
-        if tries > 0 {
-            stats.upstream_time.record(upstream_time);
+        let total = start.elapsed();
+        let inside = total
+            .saturating_sub(upstream_time)
+            .saturating_sub(body_done - start);
+        for stats in [&route.stats, &cluster.stats] {
+            stats.count_status(status.as_u16());
+            stats.fulcrum_time.record(inside);
+            if tries > 0 {
+                stats.upstream_time.record(upstream_time);
+            }
         }
-    }
-    if let (Some(log), Some((host, path))) = (&shared.access_log, logged) {
-        let mut line = String::with_capacity(256);
-        line.push_str("{\"service\":\"");
-        json_escape(&service.name, &mut line);
-        line.push_str("\",\"route\":\"");
-        json_escape(&route.name, &mut line);
-        line.push_str("\",\"cluster\":\"");
-        json_escape(&cluster.name, &mut line);
-        line.push_str("\",\"client\":\"");
-        let _ = write!(line, "{}", conn.peer.ip());
-        line.push_str("\",\"method\":\"");
-        json_escape(parts.method.as_str(), &mut line);
-        line.push_str("\",\"host\":\"");
-        json_escape(&host, &mut line);
-        line.push_str("\",\"path\":\"");
-        json_escape(&path, &mut line);
-        let _ = write!(
+        if let (Some(log), Some((host, path))) = (&shared.access_log, logged) {
+            let mut line = String::with_capacity(256);
+            line.push_str("{\"service\":\"");
+            json_escape(&service.name, &mut line);
+            line.push_str("\",\"route\":\"");
+            json_escape(&route.name, &mut line);
+            line.push_str("\",\"cluster\":\"");
+            json_escape(&cluster.name, &mut line);
+            line.push_str("\",\"client\":\"");
+            let _ = write!(line, "{}", conn.peer.ip());
+            line.push_str("\",\"method\":\"");
+            json_escape(parts.method.as_str(), &mut line);
+            line.push_str("\",\"host\":\"");
+            json_escape(&host, &mut line);
+            line.push_str("\",\"path\":\"");
+            json_escape(&path, &mut line);
+            let _ = write!(
             line,
             "\",\"status\":{},\"upstream\":\"{}\",\"tries\":{tries},\"duration_us\":{},\"upstream_us\":{},\"request_id\":\"",
             status.as_u16(),
@@ -527,11 +537,12 @@ pub async fn handle(
             total.as_micros(),
             upstream_time.as_micros()
         );
-        json_escape(request_id.as_deref().unwrap_or(""), &mut line);
-        line.push_str("\"}");
-        let _ = log.send(line);
+            json_escape(request_id.as_deref().unwrap_or(""), &mut line);
+            line.push_str("\"}");
+            let _ = log.send(line);
+        }
+        Ok(response)
     }
-    Ok(response)
 }
 
 type Forwarded = (
@@ -542,262 +553,275 @@ type Forwarded = (
     Option<String>,
 );
 
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    shared: &Shared,
-    route: &Route,
-    cluster: &Arc<Cluster>,
-    conn: &ConnInfo,
-    method: &Method,
+/// (An `async` block, as [`handle`]'s, so its arguments are kept once.)
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+fn forward<'a>(
+    shared: &'a Shared,
+    route: &'a Route,
+    cluster: &'a Arc<Cluster>,
+    conn: &'a ConnInfo,
+    method: &'a Method,
     path_and_query: Option<PathAndQuery>,
     mut headers: HeaderMap,
     body: Bytes,
     mut stream: Option<Incoming>,
-) -> Forwarded {
-    let clock = shared.clock;
-    let stats: [&StatSet; 2] = [&route.stats, &cluster.stats];
-    let breakers = &cluster.spec.circuit_breakers;
-    if cluster.active.load(Ordering::Relaxed) >= breakers.max_requests {
-        for s in stats {
-            s.overflow.fetch_add(1, Ordering::Relaxed);
+) -> impl Future<Output = Forwarded> + Send + 'a {
+    async move {
+        let clock = shared.clock;
+        let stats: [&StatSet; 2] = [&route.stats, &cluster.stats];
+        let breakers = &cluster.spec.circuit_breakers;
+        if cluster.active.load(Ordering::Relaxed) >= breakers.max_requests {
+            for s in stats {
+                s.overflow.fetch_add(1, Ordering::Relaxed);
+            }
+            return (
+                local(UpstreamFailure::Overflow.status(), false),
+                Duration::ZERO,
+                0,
+                None,
+                None,
+            );
         }
-        return (
-            local(UpstreamFailure::Overflow.status(), false),
-            Duration::ZERO,
-            0,
-            None,
-            None,
-        );
-    }
-    // Only the hashing policies read the key (no per-request work for the others).
-    let hash_key = match &cluster.spec.hash_on {
-        _ if !cluster.balancer.hashes() => 0,
-        HashOn::SourceIp => hash_bytes(conn.peer.ip().to_string().as_bytes()),
-        HashOn::Header(h) => headers
-            .get(h.as_str())
-            .map_or_else(rand::random, |v| hash_bytes(v.as_bytes())),
-        HashOn::Cookie(c) => {
-            cookie_value(&headers, c).map_or_else(rand::random, |v| hash_bytes(v.as_bytes()))
-        }
-    };
-    let sticky_name = cluster.spec.sticky_cookie.as_ref().map(|s| s.name.as_str());
-    let sticky_pref = sticky_name
-        .and_then(|n| cookie_value(&headers, n))
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .and_then(|id| cluster.endpoints.iter().position(|e| e.id == id));
-    let max_tries = 1 + if stream.is_some() {
-        0 // a streamed body is sent once
-    } else if idempotent(method) || route.retries.non_idempotent {
-        route.retries.max_retries
-    } else {
-        0
-    };
-    let per_try = route.timeout.unwrap_or(cluster.timeouts.request);
-    let mut upstream_time = Duration::ZERO;
-    let mut last_failed: Option<usize> = None;
-    let mut tries = 0u32;
-    let mut last: Option<(TryOutcome, usize)> = None;
-    while tries < max_tries {
-        if tries > 0 {
-            // Retry budget: retries in flight at most budget% of active requests (min 3).
-            let budget = (cluster.active.load(Ordering::Relaxed)
-                * route.retries.budget_percent as usize
-                / 100)
-                .max(3);
-            if cluster.active_retries.load(Ordering::Relaxed) >= budget {
+        // Only the hashing policies read the key (no per-request work for the others).
+        let hash_key = match &cluster.spec.hash_on {
+            _ if !cluster.balancer.hashes() => 0,
+            HashOn::SourceIp => hash_bytes(conn.peer.ip().to_string().as_bytes()),
+            HashOn::Header(h) => headers
+                .get(h.as_str())
+                .map_or_else(rand::random, |v| hash_bytes(v.as_bytes())),
+            HashOn::Cookie(c) => {
+                cookie_value(&headers, c).map_or_else(rand::random, |v| hash_bytes(v.as_bytes()))
+            }
+        };
+        let sticky_name = cluster.spec.sticky_cookie.as_ref().map(|s| s.name.as_str());
+        let sticky_pref = sticky_name
+            .and_then(|n| cookie_value(&headers, n))
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .and_then(|id| cluster.endpoints.iter().position(|e| e.id == id));
+        let max_tries = 1 + if stream.is_some() {
+            0 // a streamed body is sent once
+        } else if idempotent(method) || route.retries.non_idempotent {
+            route.retries.max_retries
+        } else {
+            0
+        };
+        let per_try = route.timeout.unwrap_or(cluster.timeouts.request);
+        let mut upstream_time = Duration::ZERO;
+        let mut last_failed: Option<usize> = None;
+        let mut tries = 0u32;
+        let mut last: Option<(TryOutcome, usize)> = None;
+        while tries < max_tries {
+            if tries > 0 {
+                // Retry budget: retries in flight at most budget% of active requests (min 3).
+                let budget = (cluster.active.load(Ordering::Relaxed)
+                    * route.retries.budget_percent as usize
+                    / 100)
+                    .max(3);
+                if cluster.active_retries.load(Ordering::Relaxed) >= budget {
+                    for s in stats {
+                        s.retry_budget_exhausted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
                 for s in stats {
-                    s.retry_budget_exhausted.fetch_add(1, Ordering::Relaxed);
+                    s.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                let cap = route
+                    .retries
+                    .max_interval
+                    .min(route.retries.base_interval * 2u32.saturating_pow(tries - 1));
+                let wait = cap.mul_f64(rand::random::<f64>());
+                cluster.active_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+            }
+            let now = clock.now_ms();
+            let n = cluster.endpoints.len();
+            // healthy: passing the active checks and not ejected; in panic health is ignored
+            let health = cluster.health(now);
+            let usable = |i: usize| {
+                (health.panic || cluster.endpoints[i].is_healthy(now))
+                    && (last_failed != Some(i) || n == 1)
+            };
+            // zone-aware routing: the local zone takes its share of requests, the other
+            // zones the rest (all zones when the chosen side has no usable endpoint)
+            let zone = health
+                .local_share
+                .map(|share| rand::random::<f64>() < share);
+            let pick = |lane: Lane, ok: &dyn Fn(usize) -> bool| {
+                cluster.balancer.pick_in(
+                    lane,
+                    &cluster.endpoints,
+                    hash_key,
+                    cluster.spec.bounded_load,
+                    ok,
+                )
+            };
+            let picked = match sticky_pref.filter(|i| usable(*i) && last_failed.is_none()) {
+                Some(i) => Some(i),
+                None => match zone {
+                    None => pick(Lane::All, &usable),
+                    Some(local) => {
+                        let lane = if local { Lane::Local } else { Lane::Remote };
+                        pick(lane, &|i| usable(i) && cluster.local[i] == local)
+                            .or_else(|| pick(Lane::All, &usable))
+                    }
+                },
+            };
+            if zone.is_some() && picked.is_some_and(|i| !cluster.local[i]) {
+                cluster.stats.cross_zone.fetch_add(1, Ordering::Relaxed);
+            }
+            let Some(index) = picked else {
+                if tries > 0 {
+                    cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
                 }
                 break;
-            }
-            for s in stats {
-                s.retries.fetch_add(1, Ordering::Relaxed);
-            }
-            let cap = route
-                .retries
-                .max_interval
-                .min(route.retries.base_interval * 2u32.saturating_pow(tries - 1));
-            let wait = cap.mul_f64(rand::random::<f64>());
-            cluster.active_retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(wait).await;
-        }
-        let now = clock.now_ms();
-        let n = cluster.endpoints.len();
-        // healthy: passing the active checks and not ejected; in panic health is ignored
-        let health = cluster.health(now);
-        let usable = |i: usize| {
-            (health.panic || cluster.endpoints[i].is_healthy(now))
-                && (last_failed != Some(i) || n == 1)
-        };
-        // zone-aware routing: the local zone takes its share of requests, the other
-        // zones the rest (all zones when the chosen side has no usable endpoint)
-        let zone = health
-            .local_share
-            .map(|share| rand::random::<f64>() < share);
-        let pick = |lane: Lane, ok: &dyn Fn(usize) -> bool| {
-            cluster.balancer.pick_in(
-                lane,
-                &cluster.endpoints,
-                hash_key,
-                cluster.spec.bounded_load,
-                ok,
-            )
-        };
-        let picked = match sticky_pref.filter(|i| usable(*i) && last_failed.is_none()) {
-            Some(i) => Some(i),
-            None => match zone {
-                None => pick(Lane::All, &usable),
-                Some(local) => {
-                    let lane = if local { Lane::Local } else { Lane::Remote };
-                    pick(lane, &|i| usable(i) && cluster.local[i] == local)
-                        .or_else(|| pick(Lane::All, &usable))
+            };
+            let endpoint = &cluster.endpoints[index];
+            cluster.active.fetch_add(1, Ordering::Relaxed);
+            endpoint.active.fetch_add(1, Ordering::Relaxed);
+            let guard = InFlight {
+                counters: [&cluster.active, &endpoint.active],
+            };
+            let h1 = cluster.spec.protocol == UpstreamProtocol::Http1 && stream.is_none();
+            // HTTP/1.1 writes origin-form from the borrowed request (no copy for a retry);
+            // HTTP/2 needs scheme and authority.
+            let uri = path_and_query.clone().filter(|_| !h1).and_then(|pq| {
+                let mut p = http::uri::Parts::default();
+                p.scheme = Some(Scheme::HTTP);
+                p.authority = Some(cluster.authorities[index].clone());
+                p.path_and_query = Some(pq);
+                Uri::from_parts(p).ok()
+            });
+            let sent = Instant::now();
+            let result = match (&path_and_query, uri) {
+                (Some(pq), _) if h1 => {
+                    let head = super::h1::RequestHead {
+                        method,
+                        path_and_query: pq.as_str(),
+                        headers: &headers,
+                        // a client that named no host: the endpoint is the host
+                        host: (!headers.contains_key(header::HOST))
+                            .then(|| cluster.authorities[index].as_str()),
+                    };
+                    Some(
+                        tokio::time::timeout(
+                            per_try,
+                            cluster.upstream.send_h1(index, &head, &body),
+                        )
+                        .await,
+                    )
                 }
-            },
-        };
-        if zone.is_some() && picked.is_some_and(|i| !cluster.local[i]) {
-            cluster.stats.cross_zone.fetch_add(1, Ordering::Relaxed);
-        }
-        let Some(index) = picked else {
+                (_, None) => None,
+                (_, Some(uri)) => Some(match stream.take() {
+                    None => {
+                        // borrowed: the upstream copies the head for the stream (a client
+                        // that named no host keeps the endpoint's authority in the URI).
+                        // Boxed (as the streamed send below): these ~2.7 KB futures would
+                        // otherwise size every request's state, HTTP/1.1 clusters' too,
+                        // and that state is allocated and moved once a request.
+                        Box::pin(tokio::time::timeout(
+                            per_try,
+                            cluster
+                                .upstream
+                                .send_h2_buffered(index, method, &uri, &headers, &body),
+                        ))
+                        .await
+                    }
+                    Some(b) => {
+                        // a streamed body is sent once: its head goes with it
+                        let mut req = Request::new(b);
+                        *req.method_mut() = method.clone();
+                        *req.uri_mut() = uri;
+                        *req.headers_mut() = std::mem::take(&mut headers);
+                        Box::pin(tokio::time::timeout(
+                            per_try,
+                            cluster.upstream.send_streamed(index, req),
+                        ))
+                        .await
+                    }
+                }),
+            };
+            upstream_time += sent.elapsed();
+            let outcome = match result {
+                None => TryOutcome::Failed(UpstreamFailure::Reset),
+                Some(Err(_)) => TryOutcome::Failed(UpstreamFailure::Timeout),
+                Some(Ok(Err(SendError::ConnectionLimit))) => {
+                    for s in stats {
+                        s.overflow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    TryOutcome::Failed(UpstreamFailure::Overflow)
+                }
+                Some(Ok(Err(SendError::PendingLimit))) => {
+                    for s in stats {
+                        s.pending_overflow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    TryOutcome::Failed(UpstreamFailure::Overflow)
+                }
+                Some(Ok(Err(SendError::Connect(_) | SendError::Handshake(_)))) => {
+                    TryOutcome::Failed(UpstreamFailure::ConnectFailure)
+                }
+                Some(Ok(Err(SendError::Request(_)))) => TryOutcome::Failed(UpstreamFailure::Reset),
+                Some(Ok(Ok(resp))) => TryOutcome::Response(resp),
+            };
+            drop(guard);
             if tries > 0 {
                 cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
             }
-            break;
-        };
-        let endpoint = &cluster.endpoints[index];
-        cluster.active.fetch_add(1, Ordering::Relaxed);
-        endpoint.active.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight {
-            counters: [&cluster.active, &endpoint.active],
-        };
-        let h1 = cluster.spec.protocol == UpstreamProtocol::Http1 && stream.is_none();
-        // HTTP/1.1 writes origin-form from the borrowed request (no copy for a retry);
-        // HTTP/2 needs scheme and authority.
-        let uri = path_and_query.clone().filter(|_| !h1).and_then(|pq| {
-            let mut p = http::uri::Parts::default();
-            p.scheme = Some(Scheme::HTTP);
-            p.authority = Some(cluster.authorities[index].clone());
-            p.path_and_query = Some(pq);
-            Uri::from_parts(p).ok()
-        });
-        let sent = Instant::now();
-        let result = match (&path_and_query, uri) {
-            (Some(pq), _) if h1 => {
-                let head = super::h1::RequestHead {
-                    method,
-                    path_and_query: pq.as_str(),
-                    headers: &headers,
-                    // a client that named no host: the endpoint is the host
-                    host: (!headers.contains_key(header::HOST))
-                        .then(|| cluster.authorities[index].as_str()),
-                };
-                Some(
-                    tokio::time::timeout(per_try, cluster.upstream.send_h1(index, &head, &body))
-                        .await,
-                )
-            }
-            (_, None) => None,
-            (_, Some(uri)) => Some(match stream.take() {
-                None => {
-                    // borrowed: the upstream copies the head for the stream (a client
-                    // that named no host keeps the endpoint's authority in the URI)
-                    tokio::time::timeout(
-                        per_try,
-                        cluster
-                            .upstream
-                            .send_h2_buffered(index, method, &uri, &headers, &body),
+            tries += 1;
+            let (failed, retry) = match &outcome {
+                TryOutcome::Response(r) => {
+                    let s = r.status().as_u16();
+                    (
+                        s >= 500,
+                        route.retries.on_gateway_error && matches!(s, 502..=504),
                     )
-                    .await
                 }
-                Some(b) => {
-                    // a streamed body is sent once: its head goes with it
-                    let mut req = Request::new(b);
-                    *req.method_mut() = method.clone();
-                    *req.uri_mut() = uri;
-                    *req.headers_mut() = std::mem::take(&mut headers);
-                    tokio::time::timeout(per_try, cluster.upstream.send_streamed(index, req)).await
-                }
-            }),
-        };
-        upstream_time += sent.elapsed();
-        let outcome = match result {
-            None => TryOutcome::Failed(UpstreamFailure::Reset),
-            Some(Err(_)) => TryOutcome::Failed(UpstreamFailure::Timeout),
-            Some(Ok(Err(SendError::ConnectionLimit))) => {
-                for s in stats {
-                    s.overflow.fetch_add(1, Ordering::Relaxed);
-                }
-                TryOutcome::Failed(UpstreamFailure::Overflow)
-            }
-            Some(Ok(Err(SendError::PendingLimit))) => {
-                for s in stats {
-                    s.pending_overflow.fetch_add(1, Ordering::Relaxed);
-                }
-                TryOutcome::Failed(UpstreamFailure::Overflow)
-            }
-            Some(Ok(Err(SendError::Connect(_) | SendError::Handshake(_)))) => {
-                TryOutcome::Failed(UpstreamFailure::ConnectFailure)
-            }
-            Some(Ok(Err(SendError::Request(_)))) => TryOutcome::Failed(UpstreamFailure::Reset),
-            Some(Ok(Ok(resp))) => TryOutcome::Response(resp),
-        };
-        drop(guard);
-        if tries > 0 {
-            cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
-        }
-        tries += 1;
-        let (failed, retry) = match &outcome {
-            TryOutcome::Response(r) => {
-                let s = r.status().as_u16();
-                (
-                    s >= 500,
-                    route.retries.on_gateway_error && matches!(s, 502..=504),
-                )
-            }
-            TryOutcome::Failed(f) => (
-                true,
-                f.retriable() || (*f == UpstreamFailure::Timeout && route.retries.on_timeout),
-            ),
-        };
-        observe(cluster, index, failed, &clock);
-        last = Some((outcome, index));
-        if !retry {
-            break;
-        }
-        last_failed = Some(index);
-    }
-    match last {
-        None => (
-            local(UpstreamFailure::NoHealthyEndpoint.status(), false),
-            upstream_time,
-            tries,
-            None,
-            None,
-        ),
-        Some((TryOutcome::Failed(f), index)) => (
-            local(f.status(), false),
-            upstream_time,
-            tries,
-            Some(cluster.endpoints[index].addr),
-            None,
-        ),
-        Some((TryOutcome::Response(resp), index)) => {
-            let endpoint = &cluster.endpoints[index];
-            let sticky = match (&cluster.spec.sticky_cookie, sticky_pref) {
-                (Some(s), pref) if pref != Some(index) => Some(format!(
-                    "{}={:016x}; Max-Age={}; Path=/; HttpOnly",
-                    s.name,
-                    endpoint.id,
-                    s.ttl.as_secs()
-                )),
-                _ => None,
+                TryOutcome::Failed(f) => (
+                    true,
+                    f.retriable() || (*f == UpstreamFailure::Timeout && route.retries.on_timeout),
+                ),
             };
-            (
-                resp.map(Either::Left),
+            observe(cluster, index, failed, &clock);
+            last = Some((outcome, index));
+            if !retry {
+                break;
+            }
+            last_failed = Some(index);
+        }
+        match last {
+            None => (
+                local(UpstreamFailure::NoHealthyEndpoint.status(), false),
                 upstream_time,
                 tries,
-                Some(endpoint.addr),
-                sticky,
-            )
+                None,
+                None,
+            ),
+            Some((TryOutcome::Failed(f), index)) => (
+                local(f.status(), false),
+                upstream_time,
+                tries,
+                Some(cluster.endpoints[index].addr),
+                None,
+            ),
+            Some((TryOutcome::Response(resp), index)) => {
+                let endpoint = &cluster.endpoints[index];
+                let sticky = match (&cluster.spec.sticky_cookie, sticky_pref) {
+                    (Some(s), pref) if pref != Some(index) => Some(format!(
+                        "{}={:016x}; Max-Age={}; Path=/; HttpOnly",
+                        s.name,
+                        endpoint.id,
+                        s.ttl.as_secs()
+                    )),
+                    _ => None,
+                };
+                (
+                    resp.map(Either::Left),
+                    upstream_time,
+                    tries,
+                    Some(endpoint.addr),
+                    sticky,
+                )
+            }
         }
     }
 }

@@ -109,8 +109,9 @@ struct H1Conn {
     read: BytesMut,
     /// The request head being written (kept for its capacity).
     write: Vec<u8>,
-    /// The response head's header lines while they are parsed (kept for its capacity).
-    lines: Vec<h1::HeadLine>,
+    /// The response head's lines while they are parsed and the last head's header
+    /// names (kept across responses: see [`h1::HeadScratch`]).
+    head: h1::HeadScratch,
     /// This connection's place in the cluster's open-connection count.
     _slot: OpenSlot,
 }
@@ -133,7 +134,7 @@ impl H1Conn {
             stream,
             read: BytesMut::new(),
             write: Vec::with_capacity(1024),
-            lines: Vec::new(),
+            head: h1::HeadScratch::default(),
             _slot: slot,
         }
     }
@@ -187,7 +188,7 @@ impl H1Conn {
         loop {
             if !self.read.is_empty() {
                 received = true;
-                if let Some(head) = h1::next_head_with(&mut self.read, method, &mut self.lines)
+                if let Some(head) = h1::next_head_with(&mut self.read, method, &mut self.head)
                     .map_err(|e| ExchangeError::Failed(e.into()))?
                 {
                     if let Some(len) = self.short_body_pending(&head.framing) {

@@ -492,6 +492,7 @@ pub fn handle(
             headers,
             body,
             stream,
+            start,
         )
         .await;
         let (mut response, upstream_time, tries, endpoint, sticky) = outcome;
@@ -565,6 +566,7 @@ fn forward<'a>(
     mut headers: HeaderMap,
     body: Bytes,
     mut stream: Option<Incoming>,
+    start: Instant,
 ) -> impl Future<Output = Forwarded> + Send + 'a {
     async move {
         let clock = shared.clock;
@@ -634,7 +636,13 @@ fn forward<'a>(
                 cluster.active_retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(wait).await;
             }
-            let now = clock.now_ms();
+            // the request's start for the first try (microseconds old: health and
+            // ejection are judged in ms), a clock read for a retry's
+            let now = if tries == 0 {
+                clock.ms_at(start)
+            } else {
+                clock.now_ms()
+            };
             let n = cluster.endpoints.len();
             // healthy: passing the active checks and not ejected; in panic health is ignored
             let health = cluster.health(now);
@@ -693,6 +701,8 @@ fn forward<'a>(
                 Uri::from_parts(p).ok()
             });
             let sent = Instant::now();
+            // the try's deadline from the same clock read (`timeout` would read it again)
+            let deadline = tokio::time::Instant::from_std(sent + per_try);
             let result = match (&path_and_query, uri) {
                 (Some(pq), _) if h1 => {
                     let head = super::h1::RequestHead {
@@ -704,8 +714,8 @@ fn forward<'a>(
                             .then(|| cluster.authorities[index].as_str()),
                     };
                     Some(
-                        tokio::time::timeout(
-                            per_try,
+                        tokio::time::timeout_at(
+                            deadline,
                             cluster.upstream.send_h1(index, &head, &body),
                         )
                         .await,
@@ -719,8 +729,8 @@ fn forward<'a>(
                         // Boxed (as the streamed send below): these ~2.7 KB futures would
                         // otherwise size every request's state, HTTP/1.1 clusters' too,
                         // and that state is allocated and moved once a request.
-                        Box::pin(tokio::time::timeout(
-                            per_try,
+                        Box::pin(tokio::time::timeout_at(
+                            deadline,
                             cluster
                                 .upstream
                                 .send_h2_buffered(index, method, &uri, &headers, &body),
@@ -733,8 +743,8 @@ fn forward<'a>(
                         *req.method_mut() = method.clone();
                         *req.uri_mut() = uri;
                         *req.headers_mut() = std::mem::take(&mut headers);
-                        Box::pin(tokio::time::timeout(
-                            per_try,
+                        Box::pin(tokio::time::timeout_at(
+                            deadline,
                             cluster.upstream.send_streamed(index, req),
                         ))
                         .await

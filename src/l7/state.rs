@@ -413,6 +413,11 @@ pub struct Clock(pub Instant);
 impl Clock {
     /// Now, in ms since the epoch.
     pub fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64 + 1
+        self.ms_at(Instant::now())
+    }
+
+    /// `t`, in ms since the epoch (1 for any time before it).
+    pub fn ms_at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.0).as_millis() as u64 + 1
     }
 }

@@ -32,6 +32,9 @@ if [ "${FULCRUM_SKIP_BENCH:-0}" != 1 ]; then
   bash bench/instructions.sh --seconds 5 --only '^est-10k-64$' --out bench/results/quick/instructions.md
   echo "== end-to-end benchmark harness, quick mode"
   bash bench/e2e/run.sh --quick
+  echo "== the L7 pool's and HAProxy's instructions a request under callgrind, quick (loopback)"
+  bash bench/tools/l7-loopback.sh -i -n 2000 -m h1 fulcrum haproxy
+  bash bench/tools/l7-loopback.sh -i -n 2000 -m h2 fulcrum haproxy
 fi
 
 echo "== leftovers"

@@ -214,10 +214,9 @@ async fn serve_connection(
     });
     let service = {
         let shared = shared.clone();
-        // Boxed: the request's future is kilobytes (2.6 KB; 9.7 KB before `handle` and
-        // `forward` became async blocks with their cold awaits boxed), and HTTP/2 spawns
-        // each stream's task, which moved it by value three times (spawn, bind,
-        // set_stage); one allocation costs less than those copies.
+        // Boxed: the request's future is kilobytes (`handle` keeps it as small as it can:
+        // see there), and HTTP/2 spawns each stream's task, which moved it by value three
+        // times (spawn, bind, set_stage); one allocation costs less than those copies.
         service_fn(move |req| Box::pin(handle(req, conn.clone(), shared.clone())))
     };
     let http = builder(&limits);

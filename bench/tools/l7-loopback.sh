@@ -3,10 +3,10 @@
 #
 #   bench/tools/l7-loopback.sh [-m h1|h2] [-n REQUESTS] [-r ROUNDS] [-p PERF_DIR | -i] SYSTEM...
 #
-# Installs nginx, nghttp2-client, haproxy (when asked for) and linux-perf (with -p) when
-# missing. SYSTEM is `fulcrum` (the stand-alone L7 pool, $CARGO_TARGET_DIR or target/, built by
-# bench/e2e/run.sh or `cargo build --release` in bench/e2e/l7-standalone), `haproxy`, or
-# the path of another build of the stand-alone pool. Each round runs every system once,
+# Installs nginx, nghttp2-client, haproxy (when asked for), linux-perf (with -p) and
+# valgrind (with -i) when missing. SYSTEM is `fulcrum` (the stand-alone L7 pool,
+# $CARGO_TARGET_DIR or target/, built by bench/e2e/run.sh or `cargo build --release` in
+# bench/e2e/l7-standalone), `haproxy`, or the path of another build of the stand-alone pool. Each round runs every system once,
 # in the order given: one nginx backend (CPU 0), the proxy (CPU 1) with the headers
 # bench/e2e/run.sh gives each (X-Forwarded-For, X-Forwarded-Proto, X-Request-Id,
 # traceparent), and h2load (CPU 0): `-m h1` 50 connections of HTTP/1.1 keep-alive, `-m
@@ -118,6 +118,14 @@ backend backends
 EOF
 } >"$work/haproxy.cfg"
 
+# succeeded NAME -> the requests h2load's last run completed (exits when none did)
+succeeded() {
+  local ok
+  ok="$(grep -o '[0-9]* succeeded' "$work/h2load.out" | cut -d' ' -f1)"
+  [ -n "$ok" ] && [ "$ok" -gt 0 ] || { echo "l7-loopback: $1: h2load failed" >&2; tail -3 "$work/h2load.out" >&2; exit 1; }
+  echo "$ok"
+}
+
 # cpu_ticks PID -> "utime stime" (clock ticks)
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
@@ -159,8 +167,7 @@ one_run() {
     timeout 600 taskset -c 0 h2load -n "$requests" "${opts[@]}" "http://127.0.0.1:$port/index.html" >"$work/h2load.out" 2>&1 || true
     callgrind_control -d "$pid" >/dev/null 2>&1
     local ok dump
-    ok="$(grep -o '[0-9]* succeeded' "$work/h2load.out" | cut -d' ' -f1)"
-    [ -n "$ok" ] && [ "$ok" -gt 0 ] || { echo "l7-loopback: $name: h2load failed" >&2; tail -3 "$work/h2load.out" >&2; exit 1; }
+    ok="$(succeeded "$name")"
     # the dump the zeroing started: the newest numbered one
     dump="$(ls -t "$work"/cg.out.* 2>/dev/null | head -1)"
     [ -n "$dump" ] || { echo "l7-loopback: $name: no callgrind dump" >&2; exit 1; }
@@ -195,9 +202,8 @@ print('round $round $mode %-24s %9.0f instructions a request in user space (memc
     timeout 120 taskset -c 0 h2load -n "$requests" "${opts[@]}" "http://127.0.0.1:$port/index.html" >"$work/h2load.out" 2>&1 || true
     read -r u1 s1 < <(cpu_ticks "$pid")
     local ok rps
-    ok="$(grep -o '[0-9]* succeeded' "$work/h2load.out" | cut -d' ' -f1)"
+    ok="$(succeeded "$name")"
     rps="$(grep -o 'finished in [^,]*, [0-9.]* req/s' "$work/h2load.out" | awk '{print $4}')"
-    [ -n "$ok" ] && [ "$ok" -gt 0 ] || { echo "l7-loopback: $name: h2load failed" >&2; tail -3 "$work/h2load.out" >&2; exit 1; }
     python3 -c "
 u = ($u1 - $u0) * 1e6 / $hz / $ok; s = ($s1 - $s0) * 1e6 / $hz / $ok
 print('round $round $mode %-24s %9.0f req/s  user %5.2f us  system %5.2f us  total %5.2f us a request (%d ok)' % ('$name', $rps, u, s, u + s, $ok))"

@@ -6,13 +6,14 @@
 # Installs nginx, nghttp2-client, haproxy (when asked for), linux-perf (with -p) and
 # valgrind (with -i) when missing. SYSTEM is `fulcrum` (the stand-alone L7 pool,
 # $CARGO_TARGET_DIR or target/, built by bench/e2e/run.sh or `cargo build --release` in
-# bench/e2e/l7-standalone), `haproxy`, or the path of another build of the stand-alone pool. Each round runs every system once,
-# in the order given: one nginx backend (CPU 0), the proxy (CPU 1) with the headers
-# bench/e2e/run.sh gives each (X-Forwarded-For, X-Forwarded-Proto, X-Request-Id,
-# traceparent), and h2load (CPU 0): `-m h1` 50 connections of HTTP/1.1 keep-alive, `-m
-# h2` 10 h2c connections of 5 streams. It prints req/s and the proxy's user and system
-# CPU a request (from /proc, over the measured requests). Everything listens on
-# 127.0.0.1 ports 18080-18082 and 18181; every run is bounded (timeout) and stopped.
+# bench/e2e/l7-standalone), `haproxy`, or the path of another build of the stand-alone
+# pool. Each round runs every system once, in the order given: one nginx backend (CPU 0),
+# the proxy (CPU 1) with the headers bench/e2e/run.sh gives each (X-Forwarded-For,
+# X-Forwarded-Proto, X-Request-Id, traceparent), and h2load (CPU 0): `-m h1` 50
+# connections of HTTP/1.1 keep-alive, `-m h2` 10 h2c connections of 5 streams. It prints
+# req/s and the proxy's user and system CPU a request (from /proc, over the measured
+# requests). Everything listens on 127.0.0.1 ports 18080-18082 and 18181; every run is
+# bounded (timeout) and stopped.
 #
 # The figure that compares proxies is the CPU a request, and only while the proxy is
 # near saturation: h2load and nginx share CPU 0, so an idle proxy's CPU a request moves

@@ -177,6 +177,27 @@ def svg_bars(path, title, note, entries, unit):
         f.write("\n".join(out) + "\n")
 
 
+def l7_backend_core(a):
+    return a.client_core if a.l7_backend_core is None else a.l7_backend_core
+
+
+def placement(a):
+    """Where the run put the load balancer, the client and the backends."""
+    if l7_backend_core(a) == a.client_core:
+        return (f"The load balancer runs on **core {a.lb_core}** (taskset); the client and the "
+                f"backends on **core {a.client_core}**.")
+    return (f"The load balancer runs on **core {a.lb_core}** (taskset), the client on **core "
+            f"{a.client_core}**. The backends run on core {a.client_core} for the reference "
+            f"and the L4 tables and **on core {a.lb_core}, beside the load balancer, for the L7 "
+            f"tables** (`E2E_L7_BACKEND_CORE={l7_backend_core(a)}`): the client's core then "
+            "has time to spare and the load balancer's core, where every proxy shares the CPU "
+            "with the same three backends, limits each L7 figure, so req/s ranks the proxies "
+            "by what a request costs each (the backends' share being the same for all). "
+            "The L4 tables cannot be run that way (fulcrum's L4 worker polls its core); "
+            "their client core is the limit and their column req/s per LB core compares "
+            "the load balancers.")
+
+
 def sh(cmd):
     try:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -223,6 +244,9 @@ def main():
     ap.add_argument("--h2-streams", type=int, required=True)
     ap.add_argument("--lb-core", type=int, required=True)
     ap.add_argument("--client-core", type=int, required=True)
+    ap.add_argument("--l7-backend-core", type=int, default=None,
+                    help="E2E_L7_BACKEND_CORE: the backends' core during the L7 figures "
+                         "(default: the client's, as in the reference and L4 figures)")
     ap.add_argument("--elapsed", type=int, default=0)
     ap.add_argument("--quick", type=int, default=0)
     ap.add_argument("--root", required=True)
@@ -273,8 +297,7 @@ def main():
                  "`tcp_nopush off` (`E2E_BACKEND_NOPUSH=off`): a response's head (writev) "
                  "and file (sendfile) in two segments")
               + "). Every system balances over the same three backends, "
-              f"in the same run. The load balancer runs on **core {a.lb_core}** (taskset); the "
-              f"client and the backends on **core {a.client_core}**. Every figure is "
+              f"in the same run. {placement(a)} Every figure is "
               f"{a.duration} s of load; the run went {a.rounds} time(s) over all systems and each "
               "table shows a system's median round (its p50 and p99 are that round's), with "
               "every round's req/s beside it.")
@@ -407,8 +430,13 @@ def main():
             label = f"{r['label']} [{proto}]"
             rps_entries.append((label, [(r["rps"], colour, "")]))
             lat_entries.append((label, [(r["p50"], colour, "p50"), (r["p99"], "#e15759", "p99")]))
-    note = (f"{a.duration} s per figure, LB on core {a.lb_core}, client+backends on core "
-            f"{a.client_core}; blue: fulcrum, orange: baselines, grey: no LB")
+    if l7_backend_core(a) == a.client_core:
+        where = f"LB on core {a.lb_core}, client+backends on core {a.client_core}"
+    else:
+        where = (f"LB on core {a.lb_core}, client on core {a.client_core}, backends on core "
+                 f"{a.client_core} (L4), {a.lb_core} (L7)")
+    note = f"{a.duration} s per figure, {where}; blue: fulcrum, orange: baselines, grey: no LB"
+
     svg_bars(os.path.join(a.out, "e2e-rps.svg"), "End to end: requests per second", note,
              rps_entries, "req/s")
     svg_bars(os.path.join(a.out, "e2e-latency.svg"), "End to end: latency p50 / p99", note,

@@ -8,8 +8,15 @@
 #       nginx as a reverse proxy; HTTP/1.1 keep-alive (wrk) and h2c (h2load) in cleartext,
 #       and both again over TLS (port 443, a certificate the run makes; the proxy terminates)
 #
-# The load balancer runs on core $LB_CORE (taskset), the client and the backends on core
-# $CLIENT_CORE. Writes bench/results/e2e.md and two SVG plots (full run) or
+# The load balancer runs on core $LB_CORE (taskset), the client on core $CLIENT_CORE. The
+# backends run beside the client for the reference and L4 figures, and beside the load
+# balancer for the L7 figures (unless E2E_L7_BACKEND_CORE says otherwise): the client's core
+# then has time to spare and the load balancer's core, where every proxy shares the CPU with
+# the same backends, limits each L7 figure, so req/s ranks the proxies by what a request
+# costs each. The L4 figures cannot do that: fulcrum's L4 worker polls its core, and there
+# the tables carry req/s per LB core instead.
+#
+# Writes bench/results/e2e.md and two SVG plots (full run) or
 # ${TMPDIR:-/tmp}/fulcrum-e2e-quick/ (--quick), and fails when a system under test gave no
 # figures or any request failed. Needs root. Traffic stays inside its own namespaces.
 #
@@ -20,10 +27,10 @@
 # env:   FLC_PREFIX (namespace prefix, default flb), E2E_DURATION (s per figure, 10; quick 3),
 #        E2E_ROUNDS (rounds over all systems, 3; quick 1), E2E_CONNS (50), E2E_NICE (-10),
 #        E2E_QUIET_BUDGET (s the run may wait in all for other work on the machine to calm
-#        down before starting a system, 300; quick 0), E2E_PROFILE (a figure's key, e.g.
-#        fulcrum-l7-h1: `perf record` the load balancer during it, the report goes to
-#        OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499; E2E_PERF_KEEP=1 keeps
-#        perf.data there too), E2E_SYSCALLS=1 (`perf stat` the load balancer's system
+#        down before starting a system, 300; quick 0), E2E_PROFILE (figures' keys, e.g.
+#        "fulcrum-l7-h1 haproxy-http-h1": `perf record` the load balancer during each, the
+#        report goes to OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499;
+#        E2E_PERF_KEEP=1 keeps perf.data there too), E2E_SYSCALLS=1 (`perf stat` the load balancer's system
 #        calls during every figure; per request in the log and OUT/e2e-syscalls.txt;
 #        every figure logs the load balancer's user and system CPU per request anyway,
 #        also in OUT/e2e-cpu-split.txt), E2E_NSTAT=1 (TCP segments, pure and delayed
@@ -41,7 +48,10 @@
 #        E2E_LB_CPU (a percent of one CPU, e.g. 40: every load balancer runs in a cgroup
 #        whose CFS quota caps it there, the client and backends do not, so the figures
 #        compare what each load balancer serves on the same CPU budget instead of what
-#        the saturated client core can send; unset: no cap)
+#        the saturated client core can send; unset: no cap),
+#        E2E_L7_BACKEND_CORE (the nginx backends' core during the L7 figures, default the
+#        load balancer's, 1; 0, the client's as for the L4 figures, makes the client's core
+#        the limit of every L7 figure, as in every run before 2026-12-06 10:30)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -94,6 +104,12 @@ H2_CONNS=10                       # h2load: connections x streams = $CONNS reque
 H2_STREAMS=$((CONNS / H2_CONNS))
 LB_CORE=1
 CLIENT_CORE=0
+L7_BACKEND_CORE="${E2E_L7_BACKEND_CORE:-$LB_CORE}"
+case "$L7_BACKEND_CORE" in
+  "$CLIENT_CORE"|"$LB_CORE") ;;
+  *) echo "E2E_L7_BACKEND_CORE: $CLIENT_CORE or $LB_CORE" >&2; exit 2 ;;
+esac
+BACKEND_CORE="$CLIENT_CORE"       # where the backends run now (place_backends moves them)
 # Every process of the benchmark (client, backends, load balancer) runs at this niceness,
 # in a session (autogroup) of the same niceness, so that other work on a shared VM gets
 # little of the cores while a figure is taken.
@@ -251,8 +267,22 @@ backend_nginx() {
     root $dir/www;
   }
 " >"$dir/nginx.conf"
-  spawn "$dir/nginx.out.log" taskset -c "$CLIENT_CORE" nice -n "$NICE" ip netns exec "$P-b$i" \
+  spawn "$dir/nginx.out.log" taskset -c "$BACKEND_CORE" nice -n "$NICE" ip netns exec "$P-b$i" \
     nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf"
+}
+
+# place_backends CORE: every process of the backend namespaces (nginx's master and worker,
+# all their threads) onto CORE.
+place_backends() {
+  [ "$BACKEND_CORE" != "$1" ] || return 0
+  local i pid
+  for i in 1 2 3; do
+    for pid in $(ip netns pids "$P-b$i"); do
+      taskset -a -p -c "$1" "$pid" >/dev/null || die "taskset of backend $i's $pid to core $1"
+    done
+  done
+  BACKEND_CORE="$1"
+  log "backends on core $1"
 }
 
 topology_up() {
@@ -426,10 +456,10 @@ nstat_stop() {
   echo "$1 ($2, $3 requests): $per" >>"$OUT/e2e-nstat.txt"
 }
 
-# E2E_PROFILE: perf record of the load balancer (LB_PID) during one figure.
+# E2E_PROFILE: perf record of the load balancer (LB_PID) during the figures it names.
 PERF_PID=""
 profile_start() {
-  [ "${E2E_PROFILE:-}" = "$1" ] && [ -n "$LB_PID" ] || return 0
+  [[ " ${E2E_PROFILE:-} " == *" $1 "* ]] && [ -n "$LB_PID" ] || return 0
   command -v perf >/dev/null || { log "E2E_PROFILE: no perf"; return 0; }
   spawn "$WORK/$1.perf.log" perf record -F ${E2E_PERF_FREQ:-499} -g -o "$WORK/$1.perf.data" -p "$LB_PID"
   PERF_PID="$LAST_PID"
@@ -850,6 +880,7 @@ one_round() {
   lb_no_kernel_addresses
 
   # Reference: the client straight to one backend (no load balancer).
+  place_backends "$CLIENT_CORE"
   wait_quiet
   LB_PID=""
   run_wrk direct ref "no load balancer (client to one backend)" "http://${BACKENDS[0]}/index.html"
@@ -867,6 +898,7 @@ one_round() {
 
   if [ "$ONLY" != l4 ]; then
     # L7 (the VIP on lb0, as the kernel-based L4 systems leave it).
+    place_backends "$L7_BACKEND_CORE"
     lb_kernel_addresses
     fulcrum_l7 fulcrum-l7 "fulcrum L7 pool$UP_LABEL" "$L7BIN"
     if [ -n "${E2E_L7_BASE:-}" ]; then
@@ -898,7 +930,8 @@ cp "$WORK/counters.txt" "$OUT/e2e-counters.txt"
 [ ! -f "$WORK/cpu-split.txt" ] || cp "$WORK/cpu-split.txt" "$OUT/e2e-cpu-split.txt"
 python3 "$HERE/report.py" --results "$RESULTS" --counters "$WORK/counters.txt" --out "$OUT" \
   --duration "$DURATION" --conns "$CONNS" --h2-conns "$H2_CONNS" --h2-streams "$H2_STREAMS" \
-  --lb-core "$LB_CORE" --client-core "$CLIENT_CORE" --elapsed "$ELAPSED" --rounds "$ROUNDS" \
+  --lb-core "$LB_CORE" --client-core "$CLIENT_CORE" --l7-backend-core "$L7_BACKEND_CORE" \
+  --elapsed "$ELAPSED" --rounds "$ROUNDS" \
   --quick "$QUICK" --root "$ROOT" --nft-ruleset "$WORK/nft-ruleset.txt" \
   --tls-sessions "$WORK/tls-sessions.txt" \
   --load "$LOAD_BEFORE -> $(cut -d' ' -f1-3 /proc/loadavg)" \

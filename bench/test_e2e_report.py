@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Tests of bench/e2e/report.py's --splice-reading: a reading edited after a run replaces
-the report's reading section, the tables stay as the run wrote them.
+"""Tests of bench/e2e/report.py: --splice-reading (a reading edited after a run replaces
+the report's reading section, the tables stay as the run wrote them) and the placement
+the report states for the backends.
 
     python3 bench/test_e2e_report.py [-q]
 """
@@ -71,6 +72,24 @@ class SpliceReading(unittest.TestCase):
             self.assertIn("no '## Reading' section", r.stderr)
             with open(path) as f:
                 self.assertEqual(f.read(), "# quick\n")
+
+
+class Placement(unittest.TestCase):
+    def args(self, l7_backend_core):
+        import argparse
+        return argparse.Namespace(lb_core=1, client_core=0, l7_backend_core=l7_backend_core)
+
+    def test_backends_beside_the_load_balancer_for_the_l7_tables(self):
+        text = e2e_report.placement(self.args(1))
+        self.assertIn("on core 1, beside the load balancer, for the L7 tables", text)
+        self.assertIn("`E2E_L7_BACKEND_CORE=1`", text)
+        self.assertIn("core 0 for the reference and the L4 tables", text)
+
+    def test_backends_beside_the_client_throughout(self):
+        for core in (0, None):  # None: a report of a run from before the option
+            text = e2e_report.placement(self.args(core))
+            self.assertIn("the client and the backends on **core 0**", text)
+            self.assertNotIn("L7 tables", text)
 
 
 if __name__ == "__main__":

@@ -436,7 +436,6 @@ def main():
         where = (f"LB on core {a.lb_core}, client on core {a.client_core}, backends on core "
                  f"{a.client_core} (L4), {a.lb_core} (L7)")
     note = f"{a.duration} s per figure, {where}; blue: fulcrum, orange: baselines, grey: no LB"
-
     svg_bars(os.path.join(a.out, "e2e-rps.svg"), "End to end: requests per second", note,
              rps_entries, "req/s")
     svg_bars(os.path.join(a.out, "e2e-latency.svg"), "End to end: latency p50 / p99", note,

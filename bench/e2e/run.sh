@@ -30,10 +30,10 @@
 #        down before starting a system, 300; quick 0), E2E_PROFILE (figures' keys, e.g.
 #        "fulcrum-l7-h1 haproxy-http-h1": `perf record` the load balancer during each, the
 #        report goes to OUT/e2e-profile-KEY.txt; E2E_PERF_FREQ: samples/s, 499;
-#        E2E_PERF_KEEP=1 keeps perf.data there too), E2E_SYSCALLS=1 (`perf stat` the load balancer's system
-#        calls during every figure; per request in the log and OUT/e2e-syscalls.txt;
-#        every figure logs the load balancer's user and system CPU per request anyway,
-#        also in OUT/e2e-cpu-split.txt), E2E_NSTAT=1 (TCP segments, pure and delayed
+#        E2E_PERF_KEEP=1 keeps perf.data there too), E2E_SYSCALLS=1 (`perf stat` the load
+#        balancer's system calls during every figure; per request in the log and
+#        OUT/e2e-syscalls.txt; every figure logs the load balancer's user and system CPU
+#        per request anyway, also in OUT/e2e-cpu-split.txt), E2E_NSTAT=1 (TCP segments, pure and delayed
 #        ACKs per request in the LB namespace during every figure; the log and
 #        OUT/e2e-nstat.txt),
 #        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured

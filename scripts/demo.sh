@@ -22,11 +22,16 @@ $BIN --version
 $BIN check -c "$CONFIG"
 
 MODE=$(awk '/forwarding:/ {print $2; exit}' "$CONFIG")
+EAL_PREFIX=$(grep -o -- '--file-prefix=[A-Za-z0-9_-]*' "$CONFIG" | head -1 | cut -d= -f2 || true)
 echo "== topology (backends set up for ${MODE:-dsr})"
 cleanup() {
   [ -n "${FPID:-}" ] && kill -INT "$FPID" 2>/dev/null && wait "$FPID" 2>/dev/null || true
   bash tests/netns/topo.sh down
-  rm -rf /dev/hugepages/fulcrum-demo* 2>/dev/null || true
+  # the config's EAL --file-prefix: its hugepage files and the runtime directory DPDK
+  # leaves behind (empty once fulcrum has stopped cleanly)
+  if [ -n "$EAL_PREFIX" ]; then
+    rm -rf "/dev/hugepages/$EAL_PREFIX"* "/var/run/dpdk/$EAL_PREFIX" 2>/dev/null || true
+  fi
 }
 trap cleanup EXIT
 bash tests/netns/topo.sh up "${MODE:-dsr}"

@@ -71,6 +71,14 @@ fn local(status: StatusCode, close: bool) -> Response<Body> {
     r
 }
 
+/// A request refused for its body once routed: counted on `counter` and in the route's
+/// statuses, answered locally and the connection closed (its body is not read on).
+fn refuse_body(counter: &AtomicU64, route: &Route, status: StatusCode) -> Response<Body> {
+    counter.fetch_add(1, Ordering::Relaxed);
+    route.stats.count_status(status.as_u16());
+    local(status, true)
+}
+
 /// Whether the request is a gRPC call (`content-type: application/grpc`, `+proto`, ...).
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers
@@ -343,12 +351,8 @@ pub fn handle(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-            metrics
-                .listener
-                .body_too_large
-                .fetch_add(1, Ordering::Relaxed);
-            route.stats.count_status(413);
-            return Ok(local(StatusCode::PAYLOAD_TOO_LARGE, true));
+            let too_large = &metrics.listener.body_too_large;
+            return Ok(refuse_body(too_large, route, StatusCode::PAYLOAD_TOO_LARGE));
         }
         // A request without a body (most GETs) needs no read, no timer and no buffer.
         let bodiless = body.is_end_stream();
@@ -376,29 +380,24 @@ pub fn handle(
             .await
             {
                 Err(_) => {
-                    metrics
-                        .listener
-                        .body_timeout
-                        .fetch_add(1, Ordering::Relaxed);
-                    route.stats.count_status(408);
-                    return Ok(local(StatusCode::REQUEST_TIMEOUT, true));
+                    let timeout = &metrics.listener.body_timeout;
+                    return Ok(refuse_body(timeout, route, StatusCode::REQUEST_TIMEOUT));
                 }
                 Ok(Err(e)) => {
-                    let status = if e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        metrics
-                            .listener
-                            .body_too_large
-                            .fetch_add(1, Ordering::Relaxed);
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    } else {
-                        metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
-                        StatusCode::BAD_REQUEST
-                    };
-                    route.stats.count_status(status.as_u16());
-                    return Ok(local(status, true));
+                    let listener = &metrics.listener;
+                    return Ok(
+                        if e.downcast_ref::<http_body_util::LengthLimitError>()
+                            .is_some()
+                        {
+                            refuse_body(
+                                &listener.body_too_large,
+                                route,
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                            )
+                        } else {
+                            refuse_body(&listener.bad_request, route, StatusCode::BAD_REQUEST)
+                        },
+                    );
                 }
                 Ok(Ok(collected)) => collected.to_bytes(),
             }

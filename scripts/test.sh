@@ -2,6 +2,7 @@
 # Runs every fulcrum test on a fresh Debian 12 machine: installs what is missing,
 # reserves hugepages, builds, then runs the unit, property, DPDK-device, pcap
 # conformance and network-namespace integration tests, the library without DPDK,
+# every fuzz target for a short while from its corpus (FULCRUM_FUZZ_SECONDS, 30 each),
 # and the quick mode of both benchmark harnesses (which check that figures are
 # produced and that fulcrum forwarded what it was sent; they assert no timing).
 #
@@ -23,6 +24,10 @@ cargo test --release --workspace -- --test-threads=1
 
 echo "== library without DPDK (what the fuzzers build)"
 cargo test --release --no-default-features --lib
+
+echo "== fuzz targets from the committed corpus, ${FULCRUM_FUZZ_SECONDS:-30} s each (fuzz/README.md)"
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version 0.13.2
+bash fuzz/smoke.sh "${FULCRUM_FUZZ_SECONDS:-30}"
 
 if [ "${FULCRUM_SKIP_BENCH:-0}" != 1 ]; then
   echo "== benchmark harness, quick mode (per-core, memif, idle)"

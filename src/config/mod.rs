@@ -80,6 +80,8 @@
 mod address;
 mod diagnostic;
 mod duration;
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod model;
 mod raw;

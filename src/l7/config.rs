@@ -527,8 +527,22 @@ pub struct OutlierSpec {
     /// Ejection time, multiplied by the number of ejections.
     #[serde(deserialize_with = "de_duration")]
     pub base_ejection_time: Duration,
+    /// The longest ejection, however many came before (Envoy's `max_ejection_time`:
+    /// 300 s, or `base_ejection_time` when that is longer).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_ejection_time: Duration,
     /// At most this percent of endpoints ejected (at least one).
     pub max_ejection_percent: u32,
+}
+
+impl OutlierSpec {
+    /// How long the `times`-th ejection of an endpoint lasts: `base_ejection_time x
+    /// times`, at most `max_ejection_time` (or the base, when that is longer).
+    pub fn ejection_length(&self, times: u32) -> Duration {
+        self.base_ejection_time
+            .saturating_mul(times)
+            .min(self.max_ejection_time.max(self.base_ejection_time))
+    }
 }
 
 impl Default for OutlierSpec {
@@ -536,12 +550,20 @@ impl Default for OutlierSpec {
         OutlierSpec {
             consecutive_5xx: 5,
             base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 10,
         }
     }
 }
 
-/// Parses `250ms`, `1s`, `2m`, `1h`, or a bare number of seconds.
+/// The longest duration a setting takes: a year. A longer timeout means "never" to an
+/// operator, and deadlines computed from one (now plus the timeout) would overflow the
+/// clock; the fuzzer found `connect: 1444444444444444444444442` (seconds) panicking at
+/// load before this bound.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `250ms`, `1s`, `2m`, `1h`, or a bare number of seconds, up to
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text
@@ -560,13 +582,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     if !seconds.is_finite() || seconds < 0.0 {
         return None;
     }
-    Some(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
     parse_duration(&text).ok_or_else(|| {
-        serde::de::Error::custom(format!("bad duration {text:?} (use 250ms, 1s, 2m)"))
+        serde::de::Error::custom(format!(
+            "bad duration {text:?} (use 250ms, 1s, 2m; at most 8760h)"
+        ))
     })
 }
 
@@ -893,12 +919,41 @@ services:
     }
 
     #[test]
+    fn ejections_grow_with_their_count_up_to_the_cap() {
+        let spec = OutlierSpec {
+            base_ejection_time: Duration::from_secs(10),
+            ..OutlierSpec::default()
+        };
+        assert_eq!(spec.ejection_length(1), Duration::from_secs(10));
+        assert_eq!(spec.ejection_length(7), Duration::from_secs(70));
+        assert_eq!(spec.ejection_length(30), Duration::from_secs(300));
+        assert_eq!(spec.ejection_length(31), Duration::from_secs(300));
+        assert_eq!(spec.ejection_length(u32::MAX), Duration::from_secs(300));
+        // a base longer than the cap: the base (Envoy's rule)
+        let long = OutlierSpec {
+            base_ejection_time: Duration::from_secs(400),
+            ..OutlierSpec::default()
+        };
+        assert_eq!(long.ejection_length(3), Duration::from_secs(400));
+        let yaml = "services:\n  - name: s\n    routes: [{ cluster: c }]\n    clusters:\n      - name: c\n        outlier: { max_ejection_time: 1m }\n        endpoints: [{ address: \"127.0.0.1:1\" }]\n";
+        let cfg = L7Config::from_yaml_str(yaml).unwrap();
+        let outlier = &cfg.services[0].clusters[0].outlier;
+        assert_eq!(outlier.max_ejection_time, Duration::from_secs(60));
+        assert_eq!(outlier.ejection_length(3), Duration::from_secs(60));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("8760h"), Some(MAX_DURATION));
+        assert_eq!(parse_duration("8761h"), None);
+        // past what a Duration holds: refused, not a panic
+        assert_eq!(parse_duration("1444444444444444444444442"), None);
+        assert_eq!(parse_duration("1e400"), None);
     }
 
     #[test]

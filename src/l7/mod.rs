@@ -38,7 +38,9 @@
 //!   connect failure, reset and upstream 502/503/504, preferring another endpoint, under a
 //!   budget of `budget_percent` of the cluster's active requests (at least 3), after a
 //!   jittered exponential back-off. Consecutive 5xx eject an endpoint for
-//!   `base_ejection_time × ejections` (at most `max_ejection_percent`, at least one);
+//!   `base_ejection_time × ejections`, at most `max_ejection_time` (300 s, Envoy's
+//!   default; the base when that is longer), and at most `max_ejection_percent` of a
+//!   cluster's endpoints at once (at least one);
 //!   `health_check` probes every endpoint of a cluster (`http` GET or `tcp` connect, the
 //!   L4 checker's jitter and thresholds); one failing them takes no new requests. Below
 //!   `panic_threshold` percent healthy (passing the checks and not ejected), health is
@@ -109,6 +111,8 @@ pub mod config;
 mod cpu;
 mod error;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 mod health;
 pub mod metrics;

@@ -277,8 +277,12 @@ fn observe(cluster: &Cluster, index: usize, failed: bool, clock: &Clock) {
     if ejected >= cap || ep.is_ejected(now) {
         return;
     }
-    let times = ep.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-    let until = now + spec.base_ejection_time.as_millis() as u64 * u64::from(times);
+    let times = ep
+        .ejections
+        .fetch_add(1, Ordering::Relaxed)
+        .saturating_add(1);
+    let length = u64::try_from(spec.ejection_length(times).as_millis()).unwrap_or(u64::MAX);
+    let until = now.saturating_add(length);
     ep.ejected_until_ms.store(until, Ordering::Relaxed);
     ep.consecutive_5xx.store(0, Ordering::Relaxed);
     cluster.stats.ejections.fetch_add(1, Ordering::Relaxed);

@@ -145,9 +145,12 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
+            // two hex digits, nothing else (`from_str_radix` alone takes "%+f" as 0x0f)
             let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(b);
@@ -469,7 +472,26 @@ mod tests {
             route(&post, "/api/services/a/backends/%ff/drain"),
             Err(RouteError::BadSegment)
         );
+        // a sign is not a hex digit
+        assert_eq!(
+            route(&post, "/api/services/a/backends/%+f/drain"),
+            Err(RouteError::BadSegment)
+        );
         assert_eq!(route(&get, "*"), Err(RouteError::NotFound));
+    }
+
+    proptest::proptest! {
+        /// Any path, any method: a route or a refusal, never a panic; and every string,
+        /// each byte escaped, decodes to itself.
+        #[test]
+        fn any_path_is_routed_or_refused(path in "/\\PC{0,48}", post in proptest::prelude::any::<bool>(),
+                                         name in "\\PC{1,16}") {
+            let method = if post { Method::POST } else { Method::GET };
+            let _ = route(&method, &path);
+            let escaped: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
+            let r = route(&Method::POST, &format!("/api/services/{escaped}/backends/{escaped}/drain"));
+            proptest::prop_assert_eq!(r, Ok(Route::Drain { service: name.clone(), backend: name }));
+        }
     }
 
     #[test]

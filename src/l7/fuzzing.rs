@@ -274,7 +274,7 @@ pub fn standalone_config(data: &[u8]) -> usize {
                     (0x9e37_79b9_7f4a_7c15, Lane::Local),
                     (7, Lane::Remote),
                 ] {
-                    let even = |i: usize| i % 2 == 0;
+                    let even = |i: usize| i.is_multiple_of(2);
                     for usable in [&(|_| true) as &dyn Fn(usize) -> bool, &even, &(|_| false)] {
                         let picked = cluster.balancer.pick_in(
                             lane,

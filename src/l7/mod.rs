@@ -39,8 +39,9 @@
 //!   budget of `budget_percent` of the cluster's active requests (at least 3), after a
 //!   jittered exponential back-off. Consecutive 5xx eject an endpoint for
 //!   `base_ejection_time × ejections`, at most `max_ejection_time` (300 s, Envoy's
-//!   default; the base when that is longer), and at most `max_ejection_percent` of a
-//!   cluster's endpoints at once (at least one);
+//!   default; the base when that is longer; each full `max_ejection_time` without an
+//!   ejection forgives one), and at most `max_ejection_percent` of a cluster's endpoints
+//!   at once (at least one);
 //!   `health_check` probes every endpoint of a cluster (`http` GET or `tcp` connect, the
 //!   L4 checker's jitter and thresholds); one failing them takes no new requests. Below
 //!   `panic_threshold` percent healthy (passing the checks and not ejected), health is

@@ -254,6 +254,11 @@ enum TryOutcome {
 
 /// Records a result for outlier detection.
 fn observe(cluster: &Cluster, index: usize, failed: bool, clock: &Clock) {
+    observe_at(cluster, index, failed, || clock.now_ms());
+}
+
+/// [`observe`] with the clock's reading (taken only when a failure may eject).
+fn observe_at(cluster: &Cluster, index: usize, failed: bool, now_ms: impl FnOnce() -> u64) {
     let ep = &cluster.endpoints[index];
     let spec = &cluster.spec.outlier;
     if !failed {
@@ -267,7 +272,7 @@ fn observe(cluster: &Cluster, index: usize, failed: bool, clock: &Clock) {
     if n < spec.consecutive_5xx {
         return;
     }
-    let now = clock.now_ms();
+    let now = now_ms();
     let ejected = cluster
         .endpoints
         .iter()
@@ -277,10 +282,17 @@ fn observe(cluster: &Cluster, index: usize, failed: bool, clock: &Clock) {
     if ejected >= cap || ep.is_ejected(now) {
         return;
     }
-    let times = ep
-        .ejections
-        .fetch_add(1, Ordering::Relaxed)
-        .saturating_add(1);
+    // One earlier ejection forgiven per full `max_ejection_time` since the last one
+    // ended, as the L4 tracker does (Envoy lowers its multiplier while a host stays
+    // healthy): an endpoint that failed once a day is not ejected longer each day.
+    let last_end = ep.ejected_until_ms.load(Ordering::Relaxed);
+    let period = u64::try_from(spec.max_ejection_time.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let forgiven = now.saturating_sub(last_end) / period;
+    let earlier = u64::from(ep.ejections.load(Ordering::Relaxed)).saturating_sub(forgiven);
+    let times = u32::try_from(earlier).unwrap_or(u32::MAX).saturating_add(1);
+    ep.ejections.store(times, Ordering::Relaxed);
     let length = u64::try_from(spec.ejection_length(times).as_millis()).unwrap_or(u64::MAX);
     let until = now.saturating_add(length);
     ep.ejected_until_ms.store(until, Ordering::Relaxed);
@@ -887,6 +899,40 @@ mod tests {
             observe(&cluster, 1, true, &clock);
         }
         assert!(!cluster.endpoints[1].is_ejected(clock.now_ms()));
+    }
+
+    #[tokio::test]
+    async fn ejections_lengthen_and_a_quiet_spell_forgives_them() {
+        use crate::l7::config::{L7Config, Timeouts};
+        let yaml = "services:\n  - name: s\n    routes: [{ cluster: c }]\n    clusters:\n      - name: c\n        outlier: { consecutive_5xx: 1, base_ejection_time: 10s, max_ejection_time: 60s, max_ejection_percent: 100 }\n        endpoints: [{ address: \"127.0.0.1:1\" }]\n";
+        let cfg = L7Config::from_yaml_str(yaml).unwrap();
+        let metrics = L7Metrics::default();
+        let cluster = Cluster::build(
+            &cfg.services[0].clusters[0],
+            &Timeouts::default(),
+            None,
+            metrics.cluster("s", "c"),
+        );
+        let ep = &cluster.endpoints[0];
+        // a failure `at` seconds into the pool's life: how many seconds it ejects for
+        let ejected_for = |at: u64| {
+            observe_at(&cluster, 0, true, || at * 1000);
+            (ep.ejected_until_ms.load(Ordering::Relaxed) - at * 1000) / 1000
+        };
+        // each failure right after the last ejection ended: 10, 20, 30 s
+        assert_eq!(ejected_for(0), 10);
+        assert_eq!(ejected_for(11), 20);
+        assert_eq!(ejected_for(32), 30);
+        // ended at 62 s; 125 s of quiet (two full 60 s periods) forgive two of three
+        assert_eq!(ejected_for(187), 20);
+        // the cap: 60 s however many came before
+        let mut at = 208;
+        for _ in 0..10 {
+            let length = ejected_for(at);
+            assert!(length <= 60, "{length} s");
+            at += length + 1;
+        }
+        assert_eq!(ejected_for(at), 60);
     }
 
     #[test]

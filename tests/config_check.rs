@@ -26,7 +26,7 @@ const BAD: &[(&str, &str)] = &[
     ("gateway-off-subnet", "8:14: gateway 10.98.0.1 is not on the port's subnet 10.99.0.2/24"),
     ("health-timeout", "21:16: health check timeout 1s must be less than its interval 1s"),
     ("ipip-6in4", "20:18: backend 10.99.0.12 is IPv4 but the vip fd99::100 is IPv6: ipip cannot carry IPv6 in IPv4 (4in4, 6in6 and 4in6 are supported)"),
-    ("l7-bad-duration", "25:14: bad duration \"5 parsecs\" (use 250ms, 1s, 2m)"),
+    ("l7-bad-duration", "25:14: bad duration \"5 parsecs\" (use 250ms, 1s, 2m; at most 8760h)"),
     ("l7-forwarding", "16:17: `forwarding` is only for l4 services; an l7 service uses `routes` and `clusters`"),
     ("l7-header-limit", "24:3: l7.limits.max_header_bytes must be at least 8192, found 1024"),
     ("l7-no-kernel-interface", "11:5: l7 service `api` needs a port of its family with `kernel_interface` (the L7 pool listens there)"),

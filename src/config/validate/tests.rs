@@ -996,7 +996,7 @@ fn l7_references_and_shapes() {
     );
     assert_eq!(
         l7("  timeouts: { connect: 2 parsecs }"),
-        ["29:24: bad duration \"2 parsecs\" (use 250ms, 1s, 2m)"]
+        ["29:24: bad duration \"2 parsecs\" (use 250ms, 1s, 2m; at most 8760h)"]
     );
     assert_eq!(
         l7("  limits: { max_header_bytes: 100 }"),

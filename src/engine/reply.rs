@@ -86,15 +86,13 @@ pub fn echo_reply<B: PacketBuf>(pkt: &mut B, meta: &Meta, port_mac: Mac) -> bool
         let code = icmp[1];
         let old = u16::from_be_bytes([request, code]);
         let new = u16::from_be_bytes([reply, code]);
-        // RFC 1624's update yields 0x0000 where the reply's words are all zero (echo id
-        // 0, sequence 0, a zero payload: the type was the request's one non-zero word),
-        // and a receiver refuses that: a message whose words sum to +0 verifies only with
-        // 0xffff. 0xffff verifies wherever 0x0000 does (the words then sum to -0), so a
-        // zero result is sent as 0xffff. (ICMPv6's pseudo-header is never all zero.)
-        let c = match checksum::update16(u16::from_be_bytes([icmp[2], icmp[3]]), old, new) {
-            0 => 0xffff,
-            c => c,
-        };
+        // the reply's words may all be zero (id 0, sequence 0, a zero payload), where
+        // only 0xffff verifies (ICMPv6's pseudo-header is never all zero)
+        let c = checksum::never_zero(checksum::update16(
+            u16::from_be_bytes([icmp[2], icmp[3]]),
+            old,
+            new,
+        ));
         icmp[0] = reply;
         icmp[2..4].copy_from_slice(&c.to_be_bytes());
     }

@@ -234,6 +234,19 @@ impl Update {
     }
 }
 
+/// A computed checksum as it may be sent: 0x0000 becomes 0xffff. Both are zero in one's
+/// complement and 0xffff verifies wherever 0x0000 does, but only 0xffff verifies for
+/// data whose words are all zero (RFC 1624's update gives 0x0000 there: an ICMP echo
+/// reply with id 0, sequence 0 and a zero payload), and UDP reads 0x0000 as "none".
+#[inline]
+pub fn never_zero(csum: u16) -> u16 {
+    if csum == 0 {
+        0xffff
+    } else {
+        csum
+    }
+}
+
 /// Applies an RFC 1624 update to a UDP checksum, where 0 means "no checksum" (IPv4 only) and
 /// a computed 0 is sent as 0xffff: a zero field stays zero; a zero result becomes 0xffff.
 #[inline]
@@ -241,10 +254,7 @@ pub fn udp_update(csum: u16, update: impl FnOnce(u16) -> u16) -> u16 {
     if csum == 0 {
         return 0;
     }
-    match update(csum) {
-        0 => 0xffff,
-        c => c,
-    }
+    never_zero(update(csum))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ set -eu
 secs="${1:-60}"
 [ $# -gt 0 ] && shift
 cd "$(dirname "$0")"
-targets="${*:-engine config upstream_response request_framing}"
+targets="${*:-engine config upstream_response request_framing request_path}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for t in $targets; do

@@ -324,6 +324,22 @@ pub fn handle(
             metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
             return Ok(local(StatusCode::BAD_REQUEST, true));
         }
+        // The asterisk form belongs to OPTIONS alone (RFC 9112 3.2.4): hyper passes
+        // `PTIONS * HTTP/1.1` on, and an upstream must not be sent it. CONNECT asks for a
+        // tunnel, which the pool does not make: forwarded, it would reach the upstream as
+        // `CONNECT /`, and a 2xx answer would turn the client's connection into a tunnel.
+        if parts.method == Method::CONNECT {
+            metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
+            return Ok(local(StatusCode::METHOD_NOT_ALLOWED, true));
+        }
+        // More than one Host (RFC 9112 3.2 says 400): the pool would route by the first
+        // while the upstream may serve the last.
+        if parts.uri == "*" && parts.method != Method::OPTIONS
+            || parts.headers.get_all(header::HOST).iter().nth(1).is_some()
+        {
+            metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
+            return Ok(local(StatusCode::BAD_REQUEST, true));
+        }
         let snapshot = shared.snapshot.load_full();
         let Some(service) = snapshot.services.get(&conn.service).cloned() else {
             metrics.listener.no_route.fetch_add(1, Ordering::Relaxed);
@@ -444,11 +460,16 @@ pub fn handle(
         if te_trailers {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        if !headers.contains_key(header::HOST) && has_host {
-            if let Some(a) = parts.uri.authority() {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    headers.insert(header::HOST, v);
-                }
+        // A target with an authority (absolute form, HTTP/2's :authority) names the host
+        // the pool routed by, whatever Host says (RFC 9112 3.2.2): the upstream is told
+        // the same. (Without userinfo, which a Host cannot carry.)
+        if let Some(a) = parts.uri.authority().filter(|_| has_host) {
+            let v = match a.port() {
+                Some(p) => HeaderValue::from_str(&format!("{}:{}", a.host(), p.as_str())),
+                None => HeaderValue::from_str(a.host()),
+            };
+            if let Ok(v) = v {
+                headers.insert(header::HOST, v);
             }
         }
         let xff = match headers.get(&X_FORWARDED_FOR) {

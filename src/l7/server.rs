@@ -132,7 +132,7 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Pending connections per listener socket.
 const LISTEN_BACKLOG: u32 = 1024;
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+pub(super) fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -185,6 +185,24 @@ macro_rules! drive {
     }};
 }
 
+/// What a client connection's requests know of it: `peer`, the listener's service and
+/// TLS, the framing watch's `verdicts`.
+pub(super) fn conn_info(
+    peer: SocketAddr,
+    spec: &ListenerSpec,
+    verdicts: Arc<Verdicts>,
+) -> Arc<ConnInfo> {
+    Arc::new(ConnInfo {
+        peer,
+        client_ip: HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        tls: spec.tls,
+        service: spec.service.clone(),
+        verdicts,
+        requests: AtomicU64::new(0),
+    })
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -203,15 +221,7 @@ async fn serve_connection(
     let snapshot = shared.snapshot.load_full();
     let limits = snapshot.settings.limits.clone();
     let verdicts = Arc::new(Verdicts::default());
-    let conn = Arc::new(ConnInfo {
-        peer,
-        client_ip: HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-        tls: spec.tls,
-        service: spec.service.clone(),
-        verdicts: verdicts.clone(),
-        requests: AtomicU64::new(0),
-    });
+    let conn = conn_info(peer, &spec, verdicts.clone());
     let service = {
         let shared = shared.clone();
         // Boxed: the request's future is kilobytes (`handle` keeps it as small as it can:

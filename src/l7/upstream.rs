@@ -331,6 +331,13 @@ thread_local! {
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Drops this thread's idle upstream connections, of every pool: for the fuzz harness,
+/// which runs each input on a runtime of its own (connections registered with one
+/// runtime must not outlive it).
+pub(super) fn forget_idle_connections() {
+    let _ = IDLE.try_with(|map| map.borrow_mut().clear());
+}
+
 /// A breaker slot (an open connection, or a connect in progress) held until dropped.
 struct Slot<'a>(&'a AtomicUsize);
 

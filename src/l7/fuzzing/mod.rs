@@ -19,7 +19,10 @@
 //!   smuggling attempts: the same verdict at the same byte and request, and a refused
 //!   connection stays refused.
 //!
-//! A third function, [`standalone_config`], serves the `config` target: the same bytes as
+//! [`request_path`] (its own module) runs a client's bytes through the whole pool, hyper
+//! and the handler to an upstream on loopback, and checks what the upstream receives.
+//!
+//! A fourth function, [`standalone_config`], serves the `config` target: the same bytes as
 //! a standalone pool's file (`fulcrum l7 -c FILE`), parsed, compiled into the pool's
 //! snapshot, and asked to route and balance a few requests.
 //!
@@ -28,6 +31,10 @@
 //! `upstream_response`: `ctrl: u8` (bit 0: the request was `HEAD`, else `GET`; bits 1-7
 //! seed the piece sizes), then the stream. `request_framing`: `max_head: u16` (little
 //! endian, taken modulo 8192, plus one), `seed: u8`, then the stream.
+
+mod request_path;
+
+pub use request_path::{check_forwarded, request_path, Exchange, Forwarded};
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, StatusCode};

@@ -27,7 +27,8 @@
 //!   reads the next head only after the previous response), so they cannot be reordered
 //!   or smuggled. HTTP/2 over TLS by ALPN `h2`, and prior-knowledge h2c on plain listeners.
 //! - Refused before routing (400, connection closed): a request target `*` with a method
-//!   other than OPTIONS, and more than one `Host`. CONNECT → 405 (the pool makes no
+//!   other than OPTIONS, more than one `Host`, and none in HTTP/1.1 (an HTTP/1.0 request
+//!   without one goes to the endpoint's address as its host). CONNECT → 405 (the pool makes no
 //!   tunnels). A target with an authority (absolute form, HTTP/2's `:authority`) sets the
 //!   upstream's `Host`, since it named the route.
 //! - Limits: request head above `max_header_bytes` → 431 (hyper); body above

@@ -332,10 +332,20 @@ pub fn handle(
             metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
             return Ok(local(StatusCode::METHOD_NOT_ALLOWED, true));
         }
-        // More than one Host (RFC 9112 3.2 says 400): the pool would route by the first
-        // while the upstream may serve the last.
+        // More than one Host, or none in HTTP/1.1 (RFC 9112 3.2 says 400 to both): with
+        // two the pool would route by the first while the upstream may serve the last.
+        // (HTTP/1.0 may omit it: the endpoint is then the host.)
+        let mut hosts = parts.headers.get_all(header::HOST).iter();
+        let host_count = match (hosts.next(), hosts.next()) {
+            (None, _) => 0,
+            (Some(_), None) => 1,
+            _ => 2,
+        };
         if parts.uri == "*" && parts.method != Method::OPTIONS
-            || parts.headers.get_all(header::HOST).iter().nth(1).is_some()
+            || host_count > 1
+            || host_count == 0
+                && parts.version == http::Version::HTTP_11
+                && parts.uri.authority().is_none()
         {
             metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
             return Ok(local(StatusCode::BAD_REQUEST, true));

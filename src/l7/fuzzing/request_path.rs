@@ -641,7 +641,8 @@ mod tests {
         assert_eq!(ex.forwarded, 1);
     }
 
-    /// Two Host headers are refused (the harness's second find); an absolute-form
+    /// Two Host headers are refused (the harness's second find), and none in HTTP/1.1; an
+    /// absolute-form
     /// target's authority replaces the Host the client sent, as it named the route.
     #[test]
     fn host_is_one_and_the_one_routed_by() {
@@ -653,6 +654,18 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&ex.response)
         );
+        let none = b"GET / HTTP/1.1\r\n\r\n";
+        let ex = run(&input(3, 0, none, OK), LONG);
+        assert_eq!(ex.forwarded, 0);
+        assert!(
+            ex.response.starts_with(b"HTTP/1.1 400"),
+            "{:?}",
+            String::from_utf8_lossy(&ex.response)
+        );
+        // HTTP/1.0 may name no host: the endpoint's address is sent
+        let ex = run(&input(3, 0, b"GET / HTTP/1.0\r\n\r\n", OK), LONG);
+        assert_eq!(ex.hosts.len(), 1);
+        assert!(ex.hosts[0].starts_with("127.0.0.1:"), "{:?}", ex.hosts);
         let absolute = b"GET http://user@h:81/x HTTP/1.1\r\nhost: a\r\n\r\n";
         let ex = run(&input(3, 0, absolute, OK), LONG);
         assert_eq!(ex.forwarded, 1);
@@ -737,9 +750,16 @@ mod tests {
             b"Cookie: session=abc; S=0\r\n",
         ]);
         let body = prop::sample::select(vec![&b""[..], b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"\r\n"]);
-        let request = (line, proptest::collection::vec(header, 0..5), body).prop_map(
-            |(line, headers, body)| {
-                [&[line][..], &headers, &[&b"\r\n"[..], body]]
+        // most with a Host, since HTTP/1.1 without one is refused at once
+        let host = prop::sample::select(vec![
+            &b"Host: a\r\n"[..],
+            b"Host: a\r\n",
+            b"Host: a\r\n",
+            b"",
+        ]);
+        let request = (line, host, proptest::collection::vec(header, 0..5), body).prop_map(
+            |(line, host, headers, body)| {
+                [&[line, host][..], &headers, &[&b"\r\n"[..], body]]
                     .concat()
                     .concat()
             },

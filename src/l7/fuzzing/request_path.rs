@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http::Method;
+use http_body_util::Either;
 use hyper::body::{Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -203,6 +205,7 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
     };
     let violations = Arc::new(Mutex::new(Vec::new()));
     let forwarded = Arc::new(Mutex::new(Vec::new()));
+    let answered = Arc::new(Mutex::new(Vec::new()));
     let response = rt.block_on(exchange(
         client,
         timeout,
@@ -211,6 +214,7 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
         mode,
         violations.clone(),
         forwarded.clone(),
+        answered.clone(),
     ));
     forget_idle_connections();
     drop(rt);
@@ -227,6 +231,15 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
             "the client's answer does not start as an HTTP/1.x response: {:?}",
             String::from_utf8_lossy(&response[..response.len().min(200)])
         );
+        let answered = answered.lock().map(|a| a.clone()).unwrap_or_default();
+        if let Err(e) = check_relayed(&response, &answered, answer) {
+            panic!(
+                "{e}\nclient bytes: {:?}\nupstream bytes: {:?}\nclient received: {:?}",
+                String::from_utf8_lossy(client),
+                String::from_utf8_lossy(answer),
+                String::from_utf8_lossy(&response)
+            );
+        }
     }
     let hosts = forwarded.lock().map(|h| h.clone()).unwrap_or_default();
     Exchange {
@@ -244,6 +257,7 @@ async fn exchange(
     mode: UpstreamMode,
     violations: Arc<Mutex<Vec<String>>>,
     forwarded: Arc<Mutex<Vec<String>>>,
+    answered: Arc<Mutex<Vec<(Method, bool)>>>,
 ) -> Vec<u8> {
     let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
         return Vec::new();
@@ -282,12 +296,19 @@ async fn exchange(
     let conn = conn_info(peer, &spec, verdicts.clone());
     let in_flight = InFlight::default();
     let service = {
+        let answered = answered.clone();
         let in_flight = in_flight.clone();
-        service_fn(move |req| {
+        service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let guard = in_flight.start();
+            let method = req.method().clone();
+            let answered = answered.clone();
             let answer = handle(req, conn.clone(), shared.clone());
             async move {
                 let response = answer.await?;
+                let relayed = matches!(response.body(), Either::Left(_));
+                if let Ok(mut a) = answered.lock() {
+                    a.push((method, relayed));
+                }
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
                     body: Box::pin(body),
                     _guard: guard,
@@ -433,6 +454,132 @@ async fn upstream(
             }
         });
     }
+}
+
+/// The HTTP/1.x responses in what the client received, in order: interim (1xx) ones
+/// skipped, a body read by the framing its head and its request's method give (HEAD, 204
+/// and 304 have none; chunked is decoded; no length reads to the end). Each is
+/// `(status, Some(body))`, or `(status, None)` for a last one the connection cut.
+fn client_responses(out: &[u8], methods: &[Method]) -> Result<Vec<(u16, Option<Vec<u8>>)>, String> {
+    let mut found = Vec::new();
+    let mut rest = out;
+    while !rest.is_empty() {
+        let mut headers = vec![httparse::EMPTY_HEADER; 256];
+        let mut head = httparse::Response::new(&mut headers);
+        let n = match head.parse(rest) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Err("a response head cut short".into()),
+            Err(e) => return Err(format!("an unreadable response head ({e})")),
+        };
+        let status = head.code.unwrap_or(0);
+        rest = &rest[n..];
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let header = |name: &str| {
+            head.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+                .last()
+        };
+        let bodiless =
+            methods.get(found.len()) == Some(&Method::HEAD) || status == 204 || status == 304;
+        let chunked = header("transfer-encoding").is_some_and(|v| {
+            v.rsplit(|b| *b == b',')
+                .next()
+                .unwrap_or(v)
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked")
+        });
+        let length = header("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let body = if bodiless {
+            Some(Vec::new())
+        } else if chunked {
+            let mut body = Vec::new();
+            loop {
+                let Ok(httparse::Status::Complete((at, size))) = httparse::parse_chunk_size(rest)
+                else {
+                    break None;
+                };
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size == 0 {
+                    // trailers, then the empty line
+                    match rest[at..].windows(2).position(|w| w == b"\r\n") {
+                        Some(0) => {
+                            rest = &rest[at + 2..];
+                            break Some(body);
+                        }
+                        _ => match rest[at..].windows(4).position(|w| w == b"\r\n\r\n") {
+                            Some(p) => {
+                                rest = &rest[at + p + 4..];
+                                break Some(body);
+                            }
+                            None => break None,
+                        },
+                    }
+                }
+                if rest.len() < at.saturating_add(size).saturating_add(2) {
+                    break None;
+                }
+                body.extend_from_slice(&rest[at..at + size]);
+                rest = &rest[at + size + 2..];
+            }
+        } else if let Some(len) = length {
+            if rest.len() < len {
+                None
+            } else {
+                let body = rest[..len].to_vec();
+                rest = &rest[len..];
+                Some(body)
+            }
+        } else {
+            let body = rest.to_vec();
+            rest = &[];
+            Some(body)
+        };
+        let cut = body.is_none();
+        found.push((status, body));
+        if cut {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Holds what the client received against what the upstream sent: every response the
+/// handler relayed from the upstream (`answered[i]`: the i-th request's method, and
+/// whether its response was relayed) carries the status and body of the first response
+/// in `answer` (the upstream sends `answer` to every request), when that response reads
+/// complete. A response queue out of step, bytes past a response taken for the next
+/// one, or a body altered on the way would each break it.
+fn check_relayed(out: &[u8], answered: &[(Method, bool)], answer: &[u8]) -> Result<(), String> {
+    let methods: Vec<Method> = answered.iter().map(|(m, _)| m.clone()).collect();
+    let responses = client_responses(out, &methods)?;
+    for (i, ((method, relayed), (status, body))) in answered.iter().zip(&responses).enumerate() {
+        let (true, Some(body)) = (relayed, body) else {
+            continue;
+        };
+        let super::Response::Read {
+            status: want,
+            body: want_body,
+            end: super::BodyEnd::End,
+            ..
+        } = super::read_response(answer, method, None)
+        else {
+            continue;
+        };
+        if *status != want.as_u16() || *body != want_body {
+            return Err(format!(
+                "response {i} relayed as {status} with {:?}, where the upstream answered {want} with {:?}",
+                String::from_utf8_lossy(body),
+                String::from_utf8_lossy(&want_body)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A request the upstream received, as [`check_forwarded`] read it.
@@ -715,6 +862,33 @@ mod tests {
         assert!(!valid_traceparent(
             b"00-00000000000000000000000000000000-0123456789abcdef-01"
         ));
+    }
+
+    /// The relay check reads HEAD, chunked and interim responses, and sees a relayed
+    /// response that is not the upstream's first one.
+    #[test]
+    fn the_relay_check_sees_a_response_out_of_step() {
+        let answered = [
+            (Method::GET, true),
+            (Method::HEAD, true),
+            (Method::GET, true),
+            (Method::GET, false),
+        ];
+        let good: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+            HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n\
+            HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n\
+            HTTP/1.1 502 Bad Gateway\r\ncontent-length: 4\r\n\r\n502\n";
+        assert_eq!(check_relayed(good, &answered, OK), Ok(()));
+        let bad = String::from_utf8_lossy(good).replace("2\r\nok\r\n0", "2\r\nno\r\n0");
+        let e = check_relayed(bad.as_bytes(), &answered, OK).unwrap_err();
+        assert!(e.contains("response 2"), "{e}");
+        // the bytes past the upstream's first response are not a response of their own
+        let e = check_relayed(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra",
+            &answered[..1],
+            OK,
+        );
+        assert!(e.is_err());
     }
 
     /// Streams of requests that reach the pool's interesting states more often than

@@ -63,13 +63,13 @@ const PEER: &str = "192.0.2.1:40000";
 /// The service: three routes (a prefix rewritten, with retries of every method; a
 /// weighted split on a header; the rest), two clusters on the same upstream (ring hash
 /// on a cookie with sticky sessions; least request). Timeouts are short so a hanging
-/// upstream costs little, and so does a body the client announces and never sends (the
-/// body read timeout; `TIMEOUT`: [`FUZZ_TIMEOUT`] a try); `UPSTREAM` is replaced by
+/// upstream costs little, and so do a body the client announces and never sends (the
+/// body read timeout) and a response body without an end (`stream_idle`; `TIMEOUT`: [`FUZZ_TIMEOUT`] a try); `UPSTREAM` is replaced by
 /// the upstream's address.
 const CONFIG: &str = r#"
 l7:
   limits: { max_header_bytes: 8192, max_body_bytes: 4096, header_read_timeout: 2s, body_read_timeout: 20ms, max_concurrent_streams: 8 }
-  timeouts: { connect: 100ms, request: TIMEOUT, idle: 2s }
+  timeouts: { connect: 100ms, request: TIMEOUT, idle: 2s, stream_idle: 30ms }
 services:
   - name: web
     routes:

@@ -121,6 +121,39 @@ impl UpstreamMode {
     }
 }
 
+/// What the harness records as an exchange runs: the upstream's tasks and the handler's
+/// wrapper write, [`run`] reads when the runtime is gone.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<SeenLog>>);
+
+#[derive(Default)]
+struct SeenLog {
+    /// What was wrong with requests the upstream received.
+    violations: Vec<String>,
+    /// The Host of each request the upstream received (all of them right).
+    hosts: Vec<String>,
+    /// Each answered request's method, and whether its response came from the upstream.
+    answered: Vec<(Method, bool)>,
+}
+
+impl Seen {
+    fn with(&self, f: impl FnOnce(&mut SeenLog)) {
+        if let Ok(mut log) = self.0.lock() {
+            f(&mut log);
+        }
+    }
+
+    fn take(&self) -> SeenLog {
+        self.0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}
+
+/// A response the client received: its status, and its body (`None`: cut off).
+type ClientResponse = (u16, Option<Vec<u8>>);
+
 /// What one input did.
 #[derive(Debug, Default)]
 pub struct Exchange {
@@ -203,22 +236,19 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
     else {
         return Exchange::default();
     };
-    let violations = Arc::new(Mutex::new(Vec::new()));
-    let forwarded = Arc::new(Mutex::new(Vec::new()));
-    let answered = Arc::new(Mutex::new(Vec::new()));
+    let seen = Seen::default();
     let response = rt.block_on(exchange(
         client,
         timeout,
         Pieces::new(*seed),
         answer.to_vec(),
         mode,
-        violations.clone(),
-        forwarded.clone(),
-        answered.clone(),
+        seen.clone(),
     ));
     forget_idle_connections();
     drop(rt);
-    let violations = violations.lock().map(|v| v.clone()).unwrap_or_default();
+    let seen = seen.take();
+    let violations = seen.violations;
     assert!(
         violations.is_empty(),
         "the upstream received requests it must not: {violations:#?}\nclient bytes: {:?}",
@@ -231,8 +261,7 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
             "the client's answer does not start as an HTTP/1.x response: {:?}",
             String::from_utf8_lossy(&response[..response.len().min(200)])
         );
-        let answered = answered.lock().map(|a| a.clone()).unwrap_or_default();
-        if let Err(e) = check_relayed(&response, &answered, answer) {
+        if let Err(e) = check_relayed(&response, &seen.answered, answer) {
             panic!(
                 "{e}\nclient bytes: {:?}\nupstream bytes: {:?}\nclient received: {:?}",
                 String::from_utf8_lossy(client),
@@ -241,10 +270,9 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
             );
         }
     }
-    let hosts = forwarded.lock().map(|h| h.clone()).unwrap_or_default();
     Exchange {
-        forwarded: hosts.len(),
-        hosts,
+        forwarded: seen.hosts.len(),
+        hosts: seen.hosts,
         response,
     }
 }
@@ -255,9 +283,7 @@ async fn exchange(
     mut pieces: Pieces,
     answer: Vec<u8>,
     mode: UpstreamMode,
-    violations: Arc<Mutex<Vec<String>>>,
-    forwarded: Arc<Mutex<Vec<String>>>,
-    answered: Arc<Mutex<Vec<(Method, bool)>>>,
+    seen: Seen,
 ) -> Vec<u8> {
     let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
         return Vec::new();
@@ -265,13 +291,7 @@ async fn exchange(
     let Ok(upstream_addr) = listener.local_addr() else {
         return Vec::new();
     };
-    tokio::spawn(upstream(
-        listener,
-        Arc::new(answer),
-        mode,
-        violations,
-        forwarded,
-    ));
+    tokio::spawn(upstream(listener, Arc::new(answer), mode, seen.clone()));
 
     let text = CONFIG
         .replace("UPSTREAM", &upstream_addr.to_string())
@@ -296,19 +316,17 @@ async fn exchange(
     let conn = conn_info(peer, &spec, verdicts.clone());
     let in_flight = InFlight::default();
     let service = {
-        let answered = answered.clone();
+        let seen = seen.clone();
         let in_flight = in_flight.clone();
         service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let guard = in_flight.start();
             let method = req.method().clone();
-            let answered = answered.clone();
+            let seen = seen.clone();
             let answer = handle(req, conn.clone(), shared.clone());
             async move {
                 let response = answer.await?;
                 let relayed = matches!(response.body(), Either::Left(_));
-                if let Ok(mut a) = answered.lock() {
-                    a.push((method, relayed));
-                }
+                seen.with(|s| s.answered.push((method, relayed)));
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
                     body: Box::pin(body),
                     _guard: guard,
@@ -381,16 +399,9 @@ async fn exchange(
 
 /// The upstream: reads requests on every connection the pool opens, checks each, and
 /// answers as `mode` says.
-async fn upstream(
-    listener: TcpListener,
-    answer: Arc<Vec<u8>>,
-    mode: UpstreamMode,
-    violations: Arc<Mutex<Vec<String>>>,
-    forwarded: Arc<Mutex<Vec<String>>>,
-) {
+async fn upstream(listener: TcpListener, answer: Arc<Vec<u8>>, mode: UpstreamMode, seen: Seen) {
     while let Ok((mut stream, _)) = listener.accept().await {
-        let (answer, violations, forwarded) =
-            (answer.clone(), violations.clone(), forwarded.clone());
+        let (answer, seen) = (answer.clone(), seen.clone());
         tokio::spawn(async move {
             let mut buf: Vec<u8> = Vec::new();
             let mut chunk = vec![0u8; 16 * 1024];
@@ -405,9 +416,7 @@ async fn upstream(
                         Ok(Some(f)) => break f,
                         Ok(None) => {}
                         Err(e) => {
-                            if let Ok(mut v) = violations.lock() {
-                                v.push(e);
-                            }
+                            seen.with(|s| s.violations.push(e));
                             return;
                         }
                     }
@@ -422,21 +431,19 @@ async fn upstream(
                             // the pool gave up on the request (a timeout), or sent less
                             // than it announced: only the second is wrong, and the
                             // pool's writes of a buffered body are whole, so say so
-                            if let Ok(mut v) = violations.lock() {
-                                v.push(format!(
-                                    "a body of {} bytes where {body_len} were announced",
-                                    buf.len() - head_len
-                                ));
-                            }
+                            let got = buf.len() - head_len;
+                            seen.with(|s| {
+                                s.violations.push(format!(
+                                    "a body of {got} bytes where {body_len} were announced"
+                                ))
+                            });
                             return;
                         }
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
                 buf.drain(..head_len + body_len);
-                if let Ok(mut f) = forwarded.lock() {
-                    f.push(host);
-                }
+                seen.with(|s| s.hosts.push(host));
                 match mode {
                     UpstreamMode::AnswerAndClose => {
                         let _ = stream.write_all(&answer).await;
@@ -460,7 +467,7 @@ async fn upstream(
 /// skipped, a body read by the framing its head and its request's method give (HEAD, 204
 /// and 304 have none; chunked is decoded; no length reads to the end). Each is
 /// `(status, Some(body))`, or `(status, None)` for a last one the connection cut.
-fn client_responses(out: &[u8], methods: &[Method]) -> Result<Vec<(u16, Option<Vec<u8>>)>, String> {
+fn client_responses(out: &[u8], methods: &[Method]) -> Result<Vec<ClientResponse>, String> {
     let mut found = Vec::new();
     let mut rest = out;
     while !rest.is_empty() {
@@ -481,7 +488,7 @@ fn client_responses(out: &[u8], methods: &[Method]) -> Result<Vec<(u16, Option<V
                 .iter()
                 .filter(|h| h.name.eq_ignore_ascii_case(name))
                 .map(|h| h.value)
-                .last()
+                .next_back()
         };
         let bodiless =
             methods.get(found.len()) == Some(&Method::HEAD) || status == 204 || status == 304;
@@ -763,52 +770,34 @@ mod tests {
     /// no tunnels), are refused, not forwarded (the first was this harness's find).
     #[test]
     fn asterisk_form_beyond_options_and_connect_are_refused() {
-        for (req, status) in [
-            (
-                &b"PTIONS * HTTP/1.1\r\nhost: a\r\n\r\n"[..],
-                &b"HTTP/1.1 400"[..],
-            ),
-            (
-                b"CONNECT a:443 HTTP/1.1\r\nhost: a:443\r\n\r\n",
-                b"HTTP/1.1 405",
-            ),
-        ] {
-            let ex = run(&input(3, 0, req, OK), LONG);
-            assert_eq!(ex.forwarded, 0);
-            assert!(
-                ex.response.starts_with(status),
-                "{:?}",
-                String::from_utf8_lossy(&ex.response)
-            );
-        }
-        let ex = run(
-            &input(3, 0, b"OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n", OK),
-            LONG,
+        refused(b"PTIONS * HTTP/1.1\r\nhost: a\r\n\r\n", b"HTTP/1.1 400");
+        refused(
+            b"CONNECT a:443 HTTP/1.1\r\nhost: a:443\r\n\r\n",
+            b"HTTP/1.1 405",
         );
-        assert_eq!(ex.forwarded, 1);
+        let options = b"OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n";
+        assert_eq!(run(&input(3, 0, options, OK), LONG).forwarded, 1);
+    }
+
+    /// Runs `client` and asserts that nothing reached the upstream and the answer starts
+    /// with `status`.
+    fn refused(client: &[u8], status: &[u8]) {
+        let ex = run(&input(3, 0, client, OK), LONG);
+        assert_eq!(ex.forwarded, 0);
+        let text = String::from_utf8_lossy(&ex.response);
+        assert!(ex.response.starts_with(status), "{text:?}");
     }
 
     /// Two Host headers are refused (the harness's second find), and none in HTTP/1.1; an
-    /// absolute-form
-    /// target's authority replaces the Host the client sent, as it named the route.
+    /// absolute-form target's authority replaces the Host the client sent, as it named
+    /// the route.
     #[test]
     fn host_is_one_and_the_one_routed_by() {
-        let two = b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n";
-        let ex = run(&input(3, 0, two, OK), LONG);
-        assert_eq!(ex.forwarded, 0);
-        assert!(
-            ex.response.starts_with(b"HTTP/1.1 400"),
-            "{:?}",
-            String::from_utf8_lossy(&ex.response)
+        refused(
+            b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            b"HTTP/1.1 400",
         );
-        let none = b"GET / HTTP/1.1\r\n\r\n";
-        let ex = run(&input(3, 0, none, OK), LONG);
-        assert_eq!(ex.forwarded, 0);
-        assert!(
-            ex.response.starts_with(b"HTTP/1.1 400"),
-            "{:?}",
-            String::from_utf8_lossy(&ex.response)
-        );
+        refused(b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 400");
         // HTTP/1.0 may name no host: the endpoint's address is sent
         let ex = run(&input(3, 0, b"GET / HTTP/1.0\r\n\r\n", OK), LONG);
         assert_eq!(ex.hosts.len(), 1);

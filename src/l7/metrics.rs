@@ -165,7 +165,8 @@ impl StatSet {
 /// Connection-level refusals, before any route is known.
 #[derive(Debug, Default)]
 pub struct ListenerStats {
-    /// Requests refused with 400 (smuggling attempts, malformed framing).
+    /// Requests refused before routing: 400 (smuggling attempts, malformed framing, no or
+    /// two Host headers, `*` with a method other than OPTIONS) and 405 (CONNECT).
     pub bad_request: AtomicU64,
     /// Requests refused with 413.
     pub body_too_large: AtomicU64,
@@ -237,7 +238,7 @@ impl L7Metrics {
         for (name, help, v) in [
             (
                 "fulcrum_l7_bad_requests_total",
-                "Requests refused with 400 (smuggling, bad framing).",
+                "Requests refused before routing: 400 (smuggling, bad framing, no or two Host, * beyond OPTIONS), 405 (CONNECT).",
                 &l.bad_request,
             ),
             (

@@ -22,7 +22,9 @@
 //! - exactly one `X-Forwarded-Proto: http`, at least one `X-Request-Id`;
 //! - exactly one W3C `traceparent` of the valid form, with a non-zero trace id.
 //!
-//! The client's side: whatever it gets back over HTTP/1.x starts as an HTTP/1.x response.
+//! The client's side (HTTP/1.x): what it gets back reads as HTTP/1.x responses, and each
+//! one the handler relayed from the upstream carries the status and body of the first
+//! response in the upstream's bytes (`check_relayed`).
 //!
 //! Real time and real loopback sockets, with short timeouts: a hanging upstream costs
 //! tens of milliseconds, most inputs a few. (tokio's paused clock cannot be used: it
@@ -36,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body_util::Either;
 use hyper::body::{Frame, SizeHint};
@@ -46,7 +48,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::super::framing::{Verdicts, Watched};
-use super::super::h1::HOP_BY_HOP;
+use super::super::h1::{self, Framing, HeadScratch, Step, HOP_BY_HOP};
 use super::super::proxy::{handle, Body, Shared};
 use super::super::server::{builder, conn_info, ListenerSpec};
 use super::super::state::{Clock, Snapshot};
@@ -463,93 +465,34 @@ async fn upstream(listener: TcpListener, answer: Arc<Vec<u8>>, mode: UpstreamMod
     }
 }
 
-/// The HTTP/1.x responses in what the client received, in order: interim (1xx) ones
-/// skipped, a body read by the framing its head and its request's method give (HEAD, 204
-/// and 304 have none; chunked is decoded; no length reads to the end). Each is
+/// The HTTP/1.x responses in what the client received, in order, read by the pool's own
+/// response reader (`h1`, which the `upstream_response` target fuzzes): interim (1xx)
+/// ones skipped, a body framed by its head and its request's method. Each is
 /// `(status, Some(body))`, or `(status, None)` for a last one the connection cut.
 fn client_responses(out: &[u8], methods: &[Method]) -> Result<Vec<ClientResponse>, String> {
     let mut found = Vec::new();
-    let mut rest = out;
-    while !rest.is_empty() {
-        let mut headers = vec![httparse::EMPTY_HEADER; 256];
-        let mut head = httparse::Response::new(&mut headers);
-        let n = match head.parse(rest) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Err("a response head cut short".into()),
+    let mut buf = BytesMut::from(out);
+    let mut scratch = HeadScratch::default();
+    while !buf.is_empty() {
+        let method = methods.get(found.len()).unwrap_or(&Method::GET);
+        let head = match h1::next_head_with(&mut buf, method, &mut scratch) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Err("a response head cut short".into()),
             Err(e) => return Err(format!("an unreadable response head ({e})")),
         };
-        let status = head.code.unwrap_or(0);
-        rest = &rest[n..];
-        if (100..200).contains(&status) {
-            continue;
-        }
-        let header = |name: &str| {
-            head.headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| h.value)
-                .next_back()
-        };
-        let bodiless =
-            methods.get(found.len()) == Some(&Method::HEAD) || status == 204 || status == 304;
-        let chunked = header("transfer-encoding").is_some_and(|v| {
-            v.rsplit(|b| *b == b',')
-                .next()
-                .unwrap_or(v)
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"chunked")
-        });
-        let length = header("content-length")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        let body = if bodiless {
-            Some(Vec::new())
-        } else if chunked {
-            let mut body = Vec::new();
-            loop {
-                let Ok(httparse::Status::Complete((at, size))) = httparse::parse_chunk_size(rest)
-                else {
-                    break None;
-                };
-                let size = usize::try_from(size).unwrap_or(usize::MAX);
-                if size == 0 {
-                    // trailers, then the empty line
-                    match rest[at..].windows(2).position(|w| w == b"\r\n") {
-                        Some(0) => {
-                            rest = &rest[at + 2..];
-                            break Some(body);
-                        }
-                        _ => match rest[at..].windows(4).position(|w| w == b"\r\n\r\n") {
-                            Some(p) => {
-                                rest = &rest[at + p + 4..];
-                                break Some(body);
-                            }
-                            None => break None,
-                        },
-                    }
-                }
-                if rest.len() < at.saturating_add(size).saturating_add(2) {
-                    break None;
-                }
-                body.extend_from_slice(&rest[at..at + size]);
-                rest = &rest[at + size + 2..];
+        let mut framing = head.framing.clone();
+        let mut body = Vec::new();
+        let complete = loop {
+            match framing.next(&mut buf) {
+                Ok(Step::Data(b)) => body.extend_from_slice(&b),
+                Ok(Step::End) => break true,
+                // the client read to the end: a close-delimited body is whole
+                Ok(Step::NeedMore) => break matches!(framing, Framing::Close),
+                Err(e) => return Err(format!("an unreadable response body ({e})")),
             }
-        } else if let Some(len) = length {
-            if rest.len() < len {
-                None
-            } else {
-                let body = rest[..len].to_vec();
-                rest = &rest[len..];
-                Some(body)
-            }
-        } else {
-            let body = rest.to_vec();
-            rest = &[];
-            Some(body)
         };
-        let cut = body.is_none();
-        found.push((status, body));
-        if cut {
+        found.push((head.status.as_u16(), complete.then_some(body)));
+        if !complete {
             break;
         }
     }

@@ -324,17 +324,18 @@ pub fn handle(
             metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
             return Ok(local(StatusCode::BAD_REQUEST, true));
         }
-        // The asterisk form belongs to OPTIONS alone (RFC 9112 3.2.4): hyper passes
-        // `PTIONS * HTTP/1.1` on, and an upstream must not be sent it. CONNECT asks for a
-        // tunnel, which the pool does not make: forwarded, it would reach the upstream as
-        // `CONNECT /`, and a 2xx answer would turn the client's connection into a tunnel.
+        // CONNECT asks for a tunnel, which the pool does not make: forwarded, it would
+        // reach the upstream as `CONNECT /`, and a 2xx answer would turn the client's
+        // connection into a tunnel.
         if parts.method == Method::CONNECT {
             metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
             return Ok(local(StatusCode::METHOD_NOT_ALLOWED, true));
         }
-        // More than one Host, or none in HTTP/1.1 (RFC 9112 3.2 says 400 to both): with
-        // two the pool would route by the first while the upstream may serve the last.
-        // (HTTP/1.0 may omit it: the endpoint is then the host.)
+        // The asterisk form belongs to OPTIONS alone (RFC 9112 3.2.4): hyper passes
+        // `PTIONS * HTTP/1.1` on, and an upstream must not be sent it. More than one
+        // Host, or none in HTTP/1.1 (RFC 9112 3.2 says 400 to both): with two the pool
+        // would route by the first while the upstream may serve the last. (HTTP/1.0 may
+        // omit it: the endpoint is then the host.)
         let mut hosts = parts.headers.get_all(header::HOST).iter();
         let host_count = match (hosts.next(), hosts.next()) {
             (None, _) => 0,

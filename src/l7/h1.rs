@@ -54,7 +54,8 @@ pub enum H1Error {
 /// Writes a request head in origin-form into `out` (cleared first). `Content-Length`
 /// and `Transfer-Encoding` from `headers` are left out: the body is buffered, so its
 /// length is known and written here (for a non-empty body, and for methods that carry
-/// one).
+/// one). Several `Cookie` values (an HTTP/2 client's crumbs) go as one line, joined by
+/// `"; "`.
 pub fn encode_request_head(req: &RequestHead<'_>, body_len: usize, out: &mut Vec<u8>) {
     let RequestHead {
         method,
@@ -77,12 +78,29 @@ pub fn encode_request_head(req: &RequestHead<'_>, body_len: usize, out: &mut Vec
         out.extend_from_slice(b"\r\n");
     }
     let mut had_length = false;
+    let mut cookie_written = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH {
             had_length = true;
             continue;
         }
         if name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if name == header::COOKIE {
+            // one line, "; " between the values (RFC 9113 8.2.3 for an HTTP/2 client's
+            // crumbs; RFC 6265 5.4 allows one Cookie line)
+            if std::mem::replace(&mut cookie_written, true) {
+                continue;
+            }
+            out.extend_from_slice(b"cookie: ");
+            for (i, crumb) in headers.get_all(header::COOKIE).iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b"; ");
+                }
+                out.extend_from_slice(crumb.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -652,6 +670,8 @@ mod tests {
         );
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         let mut out = Vec::new();
         let head = |method, path_and_query, headers| RequestHead {
             method,
@@ -662,7 +682,8 @@ mod tests {
         encode_request_head(&head(&Method::POST, "/p?q=1", &h), 5, &mut out);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
-            "POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+            "POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\ncookie: a=1; b=2\r\n\
+             content-length: 5\r\n\r\n"
         );
         let none = HeaderMap::new();
         encode_request_head(&head(&Method::GET, "", &none), 0, &mut out);

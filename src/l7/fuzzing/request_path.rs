@@ -7,9 +7,18 @@
 //! # Input
 //!
 //! `seed: u8` (the sizes of the client's writes), `mode: u8` (how the upstream answers,
-//! [`UpstreamMode`]), `client_len: u16` (little endian; the rest of the input when it is
+//! [`UpstreamMode`], in its low three bits; with [`H2_CLIENT`] set, the client is an
+//! HTTP/2 client), `client_len: u16` (little endian; the rest of the input when it is
 //! longer), the client's bytes, then the upstream's response bytes (sent whole to every
 //! request).
+//!
+//! Without [`H2_CLIENT`] the client's bytes are written to the pool as they are (HTTP/1.x,
+//! or raw HTTP/2 frames after the preface). With it, they are read as a run of HTTP/1.1
+//! requests (head, then the body its Content-Length announces) and each is sent by the
+//! `h2` crate's client over prior-knowledge h2c, all on one connection and at once:
+//! the target and Host become `:authority` and `:path` (the Host header kept for every
+//! other request, so both forms arrive), headers HTTP/2 cannot carry are left out, and
+//! every other header goes as it came, repeated ones (cookie crumbs) as separate fields.
 //!
 //! # What every request reaching the upstream must be
 //!
@@ -17,14 +26,17 @@
 //! (or `*` for OPTIONS), with
 //! - no hop-by-hop header (`Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, ...),
 //!   at most one `Content-Length`, and the whole body that one announces;
-//! - exactly one `Host`;
+//! - exactly one `Host`, and at most one `Cookie` (RFC 9113 8.2.3: an HTTP/2 client's
+//!   cookie crumbs are joined before they leave HTTP/2);
 //! - exactly one `X-Forwarded-For`, ending with the client's address;
 //! - exactly one `X-Forwarded-Proto: http`, at least one `X-Request-Id`;
 //! - exactly one W3C `traceparent` of the valid form, with a non-zero trace id.
 //!
-//! The client's side (HTTP/1.x): what it gets back reads as HTTP/1.x responses, and each
-//! one the handler relayed from the upstream carries the status and body of the first
-//! response in the upstream's bytes (`check_relayed`).
+//! The client's side: over HTTP/1.x, what it gets back reads as HTTP/1.x responses, and
+//! each one the handler relayed from the upstream carries the status and body of the
+//! first response in the upstream's bytes (`check_relayed`). The HTTP/2 client holds each
+//! relayed response to the same, and every request it sent must be answered (a response
+//! or a stream reset) within the harness's bound, while the connection stands.
 //!
 //! Real time and real loopback sockets, with short timeouts: a hanging upstream costs
 //! tens of milliseconds, most inputs a few. (tokio's paused clock cannot be used: it
@@ -94,6 +106,16 @@ services:
         endpoints: [{ address: "UPSTREAM" }]
 "#;
 
+/// The `mode` bit that makes the client an HTTP/2 client (see the module's docs).
+pub const H2_CLIENT: u8 = 0x40;
+
+/// The response header the harness's wrapper adds to each response the handler relayed
+/// from the upstream (the HTTP/2 client has no other way to tell them from the pool's own).
+const RELAYED: &str = "x-fuzz-relayed";
+
+/// At most this many requests are read from the client's bytes for the HTTP/2 client.
+const H2_MAX_REQUESTS: usize = 16;
+
 /// The per-try timeout while fuzzing: a hanging upstream costs three of them.
 const FUZZ_TIMEOUT: Duration = Duration::from_millis(10);
 
@@ -134,6 +156,8 @@ struct SeenLog {
     violations: Vec<String>,
     /// The Host of each request the upstream received (all of them right).
     hosts: Vec<String>,
+    /// The Cookie of each, if it had one.
+    cookies: Vec<Option<String>>,
     /// Each answered request's method, and whether its response came from the upstream.
     answered: Vec<(Method, bool)>,
 }
@@ -163,8 +187,12 @@ pub struct Exchange {
     pub forwarded: usize,
     /// Their Host headers, in the order received.
     pub hosts: Vec<String>,
-    /// The bytes the client received.
+    /// Their Cookie headers.
+    pub cookies: Vec<Option<String>>,
+    /// The bytes the client received (empty for the HTTP/2 client).
     pub response: Vec<u8>,
+    /// The HTTP/2 client's requests and what each got back, in the order sent.
+    pub h2_answers: Vec<H2Answer>,
 }
 
 /// Requests the pool is working on: counted up when the handler is called, down when its
@@ -231,6 +259,7 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
     };
     let client_len = usize::from(u16::from_le_bytes([*l0, *l1])).min(rest.len());
     let (client, answer) = rest.split_at(client_len);
+    let h2_client = mode & H2_CLIENT != 0;
     let mode = UpstreamMode::of(*mode);
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -239,8 +268,13 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
         return Exchange::default();
     };
     let seen = Seen::default();
-    let response = rt.block_on(exchange(
-        client,
+    let side = if h2_client {
+        ClientSide::H2(h2_requests(client))
+    } else {
+        ClientSide::Bytes(client)
+    };
+    let received = rt.block_on(exchange(
+        side,
         timeout,
         Pieces::new(*seed),
         answer.to_vec(),
@@ -256,6 +290,31 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
         "the upstream received requests it must not: {violations:#?}\nclient bytes: {:?}",
         String::from_utf8_lossy(client)
     );
+    let response = match received {
+        Received::Bytes(response) => response,
+        Received::H2(Err(e)) => panic!("{e}\nclient bytes: {:?}", String::from_utf8_lossy(client)),
+        Received::H2(Ok(answers)) => {
+            for (i, a) in answers.iter().enumerate() {
+                let Some((status, true, Some(body))) = &a.response else {
+                    continue;
+                };
+                if let Err(e) = check_one_relayed(i, &a.method, *status, body, answer) {
+                    panic!(
+                        "over HTTP/2: {e}\nclient bytes: {:?}\nupstream bytes: {:?}",
+                        String::from_utf8_lossy(client),
+                        String::from_utf8_lossy(answer),
+                    );
+                }
+            }
+            return Exchange {
+                forwarded: seen.hosts.len(),
+                hosts: seen.hosts,
+                cookies: seen.cookies,
+                response: Vec::new(),
+                h2_answers: answers,
+            };
+        }
+    };
     let h2 = client.starts_with(b"PRI * HTTP/2.0");
     if !h2 && !response.is_empty() {
         assert!(
@@ -275,23 +334,52 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
     Exchange {
         forwarded: seen.hosts.len(),
         hosts: seen.hosts,
+        cookies: seen.cookies,
         response,
+        h2_answers: Vec::new(),
     }
 }
 
+/// What the client sends: its bytes as they are, or requests for the HTTP/2 client.
+enum ClientSide<'a> {
+    Bytes(&'a [u8]),
+    H2(Vec<(http::Request<()>, Bytes)>),
+}
+
+/// What the client received: bytes, or the HTTP/2 client's answers (`Err`: a request
+/// left unanswered).
+enum Received {
+    Bytes(Vec<u8>),
+    H2(Result<Vec<H2Answer>, String>),
+}
+
+/// One request the HTTP/2 client sent, and what came back.
+#[derive(Debug)]
+pub struct H2Answer {
+    /// The request's method.
+    pub method: Method,
+    /// The response's status, whether the handler relayed it from the upstream, and its
+    /// body (`None`: cut off by a reset); `None` for a stream reset before a response.
+    pub response: Option<(u16, bool, Option<Vec<u8>>)>,
+}
+
 async fn exchange(
-    client_bytes: &[u8],
+    side: ClientSide<'_>,
     timeout: Duration,
     mut pieces: Pieces,
     answer: Vec<u8>,
     mode: UpstreamMode,
     seen: Seen,
-) -> Vec<u8> {
+) -> Received {
+    let nothing = || match side {
+        ClientSide::Bytes(_) => Received::Bytes(Vec::new()),
+        ClientSide::H2(_) => Received::H2(Ok(Vec::new())),
+    };
     let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
-        return Vec::new();
+        return nothing();
     };
     let Ok(upstream_addr) = listener.local_addr() else {
-        return Vec::new();
+        return nothing();
     };
     tokio::spawn(upstream(listener, Arc::new(answer), mode, seen.clone()));
 
@@ -326,8 +414,13 @@ async fn exchange(
             let seen = seen.clone();
             let answer = handle(req, conn.clone(), shared.clone());
             async move {
-                let response = answer.await?;
+                let mut response = answer.await?;
                 let relayed = matches!(response.body(), Either::Left(_));
+                if relayed {
+                    response
+                        .headers_mut()
+                        .insert(RELAYED, http::HeaderValue::from_static("1"));
+                }
                 seen.with(|s| s.answered.push((method, relayed)));
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
                     body: Box::pin(body),
@@ -337,6 +430,20 @@ async fn exchange(
         })
     };
 
+    let client_bytes = match side {
+        ClientSide::Bytes(b) => b,
+        ClientSide::H2(requests) => {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let io = TokioIo::new(Watched::new(server, limits.max_header_bytes, verdicts));
+            let http = builder(&limits);
+            let serving = tokio::spawn(async move {
+                let _ = http.serve_connection(io, service).await;
+            });
+            let answers = h2_client(client, requests).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+            return Received::H2(answers);
+        }
+    };
     // the client's bytes fit the pipe: every write completes before the client reads
     let (mut client, server) = tokio::io::duplex(client_bytes.len() + 64 * 1024);
     let io = TokioIo::new(Watched::new(server, limits.max_header_bytes, verdicts));
@@ -396,7 +503,164 @@ async fn exchange(
     }
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
-    out
+    Received::Bytes(out)
+}
+
+/// How long the HTTP/2 client waits for all its answers: far past the harness's
+/// timeouts (a hanging upstream costs three tries of [`FUZZ_TIMEOUT`]), so a request left
+/// unanswered is the pool's fault.
+const H2_ANSWER_BOUND: Duration = Duration::from_secs(5);
+
+/// The client's bytes as HTTP/2 requests, each with its body (see the module's docs).
+fn h2_requests(mut bytes: &[u8]) -> Vec<(http::Request<()>, Bytes)> {
+    let mut requests = Vec::new();
+    while requests.len() < H2_MAX_REQUESTS && !bytes.is_empty() {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut head = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(head_len)) = head.parse(bytes) else {
+            break;
+        };
+        let announced = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        let end = head_len.saturating_add(announced).min(bytes.len());
+        let body = Bytes::copy_from_slice(&bytes[head_len..end]);
+        if let Some(request) = h2_request(&head, requests.len() % 2 == 1) {
+            requests.push((request, body));
+        }
+        bytes = &bytes[end..];
+    }
+    requests
+}
+
+/// One HTTP/1.1 head as an HTTP/2 request: an origin-form target with the Host as
+/// `:authority` (`keep_host`: the Host header sent too), any other target as it reads;
+/// the headers HTTP/2 cannot carry left out (RFC 9113 8.2.2), the rest as they came.
+fn h2_request(head: &httparse::Request<'_, '_>, keep_host: bool) -> Option<http::Request<()>> {
+    let method = Method::from_bytes(head.method?.as_bytes()).ok()?;
+    let target = head.path?;
+    let host = head
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value);
+    let uri = match host {
+        Some(host) if target.starts_with('/') => http::Uri::builder()
+            .scheme("http")
+            .authority(host)
+            .path_and_query(target)
+            .build()
+            .ok()?,
+        _ => target.parse().ok()?,
+    };
+    let mut request = http::Request::builder().method(method).uri(uri);
+    for h in head.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(h.name.as_bytes()),
+            http::HeaderValue::from_bytes(h.value),
+        ) else {
+            continue;
+        };
+        let connection_specific = matches!(
+            name.as_str(),
+            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
+        ) || (name == http::header::TE && value != "trailers");
+        if connection_specific || (name == http::header::HOST && !keep_host) {
+            continue;
+        }
+        request = request.header(name, value);
+    }
+    request.body(()).ok()
+}
+
+/// Sends `requests` on one prior-knowledge h2c connection over `pipe`, all at once
+/// (within the pool's stream limit), and reads every answer. `Err` when some request is
+/// still unanswered after [`H2_ANSWER_BOUND`].
+async fn h2_client(
+    pipe: tokio::io::DuplexStream,
+    requests: Vec<(http::Request<()>, Bytes)>,
+) -> Result<Vec<H2Answer>, String> {
+    let Ok((client, connection)) = h2::client::handshake(pipe).await else {
+        return Ok(Vec::new());
+    };
+    let connection = tokio::spawn(connection);
+    let sent = requests.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    let all = async {
+        // (dropped when the last request is sent, or the connection fails)
+        let mut client = Some(client);
+        for (i, (request, body)) in requests.into_iter().enumerate() {
+            let method = request.method().clone();
+            let Some(idle) = client.take() else {
+                break;
+            };
+            let Ok(mut ready) = idle.ready().await else {
+                break;
+            };
+            let sending = ready.send_request(request, body.is_empty());
+            client = Some(ready);
+            // refused by the h2 crate itself (a pseudo-header it cannot form)
+            let Ok((response, mut stream)) = sending else {
+                continue;
+            };
+            if !body.is_empty() {
+                let _ = stream.send_data(body, true);
+            }
+            tasks.spawn(async move {
+                let _stream = stream;
+                (
+                    i,
+                    H2Answer {
+                        method,
+                        response: h2_response(response).await,
+                    },
+                )
+            });
+        }
+        drop(client);
+        let mut answers = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(answer) = done {
+                answers.push(answer);
+            }
+        }
+        answers.sort_by_key(|(i, _)| *i);
+        answers.into_iter().map(|(_, a)| a).collect::<Vec<_>>()
+    };
+    let answers = tokio::time::timeout(H2_ANSWER_BOUND, all).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), connection).await;
+    answers.map_err(|_| {
+        format!("of {sent} HTTP/2 requests, some were still unanswered after {H2_ANSWER_BOUND:?}")
+    })
+}
+
+/// A response's status, whether it was relayed, and its body (`None`: reset midway);
+/// `None` for a stream reset before its response.
+async fn h2_response(response: h2::client::ResponseFuture) -> Option<(u16, bool, Option<Vec<u8>>)> {
+    let response = response.await.ok()?;
+    let status = response.status().as_u16();
+    let relayed = response.headers().contains_key(RELAYED);
+    let mut body = response.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        match chunk {
+            Ok(chunk) => {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                data.extend_from_slice(&chunk);
+            }
+            Err(_) => return Some((status, relayed, None)),
+        }
+    }
+    Some((status, relayed, Some(data)))
 }
 
 /// The upstream: reads requests on every connection the pool opens, checks each, and
@@ -413,6 +677,7 @@ async fn upstream(listener: TcpListener, answer: Arc<Vec<u8>>, mode: UpstreamMod
                     head_len,
                     body_len,
                     host,
+                    cookie,
                 } = loop {
                     match check_forwarded(&buf) {
                         Ok(Some(f)) => break f,
@@ -445,7 +710,10 @@ async fn upstream(listener: TcpListener, answer: Arc<Vec<u8>>, mode: UpstreamMod
                     }
                 }
                 buf.drain(..head_len + body_len);
-                seen.with(|s| s.hosts.push(host));
+                seen.with(|s| {
+                    s.hosts.push(host);
+                    s.cookies.push(cookie);
+                });
                 match mode {
                     UpstreamMode::AnswerAndClose => {
                         let _ = stream.write_all(&answer).await;
@@ -509,25 +777,37 @@ fn check_relayed(out: &[u8], answered: &[(Method, bool)], answer: &[u8]) -> Resu
     let methods: Vec<Method> = answered.iter().map(|(m, _)| m.clone()).collect();
     let responses = client_responses(out, &methods)?;
     for (i, ((method, relayed), (status, body))) in answered.iter().zip(&responses).enumerate() {
-        let (true, Some(body)) = (relayed, body) else {
-            continue;
-        };
-        let super::Response::Read {
-            status: want,
-            body: want_body,
-            end: super::BodyEnd::End,
-            ..
-        } = super::read_response(answer, method, None)
-        else {
-            continue;
-        };
-        if *status != want.as_u16() || *body != want_body {
-            return Err(format!(
-                "response {i} relayed as {status} with {:?}, where the upstream answered {want} with {:?}",
-                String::from_utf8_lossy(body),
-                String::from_utf8_lossy(&want_body)
-            ));
+        if let (true, Some(body)) = (relayed, body) {
+            check_one_relayed(i, method, *status, body, answer)?;
         }
+    }
+    Ok(())
+}
+
+/// Holds the `i`-th response, relayed from the upstream with `status` and `body`, against
+/// the first response in `answer` when that one reads complete.
+fn check_one_relayed(
+    i: usize,
+    method: &Method,
+    status: u16,
+    body: &[u8],
+    answer: &[u8],
+) -> Result<(), String> {
+    let super::Response::Read {
+        status: want,
+        body: want_body,
+        end: super::BodyEnd::End,
+        ..
+    } = super::read_response(answer, method, None)
+    else {
+        return Ok(());
+    };
+    if status != want.as_u16() || body != want_body {
+        return Err(format!(
+            "response {i} relayed as {status} with {:?}, where the upstream answered {want} with {:?}",
+            String::from_utf8_lossy(body),
+            String::from_utf8_lossy(&want_body)
+        ));
     }
     Ok(())
 }
@@ -541,6 +821,8 @@ pub struct Forwarded {
     pub body_len: usize,
     /// Its Host.
     pub host: String,
+    /// Its Cookie, if it has one.
+    pub cookie: Option<String>,
 }
 
 /// Reads one request head at the start of `buf` as the upstream receives it: `Ok(None)`
@@ -598,6 +880,11 @@ pub fn check_forwarded(buf: &[u8]) -> Result<Option<Forwarded>, String> {
         [h] => String::from_utf8_lossy(h).into_owned(),
         _ => return fail("not exactly one host".into()),
     };
+    let cookie = match all("cookie")[..] {
+        [] => None,
+        [c] => Some(String::from_utf8_lossy(c).into_owned()),
+        _ => return fail("more than one cookie".into()),
+    };
     match all("x-forwarded-for")[..] {
         [v] => {
             let last = v.rsplit(|b| *b == b',').next().unwrap_or(v).trim_ascii();
@@ -622,6 +909,7 @@ pub fn check_forwarded(buf: &[u8]) -> Result<Option<Forwarded>, String> {
         head_len,
         body_len,
         host,
+        cookie,
     }))
 }
 
@@ -674,6 +962,50 @@ mod tests {
             let text = String::from_utf8_lossy(&ex.response);
             assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
         }
+    }
+
+    /// The HTTP/2 client's requests reach the upstream as HTTP/1.1 and their answers come
+    /// back on their streams; an HTTP/2 client's cookie crumbs reach the upstream as one
+    /// Cookie (the harness's third find: two were sent).
+    #[test]
+    fn an_http2_clients_requests_and_cookie_crumbs() {
+        let client = b"GET /a HTTP/1.1\r\nhost: x\r\ncookie: a=1\r\ncookie: b=2\r\n\r\n\
+                       POST /api/b HTTP/1.1\r\nhost: y\r\ncontent-length: 3\r\n\r\nabc\
+                       HEAD /c HTTP/1.1\r\nhost: z\r\nconnection: close\r\n\r\n";
+        for mode in [0, 1] {
+            let ex = run(&input(7, H2_CLIENT | mode, client, OK), LONG);
+            assert_eq!(ex.forwarded, 3, "{:?}", ex.h2_answers);
+            let mut hosts = ex.hosts.clone();
+            hosts.sort();
+            assert_eq!(hosts, ["x", "y", "z"]);
+            let crumbs = ex.hosts.iter().position(|h| h == "x").unwrap();
+            assert_eq!(ex.cookies[crumbs].as_deref(), Some("a=1; b=2"));
+            let answers: Vec<_> = ex.h2_answers.iter().map(|a| a.response.clone()).collect();
+            assert_eq!(
+                answers,
+                [
+                    Some((200, true, Some(b"ok".to_vec()))),
+                    Some((200, true, Some(b"ok".to_vec()))),
+                    Some((200, true, Some(Vec::new()))),
+                ]
+            );
+        }
+        // the pool's own answer, not relayed: 502 for an upstream that closes
+        let ex = run(
+            &input(7, H2_CLIENT | 2, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", OK),
+            LONG,
+        );
+        assert!(
+            matches!(
+                ex.h2_answers[..],
+                [H2Answer {
+                    response: Some((502, false, Some(_))),
+                    ..
+                }]
+            ),
+            "{:?}",
+            ex.h2_answers
+        );
     }
 
     /// The upstream failing in each way the harness can make it fail: 502 for a reset or
@@ -758,6 +1090,7 @@ mod tests {
             head_len: good.len() + 2,
             body_len: 0,
             host: "a".into(),
+            cookie: None,
         };
         assert_eq!(
             check_forwarded(format!("{good}\r\n").as_bytes()),
@@ -772,6 +1105,7 @@ mod tests {
                 "more than one content-length",
             ),
             ("host: b\r\n", "host"),
+            ("cookie: a=1\r\ncookie: b=2\r\n", "more than one cookie"),
             ("x-forwarded-for: 192.0.2.1\r\n", "x-forwarded-for"),
             ("x-forwarded-proto: http\r\n", "x-forwarded-proto"),
             (
@@ -852,6 +1186,7 @@ mod tests {
             b"Expect: 100-continue\r\n",
             b"x-canary: 1\r\n",
             b"Cookie: session=abc; S=0\r\n",
+            b"Cookie: a=1\r\n",
         ]);
         let body = prop::sample::select(vec![&b""[..], b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"\r\n"]);
         // most with a Host, since HTTP/1.1 without one is refused at once
@@ -882,8 +1217,10 @@ mod tests {
             seed in any::<u8>(),
             mode in 0u8..4,
             garbage in any::<bool>(),
+            h2 in any::<bool>(),
         ) {
             let answer: &[u8] = if garbage { b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nxHTTP/1.1 200" } else { OK };
+            let mode = if h2 { mode | H2_CLIENT } else { mode };
             request_path(&input(seed, mode, &client, answer));
         }
     }

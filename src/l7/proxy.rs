@@ -334,8 +334,9 @@ pub fn handle(
         // The asterisk form belongs to OPTIONS alone (RFC 9112 3.2.4): hyper passes
         // `PTIONS * HTTP/1.1` on, and an upstream must not be sent it. More than one
         // Host, or none in HTTP/1.1 (RFC 9112 3.2 says 400 to both): with two the pool
-        // would route by the first while the upstream may serve the last. (HTTP/1.0 may
-        // omit it: the endpoint is then the host.)
+        // would route by the first while the upstream may serve the last. An HTTP/2
+        // request must name its host too, in `:authority` or Host (RFC 9110 7.2; nginx
+        // answers 400 as well). (HTTP/1.0 may omit it: the endpoint is then the host.)
         let mut hosts = parts.headers.get_all(header::HOST).iter();
         let host_count = match (hosts.next(), hosts.next()) {
             (None, _) => 0,
@@ -345,7 +346,7 @@ pub fn handle(
         if parts.uri == "*" && parts.method != Method::OPTIONS
             || host_count > 1
             || host_count == 0
-                && parts.version == http::Version::HTTP_11
+                && parts.version >= http::Version::HTTP_11
                 && parts.uri.authority().is_none()
         {
             metrics.listener.bad_request.fetch_add(1, Ordering::Relaxed);
@@ -470,6 +471,14 @@ pub fn handle(
         strip_hop_by_hop(&mut headers);
         if te_trailers {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        // A Content-Length repeated with one value (RFC 9112 6.3 lets hyper take it) goes
+        // on once: an HTTP/2 upstream is sent the headers as they are. (HTTP/1.1 writes
+        // its own from the buffered body.)
+        let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+        if let (Some(first), Some(_)) = (lengths.next(), lengths.next()) {
+            let first = first.clone();
+            headers.insert(header::CONTENT_LENGTH, first);
         }
         // A target with an authority (absolute form, HTTP/2's :authority) names the host
         // the pool routed by, whatever Host says (RFC 9112 3.2.2): the upstream is told

@@ -97,17 +97,23 @@ services:
         retries: { base_interval: 1ms, max_interval: 2ms }
     clusters:
       - name: api
+        protocol: PROTOCOL
         lb: ring_hash
         hash_on: { cookie: session }
         sticky_cookie: { name: S, ttl: 1h }
         endpoints: [{ address: "UPSTREAM" }]
       - name: site
+        protocol: PROTOCOL
         lb: least_request
         endpoints: [{ address: "UPSTREAM" }]
 "#;
 
 /// The `mode` bit that makes the client an HTTP/2 client (see the module's docs).
 pub const H2_CLIENT: u8 = 0x40;
+
+/// The `mode` bit that makes the upstream an HTTP/2 server (prior knowledge) and the
+/// clusters speak HTTP/2 to it (see the module's docs).
+pub const H2_UPSTREAM: u8 = 0x20;
 
 /// The response header the harness's wrapper adds to each response the handler relayed
 /// from the upstream (the HTTP/2 client has no other way to tell them from the pool's own).
@@ -260,6 +266,7 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
     let client_len = usize::from(u16::from_le_bytes([*l0, *l1])).min(rest.len());
     let (client, answer) = rest.split_at(client_len);
     let h2_client = mode & H2_CLIENT != 0;
+    let h2_upstream = mode & H2_UPSTREAM != 0;
     let mode = UpstreamMode::of(*mode);
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -278,7 +285,7 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
         timeout,
         Pieces::new(*seed),
         answer.to_vec(),
-        mode,
+        (mode, h2_upstream),
         seen.clone(),
     ));
     forget_idle_connections();
@@ -368,7 +375,7 @@ async fn exchange(
     timeout: Duration,
     mut pieces: Pieces,
     answer: Vec<u8>,
-    mode: UpstreamMode,
+    (mode, h2_upstream): (UpstreamMode, bool),
     seen: Seen,
 ) -> Received {
     let nothing = || match side {
@@ -381,10 +388,15 @@ async fn exchange(
     let Ok(upstream_addr) = listener.local_addr() else {
         return nothing();
     };
-    tokio::spawn(upstream(listener, Arc::new(answer), mode, seen.clone()));
+    if h2_upstream {
+        tokio::spawn(upstream_h2(listener, Arc::new(answer), mode, seen.clone()));
+    } else {
+        tokio::spawn(upstream(listener, Arc::new(answer), mode, seen.clone()));
+    }
 
     let text = CONFIG
         .replace("UPSTREAM", &upstream_addr.to_string())
+        .replace("PROTOCOL", if h2_upstream { "http2" } else { "http1" })
         .replace("TIMEOUT", &format!("{}ms", timeout.as_millis()));
     let cfg = L7Config::from_yaml_str(&text).expect("the harness's configuration is valid");
     let metrics = Arc::new(L7Metrics::default());
@@ -733,6 +745,214 @@ async fn upstream(listener: TcpListener, answer: Arc<Vec<u8>>, mode: UpstreamMod
     }
 }
 
+/// The HTTP/2 upstream: serves every connection the pool opens (prior knowledge), checks
+/// each request ([`check_forwarded_h2`]) and answers it as `mode` says, with the input's
+/// answer bytes read as an HTTP/1.1 response for the request's method
+/// ([`h2_reply`]). `AnswerAndClose` answers and then closes the connection gracefully
+/// (a GOAWAY: streams past it are refused unprocessed); `Close` drops the connection
+/// with no answer.
+async fn upstream_h2(listener: TcpListener, answer: Arc<Vec<u8>>, mode: UpstreamMode, seen: Seen) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let (answer, seen) = (answer.clone(), seen.clone());
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(stream).await else {
+                return;
+            };
+            // a stream's task asks here for its connection's end
+            let (end_tx, mut end_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            loop {
+                tokio::select! {
+                    next = conn.accept() => match next {
+                        Some(Ok((request, respond))) => {
+                            let (answer, seen, end) = (answer.clone(), seen.clone(), end_tx.clone());
+                            tokio::spawn(h2_stream(request, respond, answer, mode, seen, end));
+                        }
+                        _ => return,
+                    },
+                    Some(()) = end_rx.recv() => match mode {
+                        UpstreamMode::Close => return,
+                        _ => conn.graceful_shutdown(),
+                    },
+                }
+            }
+        });
+    }
+}
+
+/// One request on the HTTP/2 upstream: its body read, the request checked, the answer.
+async fn h2_stream(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    answer: Arc<Vec<u8>>,
+    mode: UpstreamMode,
+    seen: Seen,
+    end: tokio::sync::mpsc::UnboundedSender<()>,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut received = 0usize;
+    while let Some(chunk) = body.data().await {
+        // a reset: the pool gave up on the try (a timeout, or its client went away)
+        let Ok(chunk) = chunk else {
+            return;
+        };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        received += chunk.len();
+    }
+    match check_forwarded_h2(&parts, received) {
+        Ok((host, cookie)) => seen.with(|s| {
+            s.hosts.push(host);
+            s.cookies.push(cookie);
+        }),
+        Err(e) => {
+            seen.with(|s| s.violations.push(e));
+            return;
+        }
+    }
+    match mode {
+        UpstreamMode::Hang => std::future::pending::<()>().await,
+        UpstreamMode::Close => {
+            let _ = end.send(());
+            // held until the connection is gone, so its end is what the pool sees
+            std::future::pending::<()>().await
+        }
+        UpstreamMode::AnswerAndClose | UpstreamMode::AnswerAndKeep => {
+            h2_reply(&mut respond, &answer, &parts.method);
+            if mode == UpstreamMode::AnswerAndClose {
+                let _ = end.send(());
+            }
+        }
+    }
+}
+
+/// Answers a stream with `answer` read as an HTTP/1.1 response to `method`: its status,
+/// the headers HTTP/2 can carry, and its body; a response whose body did not end is sent
+/// as far as it goes and the stream reset, and bytes that are no response reset the
+/// stream at once (the pool must answer 502 to both).
+fn h2_reply(respond: &mut h2::server::SendResponse<Bytes>, answer: &[u8], method: &Method) {
+    let super::Response::Read {
+        status,
+        headers,
+        framing,
+        body,
+        end,
+        ..
+    } = super::read_response(answer, method, None)
+    else {
+        respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+        return;
+    };
+    let mut response = http::Response::new(());
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        let name_text = name.as_str();
+        if HOP_BY_HOP.contains(&name_text) || name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        response.headers_mut().append(name.clone(), value.clone());
+    }
+    let whole = end == super::BodyEnd::End
+        || matches!(framing, Framing::Close) && end == super::BodyEnd::NeedMore;
+    let Ok(mut stream) = respond.send_response(response, whole && body.is_empty()) else {
+        return;
+    };
+    if !body.is_empty() {
+        let _ = stream.send_data(Bytes::from(body), whole);
+    }
+    if !whole {
+        stream.send_reset(h2::Reason::INTERNAL_ERROR);
+    }
+}
+
+/// Checks a request the HTTP/2 upstream received (its head, and `body_len` bytes of
+/// body): what [`check_forwarded`] requires of an HTTP/1.1 one, with the host in
+/// `:authority` or a `host` header but not both. Returns its host and its cookie (the
+/// crumbs joined, which HTTP/2 allows to travel apart).
+pub fn check_forwarded_h2(
+    parts: &http::request::Parts,
+    body_len: usize,
+) -> Result<(String, Option<String>), String> {
+    let fail = |what: String| Err(format!("{what}, in an HTTP/2 request {parts:?}"));
+    if parts.method == Method::CONNECT {
+        return fail("a CONNECT (the pool makes no tunnels)".into());
+    }
+    let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    if !(path.starts_with('/') || (path == "*" && parts.method == Method::OPTIONS)) {
+        return fail(format!("a :path {path:?} not in origin form"));
+    }
+    let all = |name: &str| -> Vec<&[u8]> {
+        parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
+    };
+    let host = match (parts.uri.authority(), &all("host")[..]) {
+        (Some(a), []) => a.as_str().to_owned(),
+        (None, [h]) => String::from_utf8_lossy(h).into_owned(),
+        (Some(_), [_, ..]) => return fail("both :authority and host".into()),
+        _ => return fail("not exactly one host".into()),
+    };
+    match &all("content-length")[..] {
+        [] => {}
+        [v] if *v == body_len.to_string().as_bytes() => {}
+        _ => {
+            return fail(format!(
+                "a content-length that is not the {body_len} bytes of body"
+            ))
+        }
+    }
+    if let Err(e) = pool_headers(&all, true) {
+        return fail(e);
+    }
+    let cookies = all("cookie");
+    let cookie = (!cookies.is_empty()).then(|| {
+        cookies
+            .iter()
+            .map(|c| String::from_utf8_lossy(c))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    Ok((host, cookie))
+}
+
+/// What every forwarded request carries and lacks, whatever its version: no hop-by-hop
+/// header (but `te: trailers` to an HTTP/2 upstream, `h2`); exactly one X-Forwarded-For, ending with the client; exactly one
+/// `X-Forwarded-Proto: http`; at least one X-Request-Id; exactly one valid traceparent.
+/// `all(name)`: the values of the header `name`.
+fn pool_headers<'a>(all: &dyn Fn(&str) -> Vec<&'a [u8]>, h2: bool) -> Result<(), String> {
+    for hop in HOP_BY_HOP {
+        let values = all(hop);
+        // `te: trailers` alone, the one TE HTTP/2 carries (RFC 9113 8.2.2; gRPC needs it)
+        if h2 && hop == "te" && values[..] == [&b"trailers"[..]] {
+            continue;
+        }
+        if !values.is_empty() {
+            return Err(format!("the hop-by-hop header {hop}"));
+        }
+    }
+    match all("x-forwarded-for")[..] {
+        [v] => {
+            let last = v.rsplit(|b| *b == b',').next().unwrap_or(v).trim_ascii();
+            let peer = PEER.split(':').next().unwrap_or(PEER);
+            if last != peer.as_bytes() {
+                return Err("an x-forwarded-for that does not end with the client".into());
+            }
+        }
+        _ => return Err("not exactly one x-forwarded-for".into()),
+    }
+    if all("x-forwarded-proto")[..] != [&b"http"[..]] {
+        return Err("not exactly one x-forwarded-proto: http".into());
+    }
+    if all("x-request-id").is_empty() {
+        return Err("no x-request-id".into());
+    }
+    match all("traceparent")[..] {
+        [v] if valid_traceparent(v) => Ok(()),
+        _ => Err("not exactly one valid traceparent".into()),
+    }
+}
+
 /// The HTTP/1.x responses in what the client received, in order, read by the pool's own
 /// response reader (`h1`, which the `upstream_response` target fuzzes): interim (1xx)
 /// ones skipped, a body framed by its head and its request's method. Each is
@@ -860,11 +1080,6 @@ pub fn check_forwarded(buf: &[u8]) -> Result<Option<Forwarded>, String> {
             .map(|h| h.value)
             .collect()
     };
-    for hop in HOP_BY_HOP {
-        if !all(hop).is_empty() {
-            return fail(format!("the hop-by-hop header {hop}"));
-        }
-    }
     let body_len = match all("content-length")[..] {
         [] => 0,
         [v] => match std::str::from_utf8(v)
@@ -885,25 +1100,8 @@ pub fn check_forwarded(buf: &[u8]) -> Result<Option<Forwarded>, String> {
         [c] => Some(String::from_utf8_lossy(c).into_owned()),
         _ => return fail("more than one cookie".into()),
     };
-    match all("x-forwarded-for")[..] {
-        [v] => {
-            let last = v.rsplit(|b| *b == b',').next().unwrap_or(v).trim_ascii();
-            let peer = PEER.split(':').next().unwrap_or(PEER);
-            if last != peer.as_bytes() {
-                return fail("an x-forwarded-for that does not end with the client".into());
-            }
-        }
-        _ => return fail("not exactly one x-forwarded-for".into()),
-    }
-    if all("x-forwarded-proto")[..] != [&b"http"[..]] {
-        return fail("not exactly one x-forwarded-proto: http".into());
-    }
-    if all("x-request-id").is_empty() {
-        return fail("no x-request-id".into());
-    }
-    match all("traceparent")[..] {
-        [v] if valid_traceparent(v) => {}
-        _ => return fail("not exactly one valid traceparent".into()),
+    if let Err(e) = pool_headers(&all, false) {
+        return fail(e);
     }
     Ok(Some(Forwarded {
         head_len,
@@ -1006,6 +1204,125 @@ mod tests {
             "{:?}",
             ex.h2_answers
         );
+    }
+
+    /// An HTTP/2 upstream gets the requests of both clients, with the host as its
+    /// `:authority`, and its answers come back; failing, it makes the same gateway errors.
+    #[test]
+    fn an_http2_upstream_serves_both_clients() {
+        let client = b"GET /a HTTP/1.1\r\nhost: x\r\ncookie: a=1\r\n\r\n\
+                       POST /api/b HTTP/1.1\r\nhost: y\r\ncontent-length: 3\r\n\r\nabc";
+        for mode in [0, 1] {
+            let ex = run(&input(7, H2_UPSTREAM | mode, client, OK), LONG);
+            assert_eq!(ex.hosts, ["x", "y"]);
+            let text = String::from_utf8_lossy(&ex.response);
+            assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+            let ex = run(&input(7, H2_UPSTREAM | H2_CLIENT | mode, client, OK), LONG);
+            let mut hosts = ex.hosts.clone();
+            hosts.sort();
+            assert_eq!(hosts, ["x", "y"]);
+            let ok = Some((200, true, Some(b"ok".to_vec())));
+            let answers: Vec<_> = ex.h2_answers.iter().map(|a| a.response.clone()).collect();
+            assert_eq!(answers, [ok.clone(), ok]);
+        }
+        // a Content-Length repeated with one value goes on once (the harness's fourth
+        // find: both of an HTTP/2 client's went to the HTTP/2 upstream)
+        let twice =
+            b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\nabc";
+        for client in [0, H2_CLIENT] {
+            let ex = run(&input(7, H2_UPSTREAM | client, twice, OK), LONG);
+            assert_eq!(ex.forwarded, 1);
+        }
+        // the asterisk form keeps its host too
+        let options = b"OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n";
+        let ex = run(&input(7, H2_UPSTREAM, options, OK), LONG);
+        assert_eq!(ex.hosts, ["a"]);
+        // an HTTP/2 request naming no host, in :authority or Host, is refused (the
+        // harness's fifth find: the endpoint's address was sent as its host)
+        let ex = run(&input(7, H2_UPSTREAM | H2_CLIENT, options, OK), LONG);
+        assert_eq!(ex.forwarded, 0);
+        assert!(
+            matches!(
+                ex.h2_answers[..],
+                [H2Answer {
+                    response: Some((400, false, _)),
+                    ..
+                }]
+            ),
+            "{:?}",
+            ex.h2_answers
+        );
+        let get = b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n";
+        for (mode, answer, status) in [
+            (2, OK, "HTTP/1.1 502"),
+            (0, &b"garbage\r\n\r\n"[..], "HTTP/1.1 502"),
+            (3, OK, "HTTP/1.1 504"),
+        ] {
+            let timeout = if mode == 3 {
+                Duration::from_millis(250)
+            } else {
+                LONG
+            };
+            let ex = run(&input(1, H2_UPSTREAM | mode, get, answer), timeout);
+            let text = String::from_utf8_lossy(&ex.response);
+            assert!(text.starts_with(status), "mode {mode}: {text:?}");
+        }
+    }
+
+    /// The HTTP/2 upstream's check tells apart what a proxy must not send.
+    #[test]
+    fn the_http2_check_refuses_what_a_proxy_must_not_send() {
+        let request = |uri: &str, extra: &[(&str, &str)]| {
+            let mut r = http::Request::builder()
+                .uri(uri)
+                .header("x-forwarded-for", "192.0.2.1")
+                .header("x-forwarded-proto", "http")
+                .header("x-request-id", "1")
+                .header(
+                    "traceparent",
+                    "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01",
+                );
+            for (n, v) in extra {
+                r = r.header(*n, *v);
+            }
+            r.body(()).unwrap().into_parts().0
+        };
+        assert_eq!(
+            check_forwarded_h2(
+                &request("http://a/x", &[("cookie", "a=1"), ("cookie", "b=2")]),
+                0
+            ),
+            Ok(("a".into(), Some("a=1; b=2".into())))
+        );
+        assert_eq!(
+            check_forwarded_h2(&request("/x", &[("host", "b")]), 0).map(|r| r.0),
+            Ok("b".into())
+        );
+        for (uri, extra, len, why) in [
+            ("http://a/x", &[("host", "a")][..], 0, "both"),
+            ("/x", &[][..], 0, "host"),
+            (
+                "http://a/x",
+                &[("content-length", "3")][..],
+                2,
+                "content-length",
+            ),
+            (
+                "http://a/x",
+                &[("connection", "close")][..],
+                0,
+                "hop-by-hop",
+            ),
+            (
+                "http://a/x",
+                &[("x-forwarded-for", "1.2.3.4")][..],
+                0,
+                "x-forwarded-for",
+            ),
+        ] {
+            let e = check_forwarded_h2(&request(uri, extra), len).unwrap_err();
+            assert!(e.contains(why), "{uri} {extra:?}: {e}");
+        }
     }
 
     /// The upstream failing in each way the harness can make it fail: 502 for a reset or
@@ -1187,6 +1504,7 @@ mod tests {
             b"x-canary: 1\r\n",
             b"Cookie: session=abc; S=0\r\n",
             b"Cookie: a=1\r\n",
+            b"Content-Type: application/grpc\r\n",
         ]);
         let body = prop::sample::select(vec![&b""[..], b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"\r\n"]);
         // most with a Host, since HTTP/1.1 without one is refused at once
@@ -1218,9 +1536,11 @@ mod tests {
             mode in 0u8..4,
             garbage in any::<bool>(),
             h2 in any::<bool>(),
+            h2_upstream in any::<bool>(),
         ) {
             let answer: &[u8] = if garbage { b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nxHTTP/1.1 200" } else { OK };
             let mode = if h2 { mode | H2_CLIENT } else { mode };
+            let mode = if h2_upstream { mode | H2_UPSTREAM } else { mode };
             request_path(&input(seed, mode, &client, answer));
         }
     }

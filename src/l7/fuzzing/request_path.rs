@@ -8,7 +8,7 @@
 //!
 //! `seed: u8` (the sizes of the client's writes), `mode: u8` (how the upstream answers,
 //! [`UpstreamMode`], in its low three bits; with [`H2_CLIENT`] set, the client is an
-//! HTTP/2 client), `client_len: u16` (little endian; the rest of the input when it is
+//! HTTP/2 client; with [`H2_UPSTREAM`], the upstream an HTTP/2 server), `client_len: u16` (little endian; the rest of the input when it is
 //! longer), the client's bytes, then the upstream's response bytes (sent whole to every
 //! request).
 //!
@@ -20,14 +20,23 @@
 //! other request, so both forms arrive), headers HTTP/2 cannot carry are left out, and
 //! every other header goes as it came, repeated ones (cookie crumbs) as separate fields.
 //!
+//! With [`H2_UPSTREAM`] the clusters speak HTTP/2 (`protocol: http2`) to an upstream on
+//! the `h2` crate's server, which checks each request as below ([`check_forwarded_h2`])
+//! and answers with the answer bytes read as an HTTP/1.1 response to the request's method
+//! (status, the headers HTTP/2 can carry, body), resets a stream when they are no
+//! response, and ends its connection as the mode says (a GOAWAY after answering, or a
+//! drop with no answer).
+//!
 //! # What every request reaching the upstream must be
 //!
-//! A complete HTTP/1.1 request (httparse reads its head), not a CONNECT, in origin form
-//! (or `*` for OPTIONS), with
-//! - no hop-by-hop header (`Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, ...),
-//!   at most one `Content-Length`, and the whole body that one announces;
-//! - exactly one `Host`, and at most one `Cookie` (RFC 9113 8.2.3: an HTTP/2 client's
-//!   cookie crumbs are joined before they leave HTTP/2);
+//! A complete HTTP/1.1 request (httparse reads its head; an HTTP/2 one to the HTTP/2
+//! upstream), not a CONNECT, in origin form (or `*` for OPTIONS), with
+//! - no hop-by-hop header (`Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, ...;
+//!   over HTTP/2 `te: trailers` alone may go), at most one `Content-Length`, and the
+//!   whole body that one announces;
+//! - exactly one `Host` (over HTTP/2: `:authority` or `host`, not both), and over
+//!   HTTP/1.1 at most one `Cookie` (RFC 9113 8.2.3: an HTTP/2 client's cookie crumbs are
+//!   joined before they leave HTTP/2);
 //! - exactly one `X-Forwarded-For`, ending with the client's address;
 //! - exactly one `X-Forwarded-Proto: http`, at least one `X-Request-Id`;
 //! - exactly one W3C `traceparent` of the valid form, with a non-zero trace id.

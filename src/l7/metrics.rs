@@ -166,8 +166,8 @@ impl StatSet {
 #[derive(Debug, Default)]
 pub struct ListenerStats {
     /// Requests refused before routing: 400 (smuggling attempts, malformed framing, no or
-    /// two Host headers (HTTP/2: neither Host nor `:authority`), `*` with a method other
-    /// than OPTIONS) and 405 (CONNECT).
+    /// two Host headers (HTTP/2: neither Host nor `:authority`), a Host that is not
+    /// `host[:port]`, `*` with a method other than OPTIONS) and 405 (CONNECT).
     pub bad_request: AtomicU64,
     /// Requests refused with 413.
     pub body_too_large: AtomicU64,

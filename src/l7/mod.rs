@@ -27,11 +27,11 @@
 //!   reads the next head only after the previous response), so they cannot be reordered
 //!   or smuggled. HTTP/2 over TLS by ALPN `h2`, and prior-knowledge h2c on plain listeners.
 //! - Refused before routing (400, connection closed): a request target `*` with a method
-//!   other than OPTIONS, more than one `Host`, and none in HTTP/1.1 or HTTP/2 (where
-//!   `:authority` may name it instead; an HTTP/1.0 request without one goes to the
-//!   endpoint's address as its host). CONNECT → 405 (the pool makes no tunnels). A target
-//!   with an authority (absolute form, HTTP/2's `:authority`) sets the upstream's `Host`,
-//!   since it named the route.
+//!   other than OPTIONS, more than one `Host`, one that is not `host[:port]`, and none in
+//!   HTTP/1.1 or HTTP/2 (where `:authority` may name it instead; an HTTP/1.0 request
+//!   without one goes to the endpoint's address as its host). CONNECT → 405 (the pool
+//!   makes no tunnels). A target with an authority (absolute form, HTTP/2's `:authority`)
+//!   sets the upstream's `Host`, since it named the route.
 //! - Rewritten on the way: several `Cookie` fields (an HTTP/2 client's crumbs) reach an
 //!   HTTP/1.1 upstream as one, joined by `"; "` (RFC 9113 8.2.3); a Content-Length repeated
 //!   with one value is sent once.

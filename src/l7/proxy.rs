@@ -300,6 +300,20 @@ fn observe_at(cluster: &Cluster, index: usize, failed: bool, now_ms: impl FnOnce
     cluster.stats.ejections.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 7.2): an authority without
+/// userinfo.
+fn valid_host(v: &HeaderValue) -> bool {
+    let Ok(a) = http::uri::Authority::try_from(v.as_bytes()) else {
+        return false;
+    };
+    // (the parser takes userinfo, and leaves the port's digits unchecked)
+    let rest = a.as_str().get(a.host().len()..).unwrap_or("@");
+    !a.as_str().contains('@')
+        && rest.strip_prefix(':').map_or(rest.is_empty(), |port| {
+            port.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
 /// Handles one client request; never fails (errors become responses).
 ///
 /// An `async` block, not an `async fn`: an `async fn` keeps each argument twice in its
@@ -334,17 +348,20 @@ pub fn handle(
         // The asterisk form belongs to OPTIONS alone (RFC 9112 3.2.4): hyper passes
         // `PTIONS * HTTP/1.1` on, and an upstream must not be sent it. More than one
         // Host, or none in HTTP/1.1 (RFC 9112 3.2 says 400 to both): with two the pool
-        // would route by the first while the upstream may serve the last. An HTTP/2
+        // would route by the first while the upstream may serve the last. A Host that is
+        // not `host[:port]` (the same RFC; nginx too), which the pool could neither route
+        // by nor pass on as an HTTP/2 `:authority`. An HTTP/2
         // request must name its host too, in `:authority` or Host (RFC 9110 7.2; nginx
         // answers 400 as well). (HTTP/1.0 may omit it: the endpoint is then the host.)
         let mut hosts = parts.headers.get_all(header::HOST).iter();
-        let host_count = match (hosts.next(), hosts.next()) {
-            (None, _) => 0,
-            (Some(_), None) => 1,
-            _ => 2,
+        let (host_count, host_valid) = match (hosts.next(), hosts.next()) {
+            (None, _) => (0, true),
+            (Some(h), None) => (1, valid_host(h)),
+            _ => (2, false),
         };
         if parts.uri == "*" && parts.method != Method::OPTIONS
             || host_count > 1
+            || !host_valid
             || host_count == 0
                 && parts.version >= http::Version::HTTP_11
                 && parts.uri.authority().is_none()
@@ -895,6 +912,23 @@ fn forward<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_is_host_and_port() {
+        for good in [
+            "a",
+            "a.example:80",
+            "10.0.0.1:8080",
+            "[::1]",
+            "[::1]:8080",
+            "h:",
+        ] {
+            assert!(valid_host(&HeaderValue::from_static(good)), "{good}");
+        }
+        for bad in ["", "x y", "u@h", "u@h:80", "h:8o", "a:b:c", "h/x", "[::1"] {
+            assert!(!valid_host(&HeaderValue::from_static(bad)), "{bad}");
+        }
+    }
 
     #[test]
     fn traceparent_continues_or_starts() {

@@ -1387,9 +1387,9 @@ mod tests {
         assert!(ex.response.starts_with(status), "{text:?}");
     }
 
-    /// Two Host headers are refused (the harness's second find), and none in HTTP/1.1; an
-    /// absolute-form target's authority replaces the Host the client sent, as it named
-    /// the route.
+    /// Two Host headers are refused (the harness's second find), none in HTTP/1.1, and one
+    /// that is no `host[:port]`; an absolute-form target's authority replaces the Host the
+    /// client sent, as it named the route.
     #[test]
     fn host_is_one_and_the_one_routed_by() {
         refused(
@@ -1397,6 +1397,14 @@ mod tests {
             b"HTTP/1.1 400",
         );
         refused(b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 400");
+        // a Host that is not host[:port] (the harness's sixth find: over HTTP/2 it went
+        // beside the endpoint's :authority, as it was no authority to replace it with)
+        for bad in [&b"x y"[..], b"u@h", b"", b"h:8o"] {
+            let client = [&b"GET / HTTP/1.1\r\nhost: "[..], bad, b"\r\n\r\n"].concat();
+            refused(&client, b"HTTP/1.1 400");
+            let ex = run(&input(3, H2_UPSTREAM, &client, OK), LONG);
+            assert_eq!(ex.forwarded, 0, "{:?}", String::from_utf8_lossy(bad));
+        }
         // HTTP/1.0 may name no host: the endpoint's address is sent
         let ex = run(&input(3, 0, b"GET / HTTP/1.0\r\n\r\n", OK), LONG);
         assert_eq!(ex.hosts.len(), 1);

@@ -33,8 +33,9 @@
 //!   makes no tunnels). A target with an authority (absolute form, HTTP/2's `:authority`)
 //!   sets the upstream's `Host`, since it named the route.
 //! - Rewritten on the way: several `Cookie` fields (an HTTP/2 client's crumbs) reach an
-//!   HTTP/1.1 upstream as one, joined by `"; "` (RFC 9113 8.2.3); a Content-Length repeated
-//!   with one value is sent once.
+//!   HTTP/1.1 upstream as one, joined by `"; "` (RFC 9113 8.2.3); the Content-Length an
+//!   upstream gets is written from the body forwarded (by `h1` for HTTP/1.1, by hyper for
+//!   HTTP/2), never the client's as it came (repeated, a list, or empty).
 //! - Limits: request head above `max_header_bytes` → 431 (hyper); body above
 //!   `max_body_bytes` → 413; head not complete within `header_read_timeout` (also the
 //!   keep-alive idle time and the TLS handshake time) → connection closed; body not

@@ -1234,12 +1234,14 @@ mod tests {
             let answers: Vec<_> = ex.h2_answers.iter().map(|a| a.response.clone()).collect();
             assert_eq!(answers, [ok.clone(), ok]);
         }
-        // a Content-Length repeated with one value goes on once (the harness's fourth
-        // find: both of an HTTP/2 client's went to the HTTP/2 upstream)
+        // an HTTP/2 upstream gets one Content-Length, the body's: the harness's fourth find
+        // (an HTTP/2 client's repeated one went on twice) and seventh (an HTTP/2 client's
+        // empty one, which the h2 crate takes for 0, went on empty)
         let twice =
             b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\nabc";
-        for client in [0, H2_CLIENT] {
-            let ex = run(&input(7, H2_UPSTREAM | client, twice, OK), LONG);
+        let empty = b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: \r\n\r\n";
+        for (client, stream) in [(0, &twice[..]), (H2_CLIENT, twice), (H2_CLIENT, empty)] {
+            let ex = run(&input(7, H2_UPSTREAM | client, stream, OK), LONG);
             assert_eq!(ex.forwarded, 1);
         }
         // the asterisk form keeps its host too

@@ -414,9 +414,9 @@ pub fn handle(
         // Host, or none in HTTP/1.1 (RFC 9112 3.2 says 400 to both): with two the pool
         // would route by the first while the upstream may serve the last. A Host that is
         // not `host[:port]` (the same RFC; nginx too), which the pool could neither route
-        // by nor pass on as an HTTP/2 `:authority`. An HTTP/2
-        // request must name its host too, in `:authority` or Host (RFC 9110 7.2; nginx
-        // answers 400 as well). (HTTP/1.0 may omit it: the endpoint is then the host.)
+        // by nor pass on as an HTTP/2 `:authority`. An HTTP/2 request must name its host
+        // too, in `:authority` or Host (RFC 9110 7.2; nginx answers 400 as well).
+        // (HTTP/1.0 may omit it: the endpoint is then the host.)
         let mut hosts = parts.headers.get_all(header::HOST).iter();
         let (host_count, host_valid) = match (hosts.next(), hosts.next()) {
             (None, _) => (0, true),

@@ -34,7 +34,10 @@
 
 mod request_path;
 
-pub use request_path::{check_forwarded, request_path, Exchange, Forwarded};
+pub use request_path::{
+    check_forwarded, check_forwarded_h2, request_path, Exchange, Forwarded, H2Answer, H2_CLIENT,
+    H2_UPSTREAM,
+};
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, StatusCode};

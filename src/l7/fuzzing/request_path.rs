@@ -70,7 +70,7 @@ use tokio::net::TcpListener;
 
 use super::super::framing::{Verdicts, Watched};
 use super::super::h1::{self, Framing, HeadScratch, Step, HOP_BY_HOP};
-use super::super::proxy::{handle, Body, Shared};
+use super::super::proxy::{handle, strip_hop_by_hop, Body, Shared};
 use super::super::server::{builder, conn_info, ListenerSpec};
 use super::super::state::{Clock, Snapshot};
 use super::super::upstream::forget_idle_connections;
@@ -850,15 +850,14 @@ fn h2_reply(respond: &mut h2::server::SendResponse<Bytes>, answer: &[u8], method
         respond.send_reset(h2::Reason::PROTOCOL_ERROR);
         return;
     };
+    // the pool's own stripping (Connection and what it names, the other hop-by-hop
+    // headers); HTTP/2 carries the body's length in its frames
+    let mut headers = headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(http::header::CONTENT_LENGTH);
     let mut response = http::Response::new(());
     *response.status_mut() = status;
-    for (name, value) in &headers {
-        let name_text = name.as_str();
-        if HOP_BY_HOP.contains(&name_text) || name == http::header::CONTENT_LENGTH {
-            continue;
-        }
-        response.headers_mut().append(name.clone(), value.clone());
-    }
+    *response.headers_mut() = headers;
     let whole = end == super::BodyEnd::End
         || matches!(framing, Framing::Close) && end == super::BodyEnd::NeedMore;
     let Ok(mut stream) = respond.send_response(response, whole && body.is_empty()) else {

@@ -553,14 +553,6 @@ pub fn handle(
         if te_trailers {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        // An HTTP/2 upstream is sent the headers as they are, so the client's
-        // Content-Length, in whatever form hyper took it (repeated with one value, a list
-        // of one value, empty from an HTTP/2 client: the `h2` crate reads that as 0), is
-        // left out and hyper writes it from the body (the buffered body's length, a
-        // streamed body's exact size when it has one). HTTP/1.1 writes its own.
-        if cluster.spec.protocol == UpstreamProtocol::Http2 {
-            headers.remove(header::CONTENT_LENGTH);
-        }
         // A target with an authority (absolute form, HTTP/2's :authority) names the host
         // the pool routed by, whatever Host says (RFC 9112 3.2.2): the upstream is told
         // the same. (Without userinfo, which a Host cannot carry.)

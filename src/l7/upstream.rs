@@ -513,7 +513,7 @@ impl UpstreamPool {
     where
         F: FnOnce() -> Request<H2Body>,
     {
-        authority_form(&mut req);
+        h2_head(&mut req);
         let failure = match self.exchange_h2(index, req, false).await {
             Ok(resp) => return Ok(resp),
             Err(f) => f,
@@ -522,7 +522,7 @@ impl UpstreamPool {
             (H2Failure::Unsent(req), _) => self.exchange_h2(index, *req, true).await,
             (H2Failure::Refused(_), Some(again)) => {
                 let mut req = again();
-                authority_form(&mut req);
+                h2_head(&mut req);
                 self.exchange_h2(index, req, true).await
             }
             (H2Failure::Refused(e) | H2Failure::Failed(e), _) => return Err(e),
@@ -754,6 +754,17 @@ where
         let _slot = slot;
         let _ = conn.await;
     });
+}
+
+/// What an HTTP/2 request to an upstream needs of its head: its Host as its
+/// `:authority` ([`authority_form`]), and no Content-Length of the client's, in whatever
+/// form hyper took it (repeated with one value, a list of one value, empty from an HTTP/2
+/// client: the `h2` crate reads that as 0), since hyper writes one from the body (the
+/// buffered body's length, a streamed body's exact size when it has one). The HTTP/1.1
+/// twin is `h1::encode_request_head`, which writes its own.
+fn h2_head<B>(req: &mut Request<B>) {
+    authority_form(req);
+    req.headers_mut().remove(http::header::CONTENT_LENGTH);
 }
 
 /// Moves an HTTP/2 request's `Host` header into its URI's authority (the `:authority`

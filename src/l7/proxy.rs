@@ -609,6 +609,11 @@ pub fn handle(
                 }
                 PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok()
             }
+            // an absolute-form target with an empty path (`http://h?q`): origin form
+            // needs its "/" (RFC 9112 3.2.1), as does an HTTP/2 `:path` (RFC 9113 8.3.1)
+            (_, _, Some(pq)) if pq.as_str().starts_with('?') => {
+                PathAndQuery::from_maybe_shared(Bytes::from(format!("/{pq}"))).ok()
+            }
             (_, _, Some(pq)) => Some(pq.clone()),
             (_, _, None) => Some(PathAndQuery::from_static("/")),
         };

@@ -1416,6 +1416,13 @@ mod tests {
         let ex = run(&input(3, 0, absolute, OK), LONG);
         assert_eq!(ex.forwarded, 1);
         assert_eq!(ex.hosts, ["h:81"]);
+        // an absolute-form target with an empty path goes on with "/" before its query
+        // (found by the fuzz target: "GET ?q" was sent), to either upstream protocol
+        for mode in [0, H2_UPSTREAM] {
+            let absolute = b"GET http://h?q HTTP/1.1\r\nhost: h\r\n\r\n";
+            let ex = run(&input(3, mode, absolute, OK), LONG);
+            assert_eq!(ex.forwarded, 1, "{mode}");
+        }
     }
 
     /// The checks can fail: heads a proxy must not send are told apart.

@@ -25,7 +25,9 @@
 //! and answers with the answer bytes read as an HTTP/1.1 response to the request's method
 //! (status, the headers HTTP/2 can carry, body), resets a stream when they are no
 //! response, and ends its connection as the mode says (a GOAWAY after answering, or a
-//! drop with no answer).
+//! drop with no answer). A request asking for trailers (`te: trailers`, as gRPC's do) has
+//! a whole answer that may carry content end with an `x-fuzz-trailer` trailer, as a gRPC
+//! server ends with `grpc-status`.
 //!
 //! # What every request reaching the upstream must be
 //!
@@ -45,7 +47,9 @@
 //! each one the handler relayed from the upstream carries the status and body of the
 //! first response in the upstream's bytes (`check_relayed`). The HTTP/2 client holds each
 //! relayed response to the same, and every request it sent must be answered (a response
-//! or a stream reset) within the harness's bound, while the connection stands.
+//! or a stream reset) within the harness's bound, while the connection stands; a relayed
+//! response from the HTTP/2 upstream to a request that asked for trailers must end with
+//! the upstream's trailer (`check_trailer`).
 //!
 //! Real time and real loopback sockets, with short timeouts: a hanging upstream costs
 //! tens of milliseconds, most inputs a few. (tokio's paused clock cannot be used: it
@@ -127,6 +131,10 @@ pub const H2_UPSTREAM: u8 = 0x20;
 /// The response header the harness's wrapper adds to each response the handler relayed
 /// from the upstream (the HTTP/2 client has no other way to tell them from the pool's own).
 const RELAYED: &str = "x-fuzz-relayed";
+
+/// The trailer field the HTTP/2 upstream ends a complete answer with when the request
+/// asked for trailers (`te: trailers`, as a gRPC client does): gRPC's status travels so.
+const TRAILER: &str = "x-fuzz-trailer";
 
 /// At most this many requests are read from the client's bytes for the HTTP/2 client.
 const H2_MAX_REQUESTS: usize = 16;
@@ -314,7 +322,15 @@ fn run(data: &[u8], timeout: Duration) -> Exchange {
                 let Some((status, true, Some(body))) = &a.response else {
                     continue;
                 };
-                if let Err(e) = check_one_relayed(i, &a.method, *status, body, answer) {
+                let checked =
+                    check_one_relayed(i, &a.method, *status, body, answer).and_then(|()| {
+                        if h2_upstream && a.asked_trailers {
+                            check_trailer(i, &a.method, a.trailer.as_deref(), answer)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                if let Err(e) = checked {
                     panic!(
                         "over HTTP/2: {e}\nclient bytes: {:?}\nupstream bytes: {:?}",
                         String::from_utf8_lossy(client),
@@ -377,6 +393,10 @@ pub struct H2Answer {
     /// The response's status, whether the handler relayed it from the upstream, and its
     /// body (`None`: cut off by a reset); `None` for a stream reset before a response.
     pub response: Option<(u16, bool, Option<Vec<u8>>)>,
+    /// Whether the request asked for trailers (`te: trailers`).
+    pub asked_trailers: bool,
+    /// The value of the [`TRAILER`] field in the response's trailers, if any came.
+    pub trailer: Option<Vec<u8>>,
 }
 
 async fn exchange(
@@ -621,6 +641,10 @@ async fn h2_client(
         let mut client = Some(client);
         for (i, (request, body)) in requests.into_iter().enumerate() {
             let method = request.method().clone();
+            let asked_trailers = request
+                .headers()
+                .get(http::header::TE)
+                .is_some_and(|te| te == "trailers");
             let Some(idle) = client.take() else {
                 break;
             };
@@ -638,11 +662,14 @@ async fn h2_client(
             }
             tasks.spawn(async move {
                 let _stream = stream;
+                let (response, trailer) = h2_response(response).await;
                 (
                     i,
                     H2Answer {
                         method,
-                        response: h2_response(response).await,
+                        response,
+                        asked_trailers,
+                        trailer,
                     },
                 )
             });
@@ -665,9 +692,14 @@ async fn h2_client(
 }
 
 /// A response's status, whether it was relayed, and its body (`None`: reset midway);
-/// `None` for a stream reset before its response.
-async fn h2_response(response: h2::client::ResponseFuture) -> Option<(u16, bool, Option<Vec<u8>>)> {
-    let response = response.await.ok()?;
+/// `None` for a stream reset before its response. Then the value of its [`TRAILER`]
+/// trailer, if the body ended with one.
+async fn h2_response(
+    response: h2::client::ResponseFuture,
+) -> (Option<(u16, bool, Option<Vec<u8>>)>, Option<Vec<u8>>) {
+    let Ok(response) = response.await else {
+        return (None, None);
+    };
     let status = response.status().as_u16();
     let relayed = response.headers().contains_key(RELAYED);
     let mut body = response.into_body();
@@ -678,10 +710,16 @@ async fn h2_response(response: h2::client::ResponseFuture) -> Option<(u16, bool,
                 let _ = body.flow_control().release_capacity(chunk.len());
                 data.extend_from_slice(&chunk);
             }
-            Err(_) => return Some((status, relayed, None)),
+            Err(_) => return (Some((status, relayed, None)), None),
         }
     }
-    Some((status, relayed, Some(data)))
+    let trailer = match body.trailers().await {
+        Ok(Some(trailers)) => trailers.get(TRAILER).map(|v| v.as_bytes().to_vec()),
+        Ok(None) => None,
+        // reset after the body: not whole after all
+        Err(_) => return (Some((status, relayed, None)), None),
+    };
+    (Some((status, relayed, Some(data))), trailer)
 }
 
 /// The upstream: reads requests on every connection the pool opens, checks each, and
@@ -825,7 +863,11 @@ async fn h2_stream(
             std::future::pending::<()>().await
         }
         UpstreamMode::AnswerAndClose | UpstreamMode::AnswerAndKeep => {
-            h2_reply(&mut respond, &answer, &parts.method);
+            let trailers = parts
+                .headers
+                .get(http::header::TE)
+                .is_some_and(|te| te == "trailers");
+            h2_reply(&mut respond, &answer, &parts.method, trailers);
             if mode == UpstreamMode::AnswerAndClose {
                 let _ = end.send(());
             }
@@ -836,8 +878,15 @@ async fn h2_stream(
 /// Answers a stream with `answer` read as an HTTP/1.1 response to `method`: its status,
 /// the headers HTTP/2 can carry, and its body; a response whose body did not end is sent
 /// as far as it goes and the stream reset, and bytes that are no response reset the
-/// stream at once (the pool must answer 502 to both).
-fn h2_reply(respond: &mut h2::server::SendResponse<Bytes>, answer: &[u8], method: &Method) {
+/// stream at once (the pool must answer 502 to both). With `trailers` (the request's
+/// `te: trailers`), a whole answer that may carry content ends with [`TRAILER`] in
+/// trailers, as a gRPC server ends with `grpc-status`.
+fn h2_reply(
+    respond: &mut h2::server::SendResponse<Bytes>,
+    answer: &[u8],
+    method: &Method,
+    trailers: bool,
+) {
     let super::Response::Read {
         status,
         headers,
@@ -860,15 +909,31 @@ fn h2_reply(respond: &mut h2::server::SendResponse<Bytes>, answer: &[u8], method
     *response.headers_mut() = headers;
     let whole = end == super::BodyEnd::End
         || matches!(framing, Framing::Close) && end == super::BodyEnd::NeedMore;
-    let Ok(mut stream) = respond.send_response(response, whole && body.is_empty()) else {
+    let trailers = trailers && whole && may_trail(method, status);
+    let Ok(mut stream) = respond.send_response(response, whole && body.is_empty() && !trailers)
+    else {
         return;
     };
     if !body.is_empty() {
-        let _ = stream.send_data(Bytes::from(body), whole);
+        let _ = stream.send_data(Bytes::from(body), whole && !trailers);
+    }
+    if trailers {
+        let mut fields = http::HeaderMap::new();
+        fields.insert(TRAILER, http::HeaderValue::from_static("end"));
+        let _ = stream.send_trailers(fields);
     }
     if !whole {
         stream.send_reset(h2::Reason::INTERNAL_ERROR);
     }
+}
+
+/// Whether a response to `method` with `status` is one the HTTP/2 upstream ends with
+/// trailers when asked: a final one that may carry content (not to HEAD, not 204 or 304).
+fn may_trail(method: &Method, status: http::StatusCode) -> bool {
+    *method != Method::HEAD
+        && status.as_u16() >= 200
+        && status != http::StatusCode::NO_CONTENT
+        && status != http::StatusCode::NOT_MODIFIED
 }
 
 /// Checks a request the HTTP/2 upstream received (its head, and `body_len` bytes of
@@ -1035,6 +1100,34 @@ fn check_one_relayed(
             "response {i} relayed as {status} with {:?}, where the upstream answered {want} with {:?}",
             String::from_utf8_lossy(body),
             String::from_utf8_lossy(&want_body)
+        ));
+    }
+    Ok(())
+}
+
+/// Holds the `i`-th response over HTTP/2, relayed whole from an HTTP/2 upstream that was
+/// asked for trailers, against the upstream's answer: when that answer reads complete and
+/// may carry content, the upstream ended it with [`TRAILER`], and the client must see it
+/// (a gRPC client reads its call's status there). Over HTTP/2 both ways, trailers are
+/// part of the response.
+fn check_trailer(
+    i: usize,
+    method: &Method,
+    trailer: Option<&[u8]>,
+    answer: &[u8],
+) -> Result<(), String> {
+    let super::Response::Read {
+        status,
+        end: super::BodyEnd::End,
+        ..
+    } = super::read_response(answer, method, None)
+    else {
+        return Ok(());
+    };
+    if may_trail(method, status) && trailer != Some(b"end") {
+        return Err(format!(
+            "response {i} relayed without the upstream's trailers (got {:?})",
+            trailer.map(String::from_utf8_lossy)
         ));
     }
     Ok(())
@@ -1243,6 +1336,22 @@ mod tests {
             let ex = run(&input(7, H2_UPSTREAM | client, stream, OK), LONG);
             assert_eq!(ex.forwarded, 1);
         }
+        // a request asking for trailers (as gRPC does) gets the upstream's over HTTP/2
+        // both ways, and its answer as ever over HTTP/1.1
+        let grpc = b"POST /api/g HTTP/1.1\r\nhost: g\r\nte: trailers\r\n\
+                     content-type: application/grpc\r\ncontent-length: 3\r\n\r\nabc";
+        for mode in [0, 1] {
+            let ex = run(&input(7, H2_UPSTREAM | H2_CLIENT | mode, grpc, OK), LONG);
+            assert!(
+                matches!(&ex.h2_answers[..], [H2Answer { asked_trailers: true, trailer: Some(t), .. }] if t == b"end"),
+                "{:?}",
+                ex.h2_answers
+            );
+            let ex = run(&input(7, H2_UPSTREAM | mode, grpc, OK), LONG);
+            let text = String::from_utf8_lossy(&ex.response);
+            assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+            assert!(text.contains("ok"), "{text}");
+        }
         // the asterisk form keeps its host too
         let options = b"OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n";
         let ex = run(&input(7, H2_UPSTREAM, options, OK), LONG);
@@ -1333,6 +1442,20 @@ mod tests {
             let e = check_forwarded_h2(&request(uri, extra), len).unwrap_err();
             assert!(e.contains(why), "{uri} {extra:?}: {e}");
         }
+    }
+
+    /// The trailer check can fail: a response that may carry content, relayed without the
+    /// upstream's trailer; not so for HEAD, 204, or an answer that does not read whole.
+    #[test]
+    fn the_trailer_check_sees_them_dropped() {
+        assert_eq!(check_trailer(0, &Method::POST, Some(b"end"), OK), Ok(()));
+        assert!(check_trailer(0, &Method::POST, None, OK).is_err());
+        assert!(check_trailer(0, &Method::GET, Some(b"x"), OK).is_err());
+        assert_eq!(check_trailer(0, &Method::HEAD, None, OK), Ok(()));
+        let none = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(check_trailer(0, &Method::GET, None, none), Ok(()));
+        let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nok";
+        assert_eq!(check_trailer(0, &Method::GET, None, cut), Ok(()));
     }
 
     /// The upstream failing in each way the harness can make it fail: 502 for a reset or

@@ -87,7 +87,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the request's `TE` lists `trailers` (the client accepts trailer fields).
-fn te_accepts_trailers(headers: &HeaderMap) -> bool {
+pub(super) fn te_accepts_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::TE)
         .iter()
@@ -306,8 +306,9 @@ fn observe_at(cluster: &Cluster, index: usize, failed: bool, now_ms: impl FnOnce
 /// colon and digits. Percent-encoding is refused in a name, as `http`'s `Authority` (and
 /// so an HTTP/2 upstream's `:authority`) refuses it: no DNS name carries one, and a Host
 /// the upstream path could not carry as an authority would reach an HTTP/2 upstream
-/// beside the endpoint's own (found by the request-path fuzz target). Read in place with a table (a parse into `http`'s
-/// `Authority` copies the value: ~500 more instructions a request, counted).
+/// beside the endpoint's own (found by the request-path fuzz target). Read in place with
+/// a table (a parse into `http`'s `Authority` copies the value: ~500 more instructions a
+/// request, counted).
 fn valid_host(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
     let rest = if b.first() == Some(&b'[') {

@@ -74,7 +74,7 @@ use tokio::net::TcpListener;
 
 use super::super::framing::{Verdicts, Watched};
 use super::super::h1::{self, Framing, HeadScratch, Step, HOP_BY_HOP};
-use super::super::proxy::{handle, strip_hop_by_hop, Body, Shared};
+use super::super::proxy::{handle, strip_hop_by_hop, te_accepts_trailers, Body, Shared};
 use super::super::server::{builder, conn_info, ListenerSpec};
 use super::super::state::{Clock, Snapshot};
 use super::super::upstream::forget_idle_connections;
@@ -641,10 +641,7 @@ async fn h2_client(
         let mut client = Some(client);
         for (i, (request, body)) in requests.into_iter().enumerate() {
             let method = request.method().clone();
-            let asked_trailers = request
-                .headers()
-                .get(http::header::TE)
-                .is_some_and(|te| te == "trailers");
+            let asked_trailers = te_accepts_trailers(request.headers());
             let Some(idle) = client.take() else {
                 break;
             };
@@ -863,10 +860,7 @@ async fn h2_stream(
             std::future::pending::<()>().await
         }
         UpstreamMode::AnswerAndClose | UpstreamMode::AnswerAndKeep => {
-            let trailers = parts
-                .headers
-                .get(http::header::TE)
-                .is_some_and(|te| te == "trailers");
+            let trailers = te_accepts_trailers(&parts.headers);
             h2_reply(&mut respond, &answer, &parts.method, trailers);
             if mode == UpstreamMode::AnswerAndClose {
                 let _ = end.send(());

@@ -31,6 +31,8 @@
 # the share spent in memcpy/memmove. Instructions do not move with the machine's load
 # (the times above do, by 5-10% between rounds on a shared VM); they do not see cache
 # misses, so a proxy that retires fewer may still take longer. Installs valgrind.
+# L7_LOOPBACK_KEEP=DIR keeps each dump there (NAME-MODE-ROUND.callgrind) for
+# callgrind_annotate.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -172,6 +174,10 @@ one_run() {
     # the dump the zeroing started: the newest numbered one
     dump="$(ls -t "$work"/cg.out.* 2>/dev/null | head -1)"
     [ -n "$dump" ] || { echo "l7-loopback: $name: no callgrind dump" >&2; exit 1; }
+    if [ -n "${L7_LOOPBACK_KEEP:-}" ]; then
+      mkdir -p "$L7_LOOPBACK_KEEP"
+      cp "$dump" "$L7_LOOPBACK_KEEP/$name-$mode-$round.callgrind"
+    fi
     callgrind_annotate --inclusive=no --threshold=100 --auto=no "$dump" 2>/dev/null | python3 -c "
 import re, sys
 total = copy = 0

@@ -193,6 +193,14 @@ struct HeadFacts {
     names_more: bool,
 }
 
+/// Whether a response with `status` to `request` has no body whatever its framing headers
+/// say (RFC 9112 section 6.3: any response to HEAD, 204, 304).
+pub(super) fn bodiless(status: StatusCode, request: &Method) -> bool {
+    *request == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
 impl HeadFacts {
     fn content_length(&mut self, value: &[u8]) {
         for part in value.split(|b| *b == b',') {
@@ -210,10 +218,7 @@ impl HeadFacts {
     /// The body's framing (RFC 9112 section 6.3) and whether it leaves the connection
     /// reusable (false when it runs to the close, or when both framings were sent).
     fn framing(&self, status: StatusCode, request: &Method) -> Result<(Framing, bool), H1Error> {
-        if *request == Method::HEAD
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
+        if bodiless(status, request) {
             return Ok((Framing::Empty, true));
         }
         match (self.chunked, self.length) {

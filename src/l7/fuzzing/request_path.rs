@@ -922,12 +922,10 @@ fn h2_reply(
 }
 
 /// Whether a response to `method` with `status` is one the HTTP/2 upstream ends with
-/// trailers when asked: a final one that may carry content (not to HEAD, not 204 or 304).
+/// trailers when asked: a final one that may carry content (not 1xx, not
+/// [`h1::bodiless`]: HEAD, 204, 304).
 fn may_trail(method: &Method, status: http::StatusCode) -> bool {
-    *method != Method::HEAD
-        && status.as_u16() >= 200
-        && status != http::StatusCode::NO_CONTENT
-        && status != http::StatusCode::NOT_MODIFIED
+    status.as_u16() >= 200 && !h1::bodiless(status, method)
 }
 
 /// Checks a request the HTTP/2 upstream received (its head, and `body_len` bytes of

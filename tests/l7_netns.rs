@@ -379,8 +379,10 @@ fn tls_h1_h2_routing_canary_balancing_and_reload() {
     let t = tally(&out);
     assert_eq!(t.values().sum::<u64>(), 300, "{t:?}");
     let slow = t.get("backend2").copied().unwrap_or(0);
+    // Ties between idle endpoints go either way at random; a loaded machine makes them
+    // more frequent, so the bound sits between an idle run's ~12 and round robin's 100.
     assert!(
-        slow < 45,
+        slow < 75,
         "the slow backend took {slow} of 300 (round robin would give 100): {t:?}"
     );
 

@@ -350,7 +350,11 @@ services:
     );
     eprintln!("least_request: slow {s}, fast {f}");
     assert_eq!(s + f, 200);
-    assert!(f * 100 >= (s + f) * 85, "fast got {f} of {}", s + f);
+    // Round robin would send 100 to each. Ties (both idle, common once few clients are
+    // left) go either way at random, and each costs the slow one a request; a loaded
+    // machine makes the fast requests slower and the ties more frequent, so the bound
+    // is 70%, not the ~90% an idle machine shows.
+    assert!(f * 100 >= (s + f) * 70, "fast got {f} of {}", s + f);
     pool.shutdown();
 }
 
@@ -805,8 +809,8 @@ fn circuit_breakers_answer_503_and_count_overflow() {
     let rt = rt();
     let (slow_a, slow_b) = rt.block_on(async {
         (
-            echo("slow", Duration::from_millis(500)).await,
-            echo("slow", Duration::from_millis(500)).await,
+            echo("slow", Duration::from_millis(1500)).await,
+            echo("slow", Duration::from_millis(1500)).await,
         )
     });
     let yaml = format!(
@@ -829,7 +833,8 @@ services:
                 let url = url.clone();
                 tokio::spawn(async move { get(&client(false), &url, "x").await.0 })
             };
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            // the first is at the backend (1.5 s) by now, even on a loaded machine
+            tokio::time::sleep(Duration::from_millis(300)).await;
             let second = get(&client(false), &url, "x").await.0;
             assert_eq!(first.await.unwrap(), 200, "{path}");
             assert_eq!(second, 503, "{path}");
@@ -912,7 +917,7 @@ services:
                 (get(&client(false), &url, "x").await.0, t.elapsed())
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let t = Instant::now();
         let second = get(&client(false), &url, "x").await.0;
         assert_eq!(second, 503, "past max_pending");
@@ -1150,7 +1155,7 @@ services:
     routes: [{{ cluster: c }}]
     clusters:
       - name: c
-        health_check: {{ path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 2, unhealthy_threshold: 2 }}
+        health_check: {{ path: /healthz, interval: 400ms, timeout: 350ms, healthy_threshold: 2, unhealthy_threshold: 2 }}
         endpoints: [{{ address: \"{a}\", weight: {weight_a} }}, {{ address: \"{b}\" }}]
 "
         )
@@ -1242,7 +1247,7 @@ services:
     routes: [{{ cluster: c }}]
     clusters:
       - name: c
-        health_check: {{ path: /healthz, interval: 100ms, timeout: 80ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+        health_check: {{ path: /healthz, interval: 400ms, timeout: 350ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
         endpoints:
           - {{ address: \"{}\", zone: a }}
           - {{ address: \"{}\", zone: a }}

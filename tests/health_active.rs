@@ -154,10 +154,13 @@ fn next_event(checker: &HealthChecker, limit: Duration) -> Option<HealthEvent> {
     got
 }
 
-/// A port with nothing listening (connect is refused).
-fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A port with nothing listening (connect is refused), held while the socket lives: bound
+/// without `SO_REUSEADDR` and never listening, so no other socket can take the port.
+fn closed_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 #[test]
@@ -311,7 +314,7 @@ fn first_probes_are_spread_over_the_interval() {
 
 #[test]
 fn update_keeps_state_of_unchanged_targets() {
-    let dead = closed_port();
+    let (_held, dead) = closed_port();
     let live = Backend::start(0, Reply::Close);
     let mut t1 = target(1, dead, HealthCheckKind::Tcp, 50);
     t1.unhealthy_threshold = 1;

@@ -940,12 +940,13 @@ services:
 }
 
 /// A free TCP port on loopback (bound, read, released for a child process to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free loopback ports for a server the test starts. The listeners are held
+/// until all `N` are read (one at a time, a port freed could come back at the next read).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// (3d) Real nginx (Debian's 1.22) as HTTP/2 (h2c) upstreams that close every connection
@@ -963,7 +964,7 @@ fn nginx_h2c_upstreams_closing_every_three_streams_lose_no_request() {
     let dir = std::env::temp_dir().join(format!("fulcrum-l7-nginx-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    let ports = [free_port(), free_port()];
+    let ports: [u16; 2] = free_ports();
     let servers: String = ports
         .iter()
         .map(|p| {

@@ -208,11 +208,38 @@ where
 }
 
 /// An address nothing listens on.
-pub fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr
+pub fn closed_port() -> ClosedPort {
+    ClosedPort::new()
+}
+
+/// A loopback port where nothing listens, held for as long as the value lives: a TCP
+/// socket bound to it (without `SO_REUSEADDR`) that never listens. A connect there is
+/// refused, and no other socket can bind the port meanwhile; a port read off a listener
+/// and dropped could be taken by another socket before the test used it, and two such
+/// reads could even give the same port twice.
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    /// The port's address.
+    pub addr: SocketAddr,
+}
+
+impl ClosedPort {
+    /// Binds a fresh loopback port.
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        ClosedPort {
+            _socket: socket,
+            addr,
+        }
+    }
+}
+
+impl std::fmt::Display for ClosedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
 }
 
 /// A plain-HTTP client (HTTP/1.1 keep-alive, or h2c prior knowledge when `h2`).

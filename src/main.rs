@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 /// mimalloc: the L7 pool allocates per request (hyper's heads, bodies, tasks), where
 /// glibc's malloc and free were 9% of an HTTP/1.1 request's instructions; mimalloc's
 /// per-thread free lists cost about a third of that. The L4 data path allocates nothing
-/// per packet, so it is the same either way.
+/// per packet, so it is the same either way. `fulcrum_alloc` calls mimalloc's plain
+/// `mi_malloc` where its alignment suffices (the `mimalloc` crate asked for an aligned
+/// block every time, which mimalloc 3 over-allocates above 1 KiB).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: fulcrum_alloc::Mimalloc = fulcrum_alloc::Mimalloc;
 
 /// A userspace L4 load balancer on DPDK.
 #[derive(Parser)]

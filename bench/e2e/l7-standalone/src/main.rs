@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 /// The same allocator as the `fulcrum` binary's (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: fulcrum_alloc::Mimalloc = fulcrum_alloc::Mimalloc;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);

@@ -939,9 +939,9 @@ services:
     pool.shutdown();
 }
 
-/// A free TCP port on loopback (bound, read, released for a child process to take).
-/// `N` distinct free loopback ports for a server the test starts. The listeners are held
-/// until all `N` are read (one at a time, a port freed could come back at the next read).
+/// `N` distinct free loopback ports, released for a child process to take. The listeners
+/// are held until all `N` are read (one at a time, a port freed could come back at the
+/// next read).
 fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<_> = (0..N)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())

@@ -207,9 +207,15 @@ where
     addr
 }
 
-/// An address nothing listens on.
+/// An address nothing listens on, reserved while the value lives (see [`ClosedPort`]).
 pub fn closed_port() -> ClosedPort {
-    ClosedPort::new()
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    ClosedPort {
+        _socket: socket,
+        addr,
+    }
 }
 
 /// A loopback port where nothing listens, held for as long as the value lives: a TCP
@@ -221,19 +227,6 @@ pub struct ClosedPort {
     _socket: tokio::net::TcpSocket,
     /// The port's address.
     pub addr: SocketAddr,
-}
-
-impl ClosedPort {
-    /// Binds a fresh loopback port.
-    pub fn new() -> ClosedPort {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = socket.local_addr().unwrap();
-        ClosedPort {
-            _socket: socket,
-            addr,
-        }
-    }
 }
 
 impl std::fmt::Display for ClosedPort {

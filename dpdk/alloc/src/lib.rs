@@ -22,14 +22,15 @@ use core::ffi::c_void;
 
 use libmimalloc_sys as mi;
 
-/// The alignment of every mimalloc block: a word (8 bytes) at least, and a block whose
-/// size is a multiple of 16 is 16-aligned (its size class is then a multiple of 16
-/// bytes, and the blocks of a page start 16-aligned): `sizeof(max_align_t)` on x86_64
-/// and arm64, as C's `malloc` promises.
+/// Every mimalloc block is word-aligned.
 const WORD: usize = core::mem::size_of::<usize>();
+/// `sizeof(max_align_t)` on x86_64 and arm64: a block whose size is a multiple of it is
+/// aligned to it (its size class is then a multiple of 16 bytes, and a page's blocks
+/// start 16-aligned), as C's `malloc` promises.
 const MAX_ALIGN: usize = 16;
 
-/// Whether a plain `mi_malloc(size)` block is aligned enough for `align`.
+/// Whether a plain `mi_malloc(size)` block is aligned enough for `align`: alignment up to
+/// a word, or up to [`MAX_ALIGN`] for a size that is a multiple of it.
 #[inline(always)]
 pub const fn plain(size: usize, align: usize) -> bool {
     align <= WORD || (align <= MAX_ALIGN && size.is_multiple_of(MAX_ALIGN))

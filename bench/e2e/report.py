@@ -360,7 +360,7 @@ def main():
               "connections, not handshakes.")
     md.append("- TLS: every proxy serves the same self-signed ECDSA P-256 certificate the run "
               "makes with `openssl req`; the proxy terminates TLS and speaks cleartext HTTP/1.1 "
-              "to the backends. fulcrum's pool uses rustls (ring provider); HAProxy and nginx "
+              "to the backends. fulcrum's pool uses rustls (aws-lc-rs provider); HAProxy and nginx "
               "use Debian's OpenSSL " + (sh("openssl version | awk '{print $2}'") or "3") + ".")
     if a.tls_sessions and os.path.exists(a.tls_sessions):
         got = [l.rstrip("\n").split("\t") for l in open(a.tls_sessions) if "\t" in l]

@@ -91,7 +91,9 @@ mod tests {
     use std::path::PathBuf;
 
     use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
-    use rustls::{ClientConfig, ClientConnection, NamedGroup, RootCertStore, ServerConnection};
+    use rustls::{
+        ClientConfig, ClientConnection, Connection, NamedGroup, RootCertStore, ServerConnection,
+    };
     use rustls_pki_types::ServerName;
 
     use super::*;
@@ -120,13 +122,14 @@ mod tests {
     }
 
     /// Runs a handshake in memory: a client with `groups` (preference order) that trusts
-    /// `root` and asks for `sni` against the server; the server's connection once done.
+    /// `root` and asks for `sni` against the server; the server's and the client's
+    /// connections once done.
     fn handshake(
         server: Arc<ServerConfig>,
         root: CertificateDer<'static>,
         groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
         sni: &str,
-    ) -> (ServerConnection, ClientConnection) {
+    ) -> (Connection, Connection) {
         let mut roots = RootCertStore::empty();
         roots.add(root).unwrap();
         let provider = rustls::crypto::CryptoProvider {
@@ -140,33 +143,29 @@ mod tests {
             .with_no_client_auth();
         client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let name = ServerName::try_from(sni.to_string()).unwrap();
-        let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
-        let mut s = ServerConnection::new(server).unwrap();
-        let mut buf = Vec::new();
+        let mut c = Connection::Client(ClientConnection::new(Arc::new(client), name).unwrap());
+        let mut s = Connection::Server(ServerConnection::new(server).unwrap());
         for _ in 0..10 {
             if !c.is_handshaking() && !s.is_handshaking() {
                 return (s, c);
             }
-            buf.clear();
-            while c.wants_write() {
-                c.write_tls(&mut buf).unwrap();
-            }
-            let mut rd = &buf[..];
-            while !rd.is_empty() {
-                s.read_tls(&mut rd).unwrap();
-            }
-            s.process_new_packets().unwrap();
-            buf.clear();
-            while s.wants_write() {
-                s.write_tls(&mut buf).unwrap();
-            }
-            let mut rd = &buf[..];
-            while !rd.is_empty() {
-                c.read_tls(&mut rd).unwrap();
-            }
-            c.process_new_packets().unwrap();
+            flight(&mut c, &mut s);
+            flight(&mut s, &mut c);
         }
         panic!("the handshake did not finish in 10 flights");
+    }
+
+    /// Moves what `from` has to send into `to`, which processes it.
+    fn flight(from: &mut Connection, to: &mut Connection) {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            to.read_tls(&mut rd).unwrap();
+        }
+        to.process_new_packets().unwrap();
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl FlowKeyT for NatKey {
             proto: self.proto,
             service: u16::MAX,
         }
-        .table_hash(secret)
+        .flow_hash(secret)
     }
     #[inline]
     fn is_tcp(&self) -> bool {

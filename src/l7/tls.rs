@@ -114,8 +114,8 @@ mod tests {
         std::fs::write(&cert, c.cert.pem()).unwrap();
         std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
         let spec = CertificateSpec {
-            cert: PathBuf::from(&cert),
-            key: PathBuf::from(&key),
+            cert,
+            key,
             server_names: names,
         };
         (spec, c.cert.der().clone())

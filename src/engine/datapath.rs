@@ -645,18 +645,6 @@ fn fast_verdict(b: &Backend, outcome: EncapOutcome) -> Verdict {
     }
 }
 
-/// The outer header's entropy for `flow` (GUE source port, IPv6 flow label): the
-/// 5-tuple's hash, unkeyed, so it is the same on every worker and every fulcrum with
-/// the flow (the flow table's hash is keyed per table).
-#[inline(always)]
-fn entropy(flow: &FlowKey) -> u64 {
-    FlowKey {
-        service: 0,
-        ..*flow
-    }
-    .table_hash(&HashSecret::PUBLIC)
-}
-
 /// The flow key of a TCP or UDP packet (or fragment) for `service`.
 #[inline]
 fn flow_key(meta: &Meta, service: ServiceId) -> FlowKey {
@@ -1049,7 +1037,7 @@ impl Engine {
         flow: &FlowKey,
         len: usize,
     ) -> Option<Verdict> {
-        let outcome = encapsulate_ipip6(pkt, meta, t, entropy(flow))?;
+        let outcome = encapsulate_ipip6(pkt, meta, t, flow.entropy())?;
         self.count_to_backend(b, len);
         Some(fast_verdict(b, outcome))
     }
@@ -1094,7 +1082,7 @@ impl Engine {
                     _ => Encap::Ipip,
                 };
                 self.ident = self.ident.wrapping_add(1);
-                let entropy = entropy(flow);
+                let entropy = flow.entropy();
                 // a "too big" answer leaves by the port the packet came in on
                 let reply_mac = snap.ports.get(in_port as usize).map_or(out.mac, |p| p.mac);
                 match encapsulate(

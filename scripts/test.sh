@@ -40,6 +40,8 @@ if [ "${FULCRUM_SKIP_BENCH:-0}" != 1 ]; then
   echo "== the L7 pool's and HAProxy's instructions a request under callgrind, quick (loopback)"
   bash bench/tools/l7-loopback.sh -i -n 2000 -m h1 fulcrum haproxy
   bash bench/tools/l7-loopback.sh -i -n 2000 -m h2 fulcrum haproxy
+  echo "== full TLS handshakes by key exchange group: fulcrum's pool, nginx, HAProxy (quick)"
+  bash bench/tools/tls-handshakes.sh -n 300
 fi
 
 echo "== leftovers"

@@ -18,15 +18,19 @@
 # (no resumption), one request with `Connection: close`, and its response. It offers
 # either what a browser offers (`browser`: X25519MLKEM768 then X25519, a key share for
 # each) or X25519 alone (`x25519`). nginx 1.22 and HAProxy 2.6 link Debian's OpenSSL 3.0,
-# which has no ML-KEM: they answer a browser's offer with X25519.
+# which has no ML-KEM: they answer a browser's offer with X25519. A third pass
+# (`resume`) makes the browser's offer again but keeps the session tickets it is given
+# and resumes with them (a resumed TLS 1.3 handshake still exchanges keys, but signs
+# and verifies no certificate).
 #
 # Per system and offer it prints the group the server picked, connections a second, the
 # handshake's p50 and p99 (connect to handshake done, at the client) and the proxy's CPU
 # a connection (user + system, from /proc, over the measured connections): the figure
 # that compares the proxies, since the client shares CPU 0 with the backend. A warm-up of
-# 500 connections comes first. It fails (exit 1) when a connection fails or a server
-# picks another group than expected: fulcrum X25519MLKEM768 for a browser's offer, the
-# others X25519, and every server X25519 when only that is offered. Every run is bounded (timeout) and stopped; everything
+# 500 connections comes first. It fails (exit 1) when a connection fails, when a server
+# picks another group than expected (fulcrum X25519MLKEM768 for a browser's offer, the
+# others X25519, and every server X25519 when only that is offered), or when fewer than
+# 80% of the `resume` pass's connections resume. Every run is bounded (timeout) and stopped; everything
 # listens on 127.0.0.1 and is removed at the end.
 set -euo pipefail
 
@@ -152,12 +156,13 @@ hz="$(getconf CLK_TCK)"
 
 # hs OFFER N -> the client's line, against 127.0.0.1:18443
 hs() {
-  local groups
+  local args
   case "$1" in
-    browser) groups=x25519mlkem768,x25519 ;;
-    x25519) groups=x25519 ;;
+    browser) args=(x25519mlkem768,x25519 "$2" "$concurrency") ;;
+    x25519) args=(x25519 "$2" "$concurrency") ;;
+    resume) args=(x25519mlkem768,x25519 "$2" "$concurrency" resume) ;;
   esac
-  timeout 300 taskset -c 0 "$client" 127.0.0.1:18443 "$NAME" "$work/tls.crt" "$groups" "$2" "$concurrency"
+  timeout 300 taskset -c 0 "$client" 127.0.0.1:18443 "$NAME" "$work/tls.crt" "${args[@]}"
 }
 
 # one_run SYSTEM ROUND
@@ -179,7 +184,7 @@ one_run() {
   [ "$up" = 1 ] || { echo "tls-handshakes: $sys did not answer; its log:" >&2; tail -5 "$work/proxy.log" >&2; exit 1; }
   hs browser 500 >/dev/null || { echo "tls-handshakes: $sys: the warm-up failed" >&2; exit 1; }
   local offer c0 c1 line
-  for offer in browser x25519; do
+  for offer in browser x25519 resume; do
     c0="$(cpu_ticks "$pid")"
     line="$(hs "$offer" "$connections")" || { echo "tls-handshakes: $sys ($offer): $line" >&2; exit 1; }
     c1="$(cpu_ticks "$pid")"
@@ -188,12 +193,15 @@ import sys
 f = sys.argv[1].split()
 v = dict(zip(f[0::2], f[1::2]))
 done = int(v['done'])
-want = 'X25519MLKEM768' if ('$sys', '$offer') == ('fulcrum', 'browser') else 'X25519'
+want = 'X25519MLKEM768' if '$sys' == 'fulcrum' and '$offer' != 'x25519' else 'X25519'
+resumed = int(v['resumed'])
 if v['failed'] != '0' or v['group'] != want:
     sys.exit('tls-handshakes: $sys ($offer): %s failed, group %s (expected %s)' % (v['failed'], v['group'], want))
+if ('$offer' == 'resume') != (resumed * 10 >= done * 8):
+    sys.exit('tls-handshakes: $sys ($offer): %d of %d connections resumed' % (resumed, done))
 cpu = ($c1 - $c0) * 1e6 / $hz / done
-print('round $round %-8s offer %-8s group %-15s %8.0f conn/s  handshake p50 %6.3f ms  p99 %6.3f ms  proxy CPU %6.1f us a connection  (%d ok, %s failed, %s B in)'
-      % ('$sys', '$offer', v['group'], float(v['rate']), float(v['p50_ms']), float(v['p99_ms']), cpu, done, v['failed'], v['bytes_in']))
+print('round $round %-8s offer %-8s group %-15s %8.0f conn/s  handshake p50 %6.3f ms  p99 %6.3f ms  proxy CPU %6.1f us a connection  (%d ok, %d resumed, %s B in)'
+      % ('$sys', '$offer', v['group'], float(v['rate']), float(v['p50_ms']), float(v['p99_ms']), cpu, done, resumed, v['bytes_in']))
 EOF
   done
   kill -TERM "$pid" 2>/dev/null || true

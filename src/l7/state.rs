@@ -386,7 +386,10 @@ impl Snapshot {
                 });
             }
             let tls = match &svc.tls {
-                Some(spec) => Some(tls::server_config(spec)?),
+                Some(spec) => Some(tls::server_config(
+                    spec,
+                    old.and_then(|o| o.tls.as_deref()),
+                )?),
                 None => None,
             };
             services.insert(

@@ -1,6 +1,13 @@
 //! TLS termination: certificates and keys from PEM files, SNI picks the certificate,
 //! ALPN offers `h2` and `http/1.1`. A new `ServerConfig` is built on every reload.
 //!
+//! Sessions resume without a full handshake: TLS 1.3 (and 1.2) clients get stateless
+//! session tickets, encrypted under keys of the service's own that rotate every 6 hours
+//! (a ticket lives 6 to 12), and TLS 1.2 clients without ticket support a session id
+//! from a cache of [`SESSION_CACHE_ENTRIES`] shared by the pool's threads. Both belong to
+//! the service and are carried over a reload, so a reload costs no client a handshake.
+//! No early data (0-RTT): it could be replayed.
+//!
 //! The crypto is aws-lc-rs, rustls's default provider: TLS 1.3 and 1.2, and the
 //! X25519MLKEM768 hybrid post-quantum key exchange preferred over X25519 and the NIST
 //! curves for clients that offer it (current browsers do). The ring provider that fulcrum
@@ -9,7 +16,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -48,8 +58,17 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// Builds the rustls server configuration of one service.
-pub fn server_config(spec: &TlsSpec) -> Result<Arc<ServerConfig>, L7Error> {
+/// Session ids a service remembers for TLS 1.2 clients that take no ticket (HAProxy's
+/// default `tune.ssl.cachesize`); the least recently stored go first.
+pub const SESSION_CACHE_ENTRIES: usize = 20_000;
+
+/// Builds the rustls server configuration of one service. `previous` is the service's
+/// configuration before a reload: its ticket keys and session cache are kept, so the
+/// sessions it issued still resume.
+pub fn server_config(
+    spec: &TlsSpec,
+    previous: Option<&ServerConfig>,
+) -> Result<Arc<ServerConfig>, L7Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut exact = HashMap::new();
     let mut default = None;
@@ -83,6 +102,17 @@ pub fn server_config(spec: &TlsSpec) -> Result<Arc<ServerConfig>, L7Error> {
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { exact, default }));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let (ticketer, sessions): (Arc<dyn ProducesTickets>, Arc<dyn StoresServerSessions>) =
+        match previous {
+            Some(p) => (p.ticketer.clone(), p.session_storage.clone()),
+            None => (
+                rustls::crypto::aws_lc_rs::Ticketer::new()
+                    .map_err(|e| L7Error::Tls(format!("session tickets: {e}")))?,
+                ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+            ),
+        };
+    cfg.ticketer = ticketer;
+    cfg.session_storage = sessions;
     Ok(Arc::new(cfg))
 }
 
@@ -121,15 +151,13 @@ mod tests {
         (spec, c.cert.der().clone())
     }
 
-    /// Runs a handshake in memory: a client with `groups` (preference order) that trusts
-    /// `root` and asks for `sni` against the server; the server's and the client's
-    /// connections once done.
-    fn handshake(
-        server: Arc<ServerConfig>,
+    /// A client with `groups` (preference order) and `versions` that trusts `root` and
+    /// offers `h2` and `http/1.1`; it keeps the sessions it is given (rustls's default).
+    fn client(
         root: CertificateDer<'static>,
         groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
-        sni: &str,
-    ) -> (Connection, Connection) {
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots.add(root).unwrap();
         let provider = rustls::crypto::CryptoProvider {
@@ -137,16 +165,28 @@ mod tests {
             ..default_provider()
         };
         let mut client = ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
         client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(client)
+    }
+
+    /// Runs a handshake in memory between `client`, asking for `sni`, and the server;
+    /// the server's and the client's connections once done (the server's session
+    /// tickets delivered).
+    fn handshake(
+        server: Arc<ServerConfig>,
+        client: &Arc<ClientConfig>,
+        sni: &str,
+    ) -> (Connection, Connection) {
         let name = ServerName::try_from(sni.to_string()).unwrap();
-        let mut c = Connection::Client(ClientConnection::new(Arc::new(client), name).unwrap());
+        let mut c = Connection::Client(ClientConnection::new(client.clone(), name).unwrap());
         let mut s = Connection::Server(ServerConnection::new(server).unwrap());
         for _ in 0..10 {
             if !c.is_handshaking() && !s.is_handshaking() {
+                flight(&mut s, &mut c);
                 return (s, c);
             }
             flight(&mut c, &mut s);
@@ -173,18 +213,21 @@ mod tests {
         let dir = tempfile_dir("pq");
         let (api, api_root) = cert(&dir, "api", &["api.test"]);
         let (www, www_root) = cert(&dir, "www", &["www.test"]);
-        let server = server_config(&TlsSpec {
-            certificates: vec![api, www],
-        })
+        let server = server_config(
+            &TlsSpec {
+                certificates: vec![api, www],
+            },
+            None,
+        )
         .unwrap();
 
         // a current browser's offer: the hybrid group first, X25519 beside it
-        let (s, c) = handshake(
-            server.clone(),
+        let browser = client(
             www_root.clone(),
             vec![kx_group::X25519MLKEM768, kx_group::X25519],
-            "www.test",
+            rustls::DEFAULT_VERSIONS,
         );
+        let (s, c) = handshake(server.clone(), &browser, "www.test");
         assert_eq!(
             s.negotiated_key_exchange_group().map(|g| g.name()),
             Some(NamedGroup::X25519MLKEM768)
@@ -195,11 +238,56 @@ mod tests {
         assert_eq!(c.peer_certificates().map(|p| p[0].clone()), Some(www_root));
 
         // a client without post-quantum support (OpenSSL 3.0, say) still gets X25519
-        let (s, _) = handshake(server, api_root, vec![kx_group::X25519], "api.test");
+        let classical = client(api_root, vec![kx_group::X25519], rustls::DEFAULT_VERSIONS);
+        let (s, _) = handshake(server, &classical, "api.test");
         assert_eq!(
             s.negotiated_key_exchange_group().map(|g| g.name()),
             Some(NamedGroup::X25519)
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sessions_resume_across_a_reload_and_not_under_other_keys() {
+        use rustls::client::{Resumption, Tls12Resumption};
+        use rustls::HandshakeKind::{Full, Resumed};
+        let dir = tempfile_dir("resume");
+        let (www, root) = cert(&dir, "www", &["www.test"]);
+        let spec = TlsSpec {
+            certificates: vec![www],
+        };
+        let server = server_config(&spec, None).unwrap();
+        let tls12 = &[&rustls::version::TLS12][..];
+        let tls13 = &[&rustls::version::TLS13][..];
+        // TLS 1.3 (tickets), TLS 1.2 with tickets, TLS 1.2 by session id (the cache)
+        let mut by_id = (*client(root.clone(), vec![kx_group::X25519], tls12)).clone();
+        by_id.resumption =
+            Resumption::in_memory_sessions(8).tls12_resumption(Tls12Resumption::SessionIdOnly);
+        let clients = [
+            (
+                "TLS 1.3",
+                client(root.clone(), vec![kx_group::X25519], tls13),
+            ),
+            (
+                "TLS 1.2 ticket",
+                client(root.clone(), vec![kx_group::X25519], tls12),
+            ),
+            ("TLS 1.2 session id", Arc::new(by_id)),
+        ];
+        for (what, c) in &clients {
+            let kind = |server: &Arc<ServerConfig>| {
+                let (s, _) = handshake(server.clone(), c, "www.test");
+                s.handshake_kind().unwrap()
+            };
+            assert_eq!(kind(&server), Full, "{what}: first connection");
+            assert_eq!(kind(&server), Resumed, "{what}: second connection");
+            // a reload keeps the service's ticket keys and session cache
+            let reloaded = server_config(&spec, Some(&server)).unwrap();
+            assert_eq!(kind(&reloaded), Resumed, "{what}: after a reload");
+            // a service built afresh (a restart) has keys and a cache of its own
+            let fresh = server_config(&spec, None).unwrap();
+            assert_eq!(kind(&fresh), Full, "{what}: another server");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -4,18 +4,20 @@
 //! nginx and HAProxy).
 //!
 //! ```text
-//! fulcrum-tls-handshakes ADDR SERVER_NAME CA_PEM GROUPS CONNECTIONS CONCURRENCY
+//! fulcrum-tls-handshakes ADDR SERVER_NAME CA_PEM GROUPS CONNECTIONS CONCURRENCY [resume]
 //! ```
 //!
 //! GROUPS is a comma list of `x25519mlkem768`, `x25519`, `secp256r1`, in the client's
 //! order of preference; a key share is sent for the first (and for `x25519` too when it
 //! follows a hybrid group, as current browsers do). Each connection is a TCP connect, a
-//! full TLS handshake (no resumption: the client keeps no session cache), `GET /` with
+//! full TLS handshake (no resumption: the client keeps no session cache; with `resume` it
+//! keeps the tickets and session ids it is given and resumes with them), `GET /` with
 //! `Connection: close`, and the response read to its end; it counts as done only with a
 //! `200` status line. CONCURRENCY connections are open at a time (one current-thread
 //! runtime). Every connection is bounded by a 10 s timeout and the run by the count.
 //!
-//! Prints one line: `done N failed F secs S rate R p50_ms A p99_ms B group G bytes_in I`,
+//! Prints one line: `done N failed F resumed M secs S rate R p50_ms A p99_ms B group G
+//! bytes_in I`, M being the connections that resumed a session,
 //! where the percentiles are of the handshake (connect to handshake done), G is the group
 //! the server picked (the first connection's), and I the response's bytes (head and
 //! body, decrypted) a connection.
@@ -52,13 +54,19 @@ struct Args {
     config: Arc<ClientConfig>,
     connections: usize,
     concurrency: usize,
+    resume: bool,
 }
 
 fn parse() -> Result<Args, String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, name, ca, groups, connections, concurrency] = a.as_slice() else {
+    let (resume, a) = match a.split_last() {
+        Some((last, rest)) if last == "resume" => (true, rest),
+        _ => (false, &a[..]),
+    };
+    let [addr, name, ca, groups, connections, concurrency] = a else {
         return Err(
-            "usage: fulcrum-tls-handshakes ADDR SERVER_NAME CA_PEM GROUPS CONNECTIONS CONCURRENCY"
+            "usage: fulcrum-tls-handshakes ADDR SERVER_NAME CA_PEM GROUPS CONNECTIONS \
+                    CONCURRENCY [resume]"
                 .into(),
         );
     };
@@ -84,8 +92,10 @@ fn parse() -> Result<Args, String> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // every connection a full handshake
-    config.resumption = rustls::client::Resumption::disabled();
+    if !resume {
+        // every connection a full handshake
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     let count = |s: &str| match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{s}: not a positive count")),
@@ -96,30 +106,32 @@ fn parse() -> Result<Args, String> {
         config: Arc::new(config),
         connections: count(connections)?,
         concurrency: count(concurrency)?,
+        resume,
     })
 }
 
 /// One connection: its handshake time, the group, the bytes read.
 struct Done {
     handshake: Duration,
+    resumed: bool,
     group: Option<String>,
     bytes_in: usize,
 }
 
-async fn one(args: &Args) -> Result<Done, String> {
+async fn one(args: &Args, config: &Arc<ClientConfig>) -> Result<Done, String> {
     let start = Instant::now();
     let tcp = TcpStream::connect(args.addr)
         .await
         .map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut tls = TlsConnector::from(args.config.clone())
+    let mut tls = TlsConnector::from(config.clone())
         .connect(args.name.clone(), tcp)
         .await
         .map_err(|e| e.to_string())?;
     let handshake = start.elapsed();
-    let group = tls
-        .get_ref()
-        .1
+    let session = tls.get_ref().1;
+    let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let group = session
         .negotiated_key_exchange_group()
         .map(|g| format!("{:?}", g.name()));
     let host = match &args.name {
@@ -145,6 +157,7 @@ async fn one(args: &Args) -> Result<Done, String> {
     }
     Ok(Done {
         handshake,
+        resumed,
         group,
         bytes_in: resp.len(),
     })
@@ -182,10 +195,17 @@ fn main() -> ExitCode {
         let mut tasks = Vec::new();
         for _ in 0..args.concurrency.min(args.connections) {
             let (args, next) = (args.clone(), next.clone());
+            // each task a client of its own, with its own sessions (as each browser
+            // resumes its own): a shared store holds at most 8 TLS 1.3 tickets a server
+            let mut config = (*args.config).clone();
+            if args.resume {
+                config.resumption = rustls::client::Resumption::in_memory_sessions(16);
+            }
+            let config = Arc::new(config);
             tasks.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < args.connections {
-                    let r = match tokio::time::timeout(PER_CONNECTION, one(&args)).await {
+                    let r = match tokio::time::timeout(PER_CONNECTION, one(&args, &config)).await {
                         Ok(r) => r,
                         Err(_) => Err("timed out".into()),
                     };
@@ -202,11 +222,12 @@ fn main() -> ExitCode {
     });
     let secs = started.elapsed().as_secs_f64();
     let mut times = Vec::new();
-    let (mut failed, mut group, mut bytes, mut first_error) = (0, None, 0, None);
+    let (mut failed, mut resumed, mut group, mut bytes, mut first_error) = (0, 0, None, 0, None);
     for r in results {
         match r {
             Ok(d) => {
                 times.push(d.handshake);
+                resumed += usize::from(d.resumed);
                 group = group.or(d.group);
                 bytes += d.bytes_in;
             }
@@ -219,7 +240,7 @@ fn main() -> ExitCode {
     times.sort_unstable();
     let done = times.len();
     println!(
-        "done {done} failed {failed} secs {secs:.3} rate {:.1} p50_ms {:.3} p99_ms {:.3} group {} bytes_in {}",
+        "done {done} failed {failed} resumed {resumed} secs {secs:.3} rate {:.1} p50_ms {:.3} p99_ms {:.3} group {} bytes_in {}",
         done as f64 / secs,
         percentile(&times, 0.50),
         percentile(&times, 0.99),

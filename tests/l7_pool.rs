@@ -698,6 +698,134 @@ services:
     pool.shutdown();
 }
 
+/// TLS sessions resume through the pool: a client's second connection resumes the first
+/// one's session (TLS 1.3 ticket, and TLS 1.2 by session id), and still does after a
+/// reload that re-routes the service; a client offering the hybrid post-quantum group
+/// gets it, on the full handshake and on the resumed one.
+#[test]
+fn tls_sessions_resume_across_a_reload() {
+    use rustls::client::{Resumption, Tls12Resumption};
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    use rustls::HandshakeKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let rt = rt();
+    let (a, b) = rt.block_on(async {
+        (
+            echo("a", Duration::ZERO).await,
+            echo("b", Duration::ZERO).await,
+        )
+    });
+    let dir = std::env::temp_dir().join(format!("fulcrum-l7-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["www.test".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let yaml = |cluster: &str| {
+        format!(
+            r#"
+l7: {{ cores: [0, 1] }}
+services:
+  - name: web
+    tls: {{ certificates: [{{ cert: "{}", key: "{}" }}] }}
+    routes: [{{ cluster: {cluster} }}]
+    clusters:
+      - {{ name: a, endpoints: [{{ address: "{a}" }}] }}
+      - {{ name: b, endpoints: [{{ address: "{b}" }}] }}
+"#,
+            cert.display(),
+            key.display()
+        )
+    };
+    let (pool, addr) = start(&yaml("a"), true);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let client = |versions: &[&'static rustls::SupportedProtocolVersion], by_id: bool| {
+        let provider = rustls::crypto::CryptoProvider {
+            kx_groups: vec![kx_group::X25519MLKEM768, kx_group::X25519],
+            ..default_provider()
+        };
+        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        if by_id {
+            c.resumption =
+                Resumption::in_memory_sessions(8).tls12_resumption(Tls12Resumption::SessionIdOnly);
+        }
+        Arc::new(c)
+    };
+    // one request on a new connection: (handshake kind, group, backend)
+    let get = |config: Arc<rustls::ClientConfig>| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("www.test").unwrap();
+        let mut tls = tokio::time::timeout(
+            STEP,
+            tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let (kind, group) = {
+            let c = tls.get_ref().1;
+            (
+                c.handshake_kind().unwrap(),
+                c.negotiated_key_exchange_group().map(|g| g.name()),
+            )
+        };
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = Vec::new();
+        let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut resp))
+            .await
+            .unwrap();
+        let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+        assert!(resp.starts_with("http/1.1 200"), "{resp}");
+        let backend = resp
+            .lines()
+            .find_map(|l| l.strip_prefix("x-backend: "))
+            .unwrap()
+            .trim()
+            .to_string();
+        (kind, group, backend)
+    };
+    let cases = [
+        ("TLS 1.3", client(&[&rustls::version::TLS13], false)),
+        (
+            "TLS 1.2 session id",
+            client(&[&rustls::version::TLS12], true),
+        ),
+    ];
+    rt.block_on(async {
+        for (i, (what, config)) in cases.iter().enumerate() {
+            let first = get(config.clone()).await;
+            assert_eq!(first.0, HandshakeKind::Full, "{what}");
+            if i == 0 {
+                assert_eq!(first.1, Some(rustls::NamedGroup::X25519MLKEM768));
+            }
+            let second = get(config.clone()).await;
+            assert_eq!(second.0, HandshakeKind::Resumed, "{what}");
+            if i == 0 {
+                // TLS 1.3 resumption still exchanges keys (psk_dhe_ke), post-quantum
+                assert_eq!(second.1, Some(rustls::NamedGroup::X25519MLKEM768));
+            }
+            assert_eq!(second.2, "a");
+        }
+        pool.reload(Arc::new(L7Config::from_yaml_str(&yaml("b")).unwrap()))
+            .unwrap();
+        for (what, config) in &cases {
+            let after = get(config.clone()).await;
+            assert_eq!(after.0, HandshakeKind::Resumed, "{what}: after the reload");
+            assert_eq!(after.2, "b", "{what}: the reload re-routed");
+        }
+    });
+    pool.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Sticky cookie keeps a client on its endpoint; ring_hash on a header is consistent;
 /// reload re-routes without restarting the listeners.
 #[test]

@@ -13,7 +13,8 @@
 # One nginx backend (CPU 0) serves a static file on 127.0.0.1:18181. Each proxy in turn
 # (CPU 1) terminates TLS on 127.0.0.1:18443 with an ECDSA P-256 certificate this run
 # makes, and passes `GET /` to the backend over a kept-alive upstream connection. The
-# client, `fulcrum-tls-handshakes` (rustls on aws-lc-rs, CPU 0), opens CONNECTIONS new
+# client, `fulcrum-tls-handshakes` (rustls on aws-lc-rs, CPU 0; cipher suites in a
+# browser's order, AES-128-GCM first), opens CONNECTIONS new
 # connections (default 4000, CONCURRENCY at a time, default 16), each a full handshake
 # (no resumption), one request with `Connection: close`, and its response. It offers
 # either what a browser offers (`browser`: X25519MLKEM768 then X25519, a key share for
@@ -200,8 +201,8 @@ if v['failed'] != '0' or v['group'] != want:
 if ('$offer' == 'resume') != (resumed * 10 >= done * 8):
     sys.exit('tls-handshakes: $sys ($offer): %d of %d connections resumed' % (resumed, done))
 cpu = ($c1 - $c0) * 1e6 / $hz / done
-print('round $round %-8s offer %-8s group %-15s %8.0f conn/s  handshake p50 %6.3f ms  p99 %6.3f ms  proxy CPU %6.1f us a connection  (%d ok, %d resumed, %s B in)'
-      % ('$sys', '$offer', v['group'], float(v['rate']), float(v['p50_ms']), float(v['p99_ms']), cpu, done, resumed, v['bytes_in']))
+print('round $round %-8s offer %-8s group %-15s %8.0f conn/s  handshake p50 %6.3f ms  p99 %6.3f ms  proxy CPU %6.1f us a connection  (%d ok, %d resumed, %s, %s B in)'
+      % ('$sys', '$offer', v['group'], float(v['rate']), float(v['p50_ms']), float(v['p99_ms']), cpu, done, resumed, v['suite'], v['bytes_in']))
 EOF
   done
   kill -TERM "$pid" 2>/dev/null || true

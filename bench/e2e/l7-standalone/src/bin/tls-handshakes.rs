@@ -7,7 +7,8 @@
 //! fulcrum-tls-handshakes ADDR SERVER_NAME CA_PEM GROUPS CONNECTIONS CONCURRENCY [resume]
 //! ```
 //!
-//! GROUPS is a comma list of `x25519mlkem768`, `x25519`, `secp256r1`, in the client's
+//! The cipher suites are offered in a browser's order (AES-128-GCM first). GROUPS is a
+//! comma list of `x25519mlkem768`, `x25519`, `secp256r1`, in the client's
 //! order of preference; a key share is sent for the first (and for `x25519` too when it
 //! follows a hybrid group, as current browsers do). Each connection is a TCP connect, a
 //! full TLS handshake (no resumption: the client keeps no session cache; with `resume` it
@@ -17,7 +18,8 @@
 //! runtime). Every connection is bounded by a 10 s timeout and the run by the count.
 //!
 //! Prints one line: `done N failed F resumed M secs S rate R p50_ms A p99_ms B group G
-//! bytes_in I`, M being the connections that resumed a session,
+//! suite C bytes_in I`, M being the connections that resumed a session, C the cipher
+//! suite (the first connection's),
 //! where the percentiles are of the handshake (connect to handshake done), G is the group
 //! the server picked (the first connection's), and I the response's bytes (head and
 //! body, decrypted) a connection.
@@ -82,8 +84,18 @@ fn parse() -> Result<Args, String> {
         .split(',')
         .map(|g| group(g).ok_or_else(|| format!("unknown group {g}")))
         .collect::<Result<Vec<_>, _>>()?;
+    // the cipher suites in a browser's order (Chrome's and Firefox's): AES-128-GCM
+    // first, so the key schedule is SHA-256's (rustls's and OpenSSL's own clients put
+    // AES-256-GCM first, whose SHA-384 costs the server more on CPUs without SHA-512
+    // instructions)
+    let mut cipher_suites = default_provider().cipher_suites;
+    cipher_suites.sort_by_key(|s| {
+        s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+            && s.suite() != rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    });
     let provider = CryptoProvider {
         kx_groups,
+        cipher_suites,
         ..default_provider()
     };
     let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
@@ -115,6 +127,7 @@ struct Done {
     handshake: Duration,
     resumed: bool,
     group: Option<String>,
+    suite: Option<String>,
     bytes_in: usize,
 }
 
@@ -134,6 +147,9 @@ async fn one(args: &Args, config: &Arc<ClientConfig>) -> Result<Done, String> {
     let group = session
         .negotiated_key_exchange_group()
         .map(|g| format!("{:?}", g.name()));
+    let suite = session
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()));
     let host = match &args.name {
         ServerName::DnsName(d) => d.as_ref().to_string(),
         other => format!("{other:?}"),
@@ -159,6 +175,7 @@ async fn one(args: &Args, config: &Arc<ClientConfig>) -> Result<Done, String> {
         handshake,
         resumed,
         group,
+        suite,
         bytes_in: resp.len(),
     })
 }
@@ -222,13 +239,15 @@ fn main() -> ExitCode {
     });
     let secs = started.elapsed().as_secs_f64();
     let mut times = Vec::new();
-    let (mut failed, mut resumed, mut group, mut bytes, mut first_error) = (0, 0, None, 0, None);
+    let (mut failed, mut resumed, mut bytes, mut first_error) = (0, 0, 0, None);
+    let (mut group, mut suite) = (None, None);
     for r in results {
         match r {
             Ok(d) => {
                 times.push(d.handshake);
                 resumed += usize::from(d.resumed);
                 group = group.or(d.group);
+                suite = suite.or(d.suite);
                 bytes += d.bytes_in;
             }
             Err(e) => {
@@ -240,11 +259,12 @@ fn main() -> ExitCode {
     times.sort_unstable();
     let done = times.len();
     println!(
-        "done {done} failed {failed} resumed {resumed} secs {secs:.3} rate {:.1} p50_ms {:.3} p99_ms {:.3} group {} bytes_in {}",
+        "done {done} failed {failed} resumed {resumed} secs {secs:.3} rate {:.1} p50_ms {:.3} p99_ms {:.3} group {} suite {} bytes_in {}",
         done as f64 / secs,
         percentile(&times, 0.50),
         percentile(&times, 0.99),
         group.as_deref().unwrap_or("none"),
+        suite.as_deref().unwrap_or("none"),
         bytes.checked_div(done).unwrap_or(0),
     );
     if let Some(e) = first_error {

@@ -701,7 +701,9 @@ services:
 /// TLS sessions resume through the pool: a client's second connection resumes the first
 /// one's session (TLS 1.3 ticket, and TLS 1.2 by session id), and still does after a
 /// reload that re-routes the service; a client offering the hybrid post-quantum group
-/// gets it, on the full handshake and on the resumed one.
+/// gets it, on the full handshake and on the resumed one. Two pools sharing
+/// `session_ticket_keys` files (two fulcrum instances behind one VIP) resume each other's
+/// sessions.
 #[test]
 fn tls_sessions_resume_across_a_reload() {
     use rustls::client::{Resumption, Tls12Resumption};
@@ -722,13 +724,13 @@ fn tls_sessions_resume_across_a_reload() {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let yaml = |cluster: &str| {
+    let yaml = |cluster: &str, keys: &str| {
         format!(
             r#"
 l7: {{ cores: [0, 1] }}
 services:
   - name: web
-    tls: {{ certificates: [{{ cert: "{}", key: "{}" }}] }}
+    tls: {{ certificates: [{{ cert: "{}", key: "{}" }}], session_ticket_keys: [{keys}] }}
     routes: [{{ cluster: {cluster} }}]
     clusters:
       - {{ name: a, endpoints: [{{ address: "{a}" }}] }}
@@ -738,7 +740,7 @@ services:
             key.display()
         )
     };
-    let (pool, addr) = start(&yaml("a"), true);
+    let (pool, addr) = start(&yaml("a", ""), true);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ck.cert.der().clone()).unwrap();
     let client = |versions: &[&'static rustls::SupportedProtocolVersion], by_id: bool| {
@@ -758,7 +760,7 @@ services:
         Arc::new(c)
     };
     // one request on a new connection: (handshake kind, group, backend)
-    let get = |config: Arc<rustls::ClientConfig>| async move {
+    let get = |config: Arc<rustls::ClientConfig>, addr: std::net::SocketAddr| async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("www.test").unwrap();
         let mut tls = tokio::time::timeout(
@@ -801,12 +803,12 @@ services:
     ];
     rt.block_on(async {
         for (i, (what, config)) in cases.iter().enumerate() {
-            let first = get(config.clone()).await;
+            let first = get(config.clone(), addr).await;
             assert_eq!(first.0, HandshakeKind::Full, "{what}");
             if i == 0 {
                 assert_eq!(first.1, Some(rustls::NamedGroup::X25519MLKEM768));
             }
-            let second = get(config.clone()).await;
+            let second = get(config.clone(), addr).await;
             assert_eq!(second.0, HandshakeKind::Resumed, "{what}");
             if i == 0 {
                 // TLS 1.3 resumption still exchanges keys (psk_dhe_ke), post-quantum
@@ -814,15 +816,50 @@ services:
             }
             assert_eq!(second.2, "a");
         }
-        pool.reload(Arc::new(L7Config::from_yaml_str(&yaml("b")).unwrap()))
+        pool.reload(Arc::new(L7Config::from_yaml_str(&yaml("b", "")).unwrap()))
             .unwrap();
         for (what, config) in &cases {
-            let after = get(config.clone()).await;
+            let after = get(config.clone(), addr).await;
             assert_eq!(after.0, HandshakeKind::Resumed, "{what}: after the reload");
             assert_eq!(after.2, "b", "{what}: the reload re-routed");
         }
     });
     pool.shutdown();
+    // two instances sharing a ticket key file (80 random bytes, as `openssl rand 80`)
+    let key_file = dir.join("ticket.key");
+    let mut k = [0u8; 80];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = (i as u8)
+            .wrapping_mul(151)
+            .wrapping_add(std::process::id() as u8);
+    }
+    std::fs::write(&key_file, k).unwrap();
+    let shared = yaml("a", &format!("\"{}\"", key_file.display()));
+    let (one, one_addr) = start(&shared, true);
+    let (two, two_addr) = start(&shared, true);
+    let (unshared, unshared_addr) = start(&yaml("a", ""), true);
+    rt.block_on(async {
+        let config = &cases[0].1;
+        assert_eq!(get(config.clone(), one_addr).await.0, HandshakeKind::Full);
+        assert_eq!(
+            get(config.clone(), two_addr).await.0,
+            HandshakeKind::Resumed
+        );
+        assert_eq!(
+            get(config.clone(), one_addr).await.0,
+            HandshakeKind::Resumed
+        );
+        // an instance with keys of its own opens none of those tickets
+        let fresh = client(&[&rustls::version::TLS13], false);
+        assert_eq!(get(fresh.clone(), one_addr).await.0, HandshakeKind::Full);
+        assert_eq!(
+            get(fresh.clone(), unshared_addr).await.0,
+            HandshakeKind::Full
+        );
+    });
+    for p in [one, two, unshared] {
+        p.shutdown();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

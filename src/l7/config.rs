@@ -154,6 +154,13 @@ fn default_mode() -> String {
 pub struct TlsSpec {
     /// Certificates; SNI picks one by `server_names`, the first is the default.
     pub certificates: Vec<CertificateSpec>,
+    /// Session ticket keys from files (48 or 80 random bytes each: `openssl rand 80`, the
+    /// size of nginx's `ssl_session_ticket_key` files). The first seals new tickets,
+    /// every one opens them. fulcrum instances behind one VIP that share the files resume
+    /// each other's sessions; rotate by putting a new file first and dropping the last.
+    /// Without them the service draws its own keys and rotates them every 6 hours.
+    #[serde(default)]
+    pub session_ticket_keys: Vec<PathBuf>,
 }
 
 /// One certificate chain and its key, PEM files.

@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Method};
 use regex::Regex;
 
 use super::balance::{smooth_wrr_sequence, Balancer, Endpoint};
-use super::config::{ClusterSpec, L7Config, L7Settings, PathMatch, RetrySpec, Timeouts};
+use super::config::{ClusterSpec, L7Config, L7Settings, PathMatch, RetrySpec, Timeouts, TlsSpec};
 use super::error::L7Error;
 use super::metrics::{L7Metrics, StatSet};
 use super::tls;
@@ -37,6 +37,8 @@ pub struct ServiceState {
     pub routes: Vec<Route>,
     /// TLS configuration, if the service terminates TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS section it was built from (a reload keeps its session state).
+    pub tls_spec: Option<TlsSpec>,
     /// Clusters by name.
     pub clusters: HashMap<String, Arc<Cluster>>,
 }
@@ -388,7 +390,7 @@ impl Snapshot {
             let tls = match &svc.tls {
                 Some(spec) => Some(tls::server_config(
                     spec,
-                    old.and_then(|o| o.tls.as_deref()),
+                    old.and_then(|o| Some((o.tls_spec.as_ref()?, o.tls.as_deref()?))),
                 )?),
                 None => None,
             };
@@ -398,6 +400,7 @@ impl Snapshot {
                     name: svc.name.clone(),
                     routes,
                     tls,
+                    tls_spec: svc.tls.clone(),
                     clusters,
                 }),
             );

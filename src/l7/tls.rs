@@ -2,11 +2,14 @@
 //! ALPN offers `h2` and `http/1.1`. A new `ServerConfig` is built on every reload.
 //!
 //! Sessions resume without a full handshake: TLS 1.3 (and 1.2) clients get stateless
-//! session tickets, encrypted under keys of the service's own that rotate every 6 hours
-//! (a ticket lives 6 to 12), and TLS 1.2 clients without ticket support a session id
-//! from a cache of [`SESSION_CACHE_ENTRIES`] shared by the pool's threads. Both belong to
-//! the service and are carried over a reload, so a reload costs no client a handshake.
-//! No early data (0-RTT): it could be replayed.
+//! session tickets, and TLS 1.2 clients without ticket support a session id from a cache
+//! of [`SESSION_CACHE_ENTRIES`] shared by the pool's threads. The ticket keys are the
+//! service's own, drawn at start and rotated every 6 hours (a ticket lives 6 to 12), or
+//! the operator's from `session_ticket_keys` files ([`FileTicketer`]), which fulcrum
+//! instances behind one VIP share so that a client resumes on whichever one its next
+//! connection reaches. Drawn keys and the cache are carried over a reload, so a reload
+//! costs no client a handshake; key files are read again. No early data (0-RTT): it
+//! could be replayed.
 //!
 //! The crypto is aws-lc-rs, rustls's default provider: TLS 1.3 and 1.2, and the
 //! X25519MLKEM768 hybrid post-quantum key exchange preferred over X25519 and the NIST
@@ -14,7 +17,10 @@
 //! used before has no post-quantum group, and rustls deprecated it for that (0.23.48).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV, NONCE_LEN};
 
 use rustls::server::{
     ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
@@ -62,12 +68,129 @@ impl ResolvesServerCert for SniResolver {
 /// default `tune.ssl.cachesize`); the least recently stored go first.
 pub const SESSION_CACHE_ENTRIES: usize = 20_000;
 
+/// How long a client may keep a ticket sealed under file keys (the lifetime hint sent
+/// with it); the operator's rotation decides when it stops opening.
+const FILE_TICKET_LIFETIME_SECS: u32 = 12 * 60 * 60;
+/// The bytes of a ticket key's name, the start of every ticket it seals.
+const TICKET_KEY_NAME_LEN: usize = 16;
+
+/// One ticket key read from a file: its name and its AES-256-GCM-SIV key.
+struct TicketKey {
+    name: [u8; TICKET_KEY_NAME_LEN],
+    key: LessSafeKey,
+}
+
+/// Session tickets under the operator's keys (`session_ticket_keys`). A ticket is the
+/// sealing key's name, a random nonce and the session state sealed with AES-256-GCM-SIV
+/// (the name as associated data): the first key seals, any key opens a ticket that names
+/// it. GCM-SIV, because the nonces are random and one key may seal billions of tickets
+/// across instances and days: a repeated nonce then reveals only that two tickets hold
+/// the same state, not the key.
+pub struct FileTicketer {
+    keys: Vec<TicketKey>,
+}
+
+impl std::fmt::Debug for FileTicketer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the names only: the keys stay out of logs
+        f.debug_struct("FileTicketer")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl FileTicketer {
+    /// Reads the key files: each 48 or 80 bytes, its first 16 the key's name and its last
+    /// 32 the key (an 80-byte nginx key file's HMAC half is not used).
+    pub fn load(paths: &[impl AsRef<Path>]) -> Result<FileTicketer, L7Error> {
+        let mut keys = Vec::with_capacity(paths.len());
+        for p in paths {
+            let p = p.as_ref();
+            let bad = |why: String| L7Error::Tls(format!("{}: {why}", p.display()));
+            let bytes = std::fs::read(p).map_err(|e| bad(e.to_string()))?;
+            keys.push(TicketKey::from_bytes(&bytes).map_err(bad)?);
+        }
+        if keys.is_empty() {
+            return Err(L7Error::Tls("session_ticket_keys: no key".into()));
+        }
+        Ok(FileTicketer { keys })
+    }
+}
+
+impl TicketKey {
+    fn from_bytes(bytes: &[u8]) -> Result<TicketKey, String> {
+        if bytes.len() != 48 && bytes.len() != 80 {
+            return Err(format!(
+                "a session ticket key file holds 48 or 80 bytes, not {}",
+                bytes.len()
+            ));
+        }
+        let mut name = [0; TICKET_KEY_NAME_LEN];
+        name.copy_from_slice(&bytes[..TICKET_KEY_NAME_LEN]);
+        let key = UnboundKey::new(&AES_256_GCM_SIV, &bytes[bytes.len() - 32..])
+            .map_err(|_| "not a usable AES-256 key".to_string())?;
+        Ok(TicketKey {
+            name,
+            key: LessSafeKey::new(key),
+        })
+    }
+}
+
+impl ProducesTickets for FileTicketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        FILE_TICKET_LIFETIME_SECS
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let k = &self.keys[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(TICKET_KEY_NAME_LEN + NONCE_LEN + plain.len() + 16);
+        out.extend_from_slice(&k.name);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let mut body = out.split_off(TICKET_KEY_NAME_LEN + NONCE_LEN);
+        k.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&k.name),
+                &mut body,
+            )
+            .ok()?;
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        if ticket.len() < TICKET_KEY_NAME_LEN + NONCE_LEN {
+            return None;
+        }
+        let (name, rest) = ticket.split_at(TICKET_KEY_NAME_LEN);
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let k = self.keys.iter().find(|k| k.name[..] == *name)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut body = sealed.to_vec();
+        let plain_len = k
+            .key
+            .open_in_place(nonce, Aad::from(&k.name), &mut body)
+            .ok()?
+            .len();
+        body.truncate(plain_len);
+        Some(body)
+    }
+}
+
 /// Builds the rustls server configuration of one service. `previous` is the service's
-/// configuration before a reload: its ticket keys and session cache are kept, so the
-/// sessions it issued still resume.
+/// TLS section and configuration before a reload: its session cache is kept, and its
+/// drawn ticket keys too unless key files come or go, so the sessions it issued still
+/// resume. Key files are read again.
 pub fn server_config(
     spec: &TlsSpec,
-    previous: Option<&ServerConfig>,
+    previous: Option<(&TlsSpec, &ServerConfig)>,
 ) -> Result<Arc<ServerConfig>, L7Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut exact = HashMap::new();
@@ -102,15 +225,18 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { exact, default }));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let (ticketer, sessions): (Arc<dyn ProducesTickets>, Arc<dyn StoresServerSessions>) =
-        match previous {
-            Some(p) => (p.ticketer.clone(), p.session_storage.clone()),
-            None => (
-                rustls::crypto::aws_lc_rs::Ticketer::new()
-                    .map_err(|e| L7Error::Tls(format!("session tickets: {e}")))?,
-                ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
-            ),
-        };
+    let ticketer: Arc<dyn ProducesTickets> = match previous {
+        _ if !spec.session_ticket_keys.is_empty() => {
+            Arc::new(FileTicketer::load(&spec.session_ticket_keys)?)
+        }
+        Some((p, cfg)) if p.session_ticket_keys.is_empty() => cfg.ticketer.clone(),
+        _ => rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| L7Error::Tls(format!("session tickets: {e}")))?,
+    };
+    let sessions: Arc<dyn StoresServerSessions> = match previous {
+        Some((_, cfg)) => cfg.session_storage.clone(),
+        None => ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+    };
     cfg.ticketer = ticketer;
     cfg.session_storage = sessions;
     Ok(Arc::new(cfg))
@@ -216,6 +342,7 @@ mod tests {
         let server = server_config(
             &TlsSpec {
                 certificates: vec![api, www],
+                session_ticket_keys: vec![],
             },
             None,
         )
@@ -255,6 +382,7 @@ mod tests {
         let (www, root) = cert(&dir, "www", &["www.test"]);
         let spec = TlsSpec {
             certificates: vec![www],
+            session_ticket_keys: vec![],
         };
         let server = server_config(&spec, None).unwrap();
         let tls12 = &[&rustls::version::TLS12][..];
@@ -282,12 +410,98 @@ mod tests {
             assert_eq!(kind(&server), Full, "{what}: first connection");
             assert_eq!(kind(&server), Resumed, "{what}: second connection");
             // a reload keeps the service's ticket keys and session cache
-            let reloaded = server_config(&spec, Some(&server)).unwrap();
+            let reloaded = server_config(&spec, Some((&spec, &server))).unwrap();
             assert_eq!(kind(&reloaded), Resumed, "{what}: after a reload");
             // a service built afresh (a restart) has keys and a cache of its own
             let fresh = server_config(&spec, None).unwrap();
             assert_eq!(kind(&fresh), Full, "{what}: another server");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `n` random bytes in `dir/name`, its path.
+    fn key_file(dir: &std::path::Path, name: &str, n: usize) -> PathBuf {
+        let mut b = vec![0u8; n];
+        aws_lc_rs::rand::fill(&mut b).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, b).unwrap();
+        p
+    }
+
+    #[test]
+    fn ticket_key_files_are_shared_by_instances_and_rotate() {
+        use rustls::HandshakeKind::{Full, Resumed};
+        let dir = tempfile_dir("ticket-keys");
+        let (www, root) = cert(&dir, "www", &["www.test"]);
+        let (k1, k2) = (key_file(&dir, "k1", 80), key_file(&dir, "k2", 48));
+        let spec = |keys: &[&PathBuf]| TlsSpec {
+            certificates: vec![www.clone()],
+            session_ticket_keys: keys.iter().map(|k| k.to_path_buf()).collect(),
+        };
+        let tls13 = &[&rustls::version::TLS13][..];
+        // a new client (its own sessions) goes to `first`, then to `second`: the kind of
+        // the second handshake
+        let second_kind = |first: &Arc<ServerConfig>, second: &Arc<ServerConfig>| {
+            let c = client(root.clone(), vec![kx_group::X25519], tls13);
+            let (s, _) = handshake(first.clone(), &c, "www.test");
+            assert_eq!(s.handshake_kind(), Some(Full));
+            let (s, _) = handshake(second.clone(), &c, "www.test");
+            s.handshake_kind().unwrap()
+        };
+        let only_k1 = spec(&[&k1]);
+        let a = server_config(&only_k1, None).unwrap();
+        let b = server_config(&only_k1, None).unwrap();
+        // two instances with the same file: each opens the other's tickets
+        assert_eq!(second_kind(&a, &b), Resumed);
+        // rotation: k2 first seals, k1 still opens
+        let rotated = server_config(&spec(&[&k2, &k1]), None).unwrap();
+        assert_eq!(second_kind(&a, &rotated), Resumed);
+        let only_k2 = server_config(&spec(&[&k2]), None).unwrap();
+        assert_eq!(second_kind(&rotated, &only_k2), Resumed);
+        // k1 dropped: its tickets no longer open, and k1 cannot open k2's
+        assert_eq!(second_kind(&a, &only_k2), Full);
+        assert_eq!(second_kind(&rotated, &a), Full);
+        // drawn keys (no files, or files dropped by a reload) open no file key's tickets
+        let drawn = server_config(&spec(&[]), None).unwrap();
+        assert_eq!(second_kind(&a, &drawn), Full);
+        let reloaded = server_config(&spec(&[]), Some((&only_k1, &a))).unwrap();
+        assert_eq!(second_kind(&a, &reloaded), Full);
+        // a file of another size is refused, naming it
+        let bad = key_file(&dir, "bad", 32);
+        let e = server_config(&spec(&[&bad]), None).unwrap_err().to_string();
+        assert!(e.contains("bad") && e.contains("48 or 80 bytes"), "{e}");
+        let missing = dir.join("missing");
+        let e = server_config(&spec(&[&missing]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn file_tickets_open_only_intact_and_under_a_named_key() {
+        let dir = tempfile_dir("ticket-seal");
+        let (k1, k2) = (key_file(&dir, "k1", 48), key_file(&dir, "k2", 80));
+        let t = FileTicketer::load(&[&k1]).unwrap();
+        let plain = b"the session state".to_vec();
+        let sealed = t.encrypt(&plain).unwrap();
+        assert_eq!(t.decrypt(&sealed), Some(plain.clone()));
+        // a random nonce: the same state seals to other bytes each time
+        assert_ne!(t.encrypt(&plain).unwrap(), sealed);
+        assert_eq!(sealed.len(), 16 + 12 + plain.len() + 16);
+        // any byte changed, or the ticket cut short, and it does not open
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(t.decrypt(&bad), None, "byte {i} flipped");
+        }
+        for n in 0..sealed.len() {
+            assert_eq!(t.decrypt(&sealed[..n]), None, "cut to {n}");
+        }
+        // a ticketer without the sealing key's name does not open it
+        let other = FileTicketer::load(&[&k2]).unwrap();
+        assert_eq!(other.decrypt(&sealed), None);
+        assert!(FileTicketer::load(&[] as &[PathBuf]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

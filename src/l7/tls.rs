@@ -68,9 +68,12 @@ impl ResolvesServerCert for SniResolver {
 /// default `tune.ssl.cachesize`); the least recently stored go first.
 pub const SESSION_CACHE_ENTRIES: usize = 20_000;
 
-/// How long a client may keep a ticket sealed under file keys (the lifetime hint sent
-/// with it); the operator's rotation decides when it stops opening.
+/// How long a ticket sealed under file keys opens (and the lifetime hint sent with it):
+/// each ticket carries its sealing time, so an old ticket is refused even while its key
+/// stays configured.
 const FILE_TICKET_LIFETIME_SECS: u32 = 12 * 60 * 60;
+/// How far in the future a ticket's sealing time may lie (another instance's clock).
+const FILE_TICKET_CLOCK_SKEW_SECS: u64 = 60;
 /// The bytes of a ticket key's name, the start of every ticket it seals.
 const TICKET_KEY_NAME_LEN: usize = 16;
 
@@ -81,9 +84,10 @@ struct TicketKey {
 }
 
 /// Session tickets under the operator's keys (`session_ticket_keys`). A ticket is the
-/// sealing key's name, a random nonce and the session state sealed with AES-256-GCM-SIV
-/// (the name as associated data): the first key seals, any key opens a ticket that names
-/// it. GCM-SIV, because the nonces are random and one key may seal billions of tickets
+/// sealing key's name, a random nonce, and the sealing time (Unix seconds, 8 bytes) with
+/// the session state sealed after it with AES-256-GCM-SIV (the name as associated data):
+/// the first key seals, any key opens a ticket that names it, for
+/// [`FILE_TICKET_LIFETIME_SECS`]. GCM-SIV, because the nonces are random and one key may seal billions of tickets
 /// across instances and days: a repeated nonce then reveals only that two tickets hold
 /// the same state, not the key.
 pub struct FileTicketer {
@@ -146,12 +150,31 @@ impl ProducesTickets for FileTicketer {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.seal_at(plain, unix_now())
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        self.open_at(ticket, unix_now())
+    }
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl FileTicketer {
+    /// Seals `plain` as a ticket made at `now` (Unix seconds).
+    fn seal_at(&self, plain: &[u8], now: u64) -> Option<Vec<u8>> {
         let k = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).ok()?;
-        let mut out = Vec::with_capacity(TICKET_KEY_NAME_LEN + NONCE_LEN + plain.len() + 16);
+        let mut out = Vec::with_capacity(TICKET_KEY_NAME_LEN + NONCE_LEN + 8 + plain.len() + 16);
         out.extend_from_slice(&k.name);
         out.extend_from_slice(&nonce);
+        out.extend_from_slice(&now.to_be_bytes());
         out.extend_from_slice(plain);
         let mut body = out.split_off(TICKET_KEY_NAME_LEN + NONCE_LEN);
         k.key
@@ -165,7 +188,9 @@ impl ProducesTickets for FileTicketer {
         Some(out)
     }
 
-    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+    /// The session state in `ticket` if it is intact, names a key, and was sealed no
+    /// more than [`FILE_TICKET_LIFETIME_SECS`] before `now` (nor too far after it).
+    fn open_at(&self, ticket: &[u8], now: u64) -> Option<Vec<u8>> {
         if ticket.len() < TICKET_KEY_NAME_LEN + NONCE_LEN {
             return None;
         }
@@ -180,7 +205,10 @@ impl ProducesTickets for FileTicketer {
             .ok()?
             .len();
         body.truncate(plain_len);
-        Some(body)
+        let sealed_at = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
+        let fresh = sealed_at <= now + FILE_TICKET_CLOCK_SKEW_SECS
+            && now.saturating_sub(sealed_at) <= u64::from(FILE_TICKET_LIFETIME_SECS);
+        fresh.then(|| body.split_off(8))
     }
 }
 
@@ -488,7 +516,15 @@ mod tests {
         assert_eq!(t.decrypt(&sealed), Some(plain.clone()));
         // a random nonce: the same state seals to other bytes each time
         assert_ne!(t.encrypt(&plain).unwrap(), sealed);
-        assert_eq!(sealed.len(), 16 + 12 + plain.len() + 16);
+        assert_eq!(sealed.len(), 16 + 12 + 8 + plain.len() + 16);
+        // a ticket opens for its lifetime, not after, nor from too far in the future
+        let t0 = 1_800_000_000;
+        let at = t.seal_at(&plain, t0).unwrap();
+        let life = u64::from(FILE_TICKET_LIFETIME_SECS);
+        assert_eq!(t.open_at(&at, t0 + life), Some(plain.clone()));
+        assert_eq!(t.open_at(&at, t0 + life + 1), None);
+        assert_eq!(t.open_at(&at, t0 - 60), Some(plain.clone()));
+        assert_eq!(t.open_at(&at, t0 - 61), None);
         // any byte changed, or the ticket cut short, and it does not open
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();

@@ -176,15 +176,16 @@ impl FileTicketer {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&now.to_be_bytes());
         out.extend_from_slice(plain);
-        let mut body = out.split_off(TICKET_KEY_NAME_LEN + NONCE_LEN);
-        k.key
-            .seal_in_place_append_tag(
+        // the time and the state are sealed where they lie, the tag appended
+        let tag = k
+            .key
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(&k.name),
-                &mut body,
+                &mut out[TICKET_KEY_NAME_LEN + NONCE_LEN..],
             )
             .ok()?;
-        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
         Some(out)
     }
 

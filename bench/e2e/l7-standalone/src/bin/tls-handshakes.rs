@@ -53,6 +53,8 @@ fn group(name: &str) -> Option<&'static dyn SupportedKxGroup> {
 struct Args {
     addr: SocketAddr,
     name: ServerName<'static>,
+    /// `GET /` for the server name, with `Connection: close` (made once).
+    request: Vec<u8>,
     config: Arc<ClientConfig>,
     connections: usize,
     concurrency: usize,
@@ -73,6 +75,7 @@ fn parse() -> Result<Args, String> {
         );
     };
     let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
     let name = ServerName::try_from(name.clone()).map_err(|e| format!("{name}: {e}"))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{ca}: {e}"))? {
@@ -115,6 +118,7 @@ fn parse() -> Result<Args, String> {
     Ok(Args {
         addr,
         name,
+        request: request.into_bytes(),
         config: Arc::new(config),
         connections: count(connections)?,
         concurrency: count(concurrency)?,
@@ -150,12 +154,7 @@ async fn one(args: &Args, config: &Arc<ClientConfig>) -> Result<Done, String> {
     let suite = session
         .negotiated_cipher_suite()
         .map(|s| format!("{:?}", s.suite()));
-    let host = match &args.name {
-        ServerName::DnsName(d) => d.as_ref().to_string(),
-        other => format!("{other:?}"),
-    };
-    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    tls.write_all(req.as_bytes())
+    tls.write_all(&args.request)
         .await
         .map_err(|e| e.to_string())?;
     let mut resp = Vec::with_capacity(1024);

@@ -30,6 +30,10 @@ enum Command {
         /// The YAML configuration file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Reload when the file, or a certificate, key or ticket key file it names,
+        /// changes on disk; polled every INTERVAL (`2s` when none is given; `500ms`, `1m`).
+        #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = watch_interval)]
+        watch: Option<std::time::Duration>,
     },
     /// Validate the configuration file and print a one-line summary.
     Check {
@@ -57,6 +61,10 @@ enum Command {
         /// The L7 YAML file (see the README's L7 section).
         #[arg(short, long)]
         config: PathBuf,
+        /// Reload when the file, or a certificate, key or ticket key file it names,
+        /// changes on disk; polled every INTERVAL (`2s` when none is given; `500ms`, `1m`).
+        #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = watch_interval)]
+        watch: Option<std::time::Duration>,
     },
     /// Print a service's Maglev lookup table, one backend address per line.
     Maglev {
@@ -73,7 +81,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run { config, watch } => run(&config, watch),
         Command::Maglev { config, service } => maglev(&config, &service),
         Command::Top {
             admin,
@@ -90,7 +98,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::L7 { config } => match fulcrum::l7::run_standalone(&config) {
+        Command::L7 { config, watch } => match fulcrum::l7::run_standalone(&config, watch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("fulcrum l7: {e}");
@@ -119,9 +127,18 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `fulcrum run -c FILE`: the data plane until SIGINT/SIGTERM.
-fn run(path: &std::path::Path) -> ExitCode {
-    match fulcrum::runtime::run(path) {
+/// `--watch`'s interval: a duration as the configuration file writes them, at least 100ms.
+fn watch_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = fulcrum::config::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_millis(100) {
+        return Err(format!("{text}: at least 100ms"));
+    }
+    Ok(d)
+}
+
+/// `fulcrum run -c FILE [--watch]`: the data plane until SIGINT/SIGTERM.
+fn run(path: &std::path::Path, watch: Option<std::time::Duration>) -> ExitCode {
+    match fulcrum::runtime::run(path, watch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(fulcrum::runtime::RunError::Config(diagnostics)) => {
             for diagnostic in &diagnostics {

@@ -138,7 +138,15 @@ impl Drop for Topology {
 
 /// A self-signed certificate for `api.test` and `www.test`, made with openssl.
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("web.crt"), dir.join("web.key"));
+    certificate_named(dir, "web", "www.test")
+}
+
+/// [`certificate`] with subject `CN={cn}`, written to `{stem}.crt` and `{stem}.key`.
+fn certificate_named(dir: &Path, stem: &str, cn: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
     sh(Command::new("openssl")
         .args([
             "req",
@@ -148,7 +156,7 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
         ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=www.test"])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
         .args(["-addext", "subjectAltName=DNS:www.test,DNS:api.test"])
         .arg("-keyout")
         .arg(&key)
@@ -669,4 +677,86 @@ fn gateway_errors_retries_and_hostile_clients() {
     // Content-Length is already refused by hyper's parser, before the pool counts it
     assert!(metric(&m, "fulcrum_l7_bad_requests_total") >= 1, "{m}");
     f.stop();
+}
+
+/// The subject of the certificate the TLS service at the VIP serves for `www.test`.
+fn served_subject() -> String {
+    let out = in_ns(
+        "cl",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "openssl s_client -connect {VIP}:443 -servername www.test </dev/null 2>/dev/null \
+                 | openssl x509 -noout -subject"
+            ),
+        ],
+    )
+    .output()
+    .expect("run openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Waits until the log past `from` holds `n` lines containing `what`.
+fn wait_log(f: &Fulcrum, from: usize, what: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = f.log_text();
+        let new = text[from.min(text.len())..].to_owned();
+        if new.lines().filter(|l| l.contains(what)).count() >= n {
+            return new;
+        }
+        assert!(Instant::now() < deadline, "no {what:?} in the log:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn watched_files_reload_a_renewed_certificate_and_refuse_a_bad_edit_without_a_signal() {
+    let _t = Topology::up();
+    let dir = test_dir("watch");
+    let (cert, key) = certificate(&dir);
+    let config_path = dir.join("fulcrum.yaml");
+    let yaml = config("watch", &services(&cert, &key, 10));
+    std::fs::write(&config_path, &yaml).unwrap();
+    let f = Fulcrum::start_with_args(PREFIX, "watch", &config_path, &["--watch", "200ms"]);
+    assert!(
+        f.log_text().contains("watching 3 file(s) for changes"),
+        "{}",
+        f.log_text()
+    );
+    assert_eq!(served_subject(), "subject=CN = www.test");
+
+    // a renewal as certbot or cert-manager makes it: new files renamed over the old
+    // ones, the certificate first; the watch waits for them to hold still
+    let mark = f.log_text().len();
+    let (new_cert, new_key) = certificate_named(&dir, "renewed", "renewed.test");
+    std::fs::rename(&new_cert, &cert).unwrap();
+    std::fs::rename(&new_key, &key).unwrap();
+    let new = wait_log(&f, mark, "reload ok", 1);
+    assert!(new.contains("changed on disk:"), "{new}");
+    assert!(new.contains("web.crt") && new.contains("web.key"), "{new}");
+    assert_eq!(served_subject(), "subject=CN = renewed.test");
+    let out = curl(&["https://api.test/api/renewed"]);
+    assert!(out.starts_with("backend1 path=/api/renewed"), "{out}");
+
+    // a bad edit is refused once, with its place in the file, and not retried until the
+    // file changes again; the running configuration keeps serving
+    let mark = f.log_text().len();
+    std::fs::write(&config_path, format!("{yaml}bogus_key: 1\n")).unwrap();
+    let new = wait_log(&f, mark, "reload failed", 1);
+    assert!(new.contains("fulcrum.yaml:"), "{new}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let new = f.log_text()[mark..].to_owned();
+    assert_eq!(new.matches("reload failed").count(), 1, "retried: {new}");
+    let out = curl(&["https://api.test/api/still"]);
+    assert!(out.starts_with("backend1 path=/api/still"), "{out}");
+
+    // the edit mended: applied (the canary now 50%)
+    let mark = f.log_text().len();
+    std::fs::write(&config_path, config("watch", &services(&cert, &key, 50))).unwrap();
+    wait_log(&f, mark, "reload ok", 1);
+    let log = f.stop();
+    assert_eq!(common::counter(&log, "reloads"), 2, "{log}");
+    assert_eq!(common::counter(&log, "reload_failures"), 1, "{log}");
 }

@@ -1489,3 +1489,158 @@ services:
     assert_eq!(cluster_metric("cross_zone_requests_total"), cross + 100);
     pool.shutdown();
 }
+
+/// `fulcrum l7 --watch`: a certificate renewed on disk (new files renamed over the old,
+/// as certbot and cert-manager do) is served without a signal; a bad edit of the file is
+/// refused once and the pool keeps serving. (The binary is built with `dpdk`.)
+#[cfg(feature = "dpdk")]
+#[test]
+fn standalone_pool_reloads_watched_files() {
+    use std::process::{Command, Stdio};
+
+    /// The pool's process, killed if the test ends early.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let rt = rt();
+    let a = rt.block_on(echo("a", Duration::ZERO));
+    let dir = std::env::temp_dir().join(format!("fulcrum-l7-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let write_pair = |ck: &rcgen::CertifiedKey<rcgen::KeyPair>,
+                      cert_to: &std::path::Path,
+                      key_to: &std::path::Path| {
+        std::fs::write(cert_to, ck.cert.pem()).unwrap();
+        std::fs::write(key_to, ck.signing_key.serialize_pem()).unwrap();
+    };
+    let old = rcgen::generate_simple_self_signed(vec!["www.test".to_string()]).unwrap();
+    write_pair(&old, &cert, &key);
+    let [port] = free_ports::<1>();
+    let yaml = format!(
+        r#"
+l7: {{ cores: [0] }}
+services:
+  - name: web
+    listen: "127.0.0.1:{port}"
+    tls: {{ certificates: [{{ cert: "{}", key: "{}" }}] }}
+    routes: [{{ cluster: a }}]
+    clusters: [{{ name: a, endpoints: [{{ address: "{a}" }}] }}]
+"#,
+        cert.display(),
+        key.display()
+    );
+    let config = dir.join("l7.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let log = dir.join("l7.log");
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+            .args(["l7", "-c"])
+            .arg(&config)
+            .args(["--watch", "200ms"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start fulcrum l7"),
+    );
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |what: &str, n: usize| {
+        let t = Instant::now();
+        while log_text().matches(what).count() < n {
+            assert!(t.elapsed() < STEP, "no {what:?} in:\n{}", log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("listening on", 1);
+    assert!(log_text().contains("watching 3 file(s)"), "{}", log_text());
+
+    // whether a client that trusts only `ck` completes a request
+    let trusts = |ck: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let name = rustls::pki_types::ServerName::try_from("www.test").unwrap();
+            let connect = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+            let Ok(mut tls) = tokio::time::timeout(STEP, connect).await.unwrap() else {
+                return false;
+            };
+            tls.write_all(b"GET / HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut resp = Vec::new();
+            let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut resp))
+                .await
+                .unwrap();
+            let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+            assert!(resp.starts_with("http/1.1 200"), "{resp}");
+            true
+        })
+    };
+    assert!(trusts(&old));
+    let new = rcgen::generate_simple_self_signed(vec!["www.test".to_string()]).unwrap();
+    assert!(
+        !trusts(&new),
+        "the new certificate is served before it is written"
+    );
+
+    // the renewal: written beside, renamed over, the certificate first
+    let (cert_tmp, key_tmp) = (dir.join("cert.pem.tmp"), dir.join("key.pem.tmp"));
+    write_pair(&new, &cert_tmp, &key_tmp);
+    std::fs::rename(&cert_tmp, &cert).unwrap();
+    std::fs::rename(&key_tmp, &key).unwrap();
+    wait_for("reloaded", 1);
+    let text = log_text();
+    assert!(
+        text.contains("changed on disk") && text.contains("cert.pem"),
+        "{text}"
+    );
+    assert!(trusts(&new), "the renewed certificate is served:\n{text}");
+    assert!(!trusts(&old));
+
+    // a bad edit: refused once, not retried while the file stays as it is
+    std::fs::write(&config, format!("{yaml}bogus: 1\n")).unwrap();
+    wait_for("reload failed", 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        log_text().matches("reload failed").count(),
+        1,
+        "{}",
+        log_text()
+    );
+    assert!(trusts(&new), "the running configuration serves on");
+
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < STEP,
+            "fulcrum l7 did not stop:\n{}",
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}:\n{}", log_text());
+    let _ = std::fs::remove_dir_all(&dir);
+}

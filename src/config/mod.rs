@@ -87,6 +87,7 @@ mod model;
 mod raw;
 mod validate;
 mod value;
+pub mod watch;
 
 use std::path::Path;
 

@@ -22,6 +22,7 @@ use super::health::PoolHealth;
 use super::metrics::L7Metrics;
 use super::proxy::{handle, ConnInfo, Shared};
 use super::state::{pool_threads, Clock, Snapshot};
+use crate::config::watch::{watched_l7_files, FileWatch};
 
 /// How long shutdown waits for client connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -460,8 +461,14 @@ impl L7Pool {
         self.shared.metrics.listener.open.load(Ordering::Relaxed)
     }
 
-    /// Blocks until SIGINT or SIGTERM; SIGHUP reloads from `path`.
-    fn wait_signals(&self, path: &Path) -> Result<(), L7Error> {
+    /// Blocks until SIGINT or SIGTERM; SIGHUP reloads from `path`, and so does a change
+    /// of a watched file (`watch`).
+    fn wait_signals(
+        &self,
+        path: &Path,
+        mut running: Arc<L7Config>,
+        mut watch: Option<FileWatch>,
+    ) -> Result<(), L7Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -470,18 +477,50 @@ impl L7Pool {
             let mut term = signal(SignalKind::terminate())?;
             let mut hup = signal(SignalKind::hangup())?;
             loop {
+                let next_poll = watch.as_ref().map(FileWatch::next_poll);
+                let due = async {
+                    match next_poll {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                     _ = term.recv() => return Ok(()),
-                    _ = hup.recv() => {
-                        match load(path).and_then(|cfg| self.reload(Arc::new(cfg))) {
-                            Ok(()) => eprintln!("fulcrum l7: reloaded {}", path.display()),
-                            Err(e) => eprintln!("fulcrum l7: reload failed, keeping the old config: {e}"),
+                    _ = hup.recv() => self.reload_file(path, &mut running, watch.as_mut()),
+                    _ = due => {
+                        let Some(w) = watch.as_mut() else { continue };
+                        let changed = w.poll(std::time::Instant::now());
+                        if !changed.is_empty() {
+                            let names: Vec<String> =
+                                changed.iter().map(|p| p.display().to_string()).collect();
+                            eprintln!("fulcrum l7: changed on disk: {}; reloading", names.join(", "));
+                            self.reload_file(path, &mut running, Some(w));
                         }
                     }
                 }
             }
         })
+    }
+
+    /// Reloads from `path` into `running`, or keeps the running configuration if it
+    /// cannot; the watched files as they were before they were read become the watch's
+    /// base either way.
+    fn reload_file(&self, path: &Path, running: &mut Arc<L7Config>, watch: Option<&mut FileWatch>) {
+        let before = watch.as_ref().map(|w| w.stamps());
+        match load(path).map(Arc::new).and_then(|cfg| {
+            self.reload(Arc::clone(&cfg))?;
+            Ok(cfg)
+        }) {
+            Ok(cfg) => {
+                eprintln!("fulcrum l7: reloaded {}", path.display());
+                *running = cfg;
+            }
+            Err(e) => eprintln!("fulcrum l7: reload failed, keeping the old config: {e}"),
+        }
+        if let (Some(w), Some(before)) = (watch, before) {
+            w.rebase(watched_l7_files(path, running), before);
+        }
     }
 }
 
@@ -491,9 +530,20 @@ fn load(path: &Path) -> Result<L7Config, L7Error> {
 }
 
 /// Serves the `l7` services of the file at `path` on host sockets (each service's
-/// `listen`), until SIGINT/SIGTERM; SIGHUP reloads the file.
-pub fn run_standalone(path: &Path) -> Result<(), L7Error> {
+/// `listen`), until SIGINT/SIGTERM; SIGHUP reloads the file, and so does a change of
+/// the file or of a file it names when `watch` (the interval between polls) is given.
+pub fn run_standalone(path: &Path, watch: Option<std::time::Duration>) -> Result<(), L7Error> {
+    let mut watch =
+        watch.map(|every| FileWatch::new(vec![path.to_owned()], every, std::time::Instant::now()));
+    let before = watch.as_ref().map(FileWatch::stamps);
     let cfg = load(path)?;
+    if let (Some(w), Some(before)) = (&mut watch, before) {
+        w.rebase(watched_l7_files(path, &cfg), before);
+        eprintln!(
+            "fulcrum l7: watching {} file(s) for changes",
+            w.paths().count()
+        );
+    }
     let listeners: Vec<ListenerSpec> = cfg
         .services
         .iter()
@@ -509,11 +559,12 @@ pub fn run_standalone(path: &Path) -> Result<(), L7Error> {
         return Err(L7Error::Config("no service has `listen`".into()));
     }
     let names: Vec<String> = listeners.iter().map(|l| l.service.clone()).collect();
-    let pool = L7Pool::start(Arc::new(cfg), listeners)?;
+    let cfg = Arc::new(cfg);
+    let pool = L7Pool::start(Arc::clone(&cfg), listeners)?;
     for (addr, svc) in pool.local_addrs().iter().zip(&names) {
         eprintln!("fulcrum l7: listening on {addr} ({svc})");
     }
-    let result = pool.wait_signals(path);
+    let result = pool.wait_signals(path, cfg, watch);
     pool.shutdown();
     result
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use fulcrum_dpdk::Port;
 
 use crate::admin::AdminError;
+use crate::config::watch::{watched_files, FileWatch};
 use crate::config::{self, Config, Mode, Protocol};
 use crate::control::{
     backend_key, build_snapshot, frames, route, IdRegistry, NeighborTable, Overrides,
@@ -100,6 +101,8 @@ pub struct Control {
     pub passive_last: Instant,
     /// The L7 pool, when the file has `l7` services.
     pub l7: Option<crate::l7::L7Pool>,
+    /// `--watch`: the configuration file and the files it names, polled for changes.
+    pub watch: Option<FileWatch>,
 }
 
 impl Control {
@@ -220,6 +223,16 @@ impl Control {
             if hup.swap(false, Ordering::Relaxed) {
                 let _ = self.reload();
                 busy = true;
+            }
+            if let Some(w) = &mut self.watch {
+                let changed = w.poll(Instant::now());
+                if !changed.is_empty() {
+                    let names: Vec<String> =
+                        changed.iter().map(|p| p.display().to_string()).collect();
+                    println!("fulcrum: changed on disk: {}; reloading", names.join(", "));
+                    let _ = self.reload();
+                    busy = true;
+                }
             }
             busy |= self.serve_commands();
             let now = self.shared.now_ms();
@@ -466,9 +479,20 @@ impl Control {
         }
     }
 
-    /// SIGHUP and `POST /api/reload`: re-read the file; apply it if valid, keep the
-    /// running one if not.
+    /// SIGHUP, `POST /api/reload` and `--watch`: re-read the file; apply it if valid,
+    /// keep the running one if not. The watched files, as they were before the reload
+    /// read them, become the watch's base either way.
     pub fn reload(&mut self) -> Result<String, Vec<String>> {
+        let before = self.watch.as_ref().map(FileWatch::stamps);
+        let result = self.apply_file();
+        if let (Some(w), Some(before)) = (&mut self.watch, before) {
+            w.rebase(watched_files(&self.path, &self.cfg), before);
+        }
+        result
+    }
+
+    /// [`reload`](Self::reload)'s work.
+    fn apply_file(&mut self) -> Result<String, Vec<String>> {
         match config::load(&self.path) {
             Err(diags) => {
                 for d in &diags {

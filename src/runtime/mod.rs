@@ -95,9 +95,19 @@ enum WorkerHandle {
     Thread(std::thread::JoinHandle<()>),
 }
 
-/// Runs fulcrum from the file at `path` until SIGINT/SIGTERM.
-pub fn run(path: &Path) -> Result<(), RunError> {
+/// Runs fulcrum from the file at `path` until SIGINT/SIGTERM; with `watch`, polls the
+/// file and the files it names that often and reloads when they change.
+pub fn run(path: &Path, watch: Option<std::time::Duration>) -> Result<(), RunError> {
+    // stamped before the file is read, so an edit made while fulcrum starts is seen
+    let mut watch = watch
+        .map(|every| config::watch::FileWatch::new(vec![path.to_owned()], every, Instant::now()));
+    let before = watch.as_ref().map(config::watch::FileWatch::stamps);
     let cfg = config::load(path).map_err(RunError::Config)?;
+    if let (Some(w), Some(before)) = (&mut watch, before) {
+        w.rebase(config::watch::watched_files(path, &cfg), before);
+        let n = w.paths().count();
+        println!("fulcrum: watching {n} file(s) for changes");
+    }
     let origin = Instant::now();
 
     let mut args = cfg.dpdk.eal_args.clone();
@@ -321,6 +331,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         passive: Default::default(),
         passive_last: std::time::Instant::now(),
         l7: l7_pool,
+        watch,
     };
     ctl.start_health();
     ctl.configure_passive();

@@ -163,6 +163,11 @@ impl Fulcrum {
 
     /// Starts fulcrum on `config` in the LB namespace of the topology of `prefix`.
     pub fn start_file_in(prefix: &str, name: &str, config: &Path) -> Fulcrum {
+        Self::start_with_args(prefix, name, config, &[])
+    }
+
+    /// [`start_file_in`](Self::start_file_in) with more arguments after `run -c FILE`.
+    pub fn start_with_args(prefix: &str, name: &str, config: &Path, extra: &[&str]) -> Fulcrum {
         let dir = config.parent().unwrap().to_owned();
         let log = dir.join("fulcrum.log");
         let logf = std::fs::File::create(&log).unwrap();
@@ -170,6 +175,7 @@ impl Fulcrum {
             .arg(fulcrum_bin())
             .args(["run", "-c"])
             .arg(config)
+            .args(extra)
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
             .spawn()

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         eprintln!("usage: fulcrum-l7-standalone CONFIG");
         return ExitCode::from(2);
     };
-    match fulcrum::l7::run_standalone(&PathBuf::from(config)) {
+    match fulcrum::l7::run_standalone(&PathBuf::from(config), None) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fulcrum-l7-standalone: {e}");

@@ -14,6 +14,23 @@
 # to its client (fulcrum's pool waits for such a body: `H1Conn::short_body_pending`).
 nginx_backend_conf() {
   local dir="$1" listen="$2" extra="${3:-}"
+  nginx_conf "$dir" "  sendfile on;
+  tcp_nopush ${E2E_BACKEND_NOPUSH:-on};
+  keepalive_timeout 120s;
+  keepalive_requests 10000000;
+  server {
+    listen $listen backlog=4096;
+    root $dir/www;
+    location = /nginx_status { stub_status; }
+  }
+$extra"
+}
+
+# nginx_conf DIR HTTP: the head every nginx of the benchmarks shares (backends and
+# proxies): one worker as root, in the foreground, its pid, error log and temporary
+# files under DIR, no access log, TCP_NODELAY; HTTP (lines) goes into its `http` block.
+nginx_conf() {
+  local dir="$1" http="$2"
   cat <<EOF
 user root;
 worker_processes 1;
@@ -24,22 +41,33 @@ daemon off;
 events { worker_connections 8192; }
 http {
   access_log off;
-  sendfile on;
-  tcp_nopush ${E2E_BACKEND_NOPUSH:-on};
   tcp_nodelay on;
-  keepalive_timeout 120s;
-  keepalive_requests 10000000;
   client_body_temp_path $dir/tmp/body;
   proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi;
   uwsgi_temp_path $dir/tmp/uwsgi;
   scgi_temp_path $dir/tmp/scgi;
-  server {
-    listen $listen backlog=4096;
-    root $dir/www;
-    location = /nginx_status { stub_status; }
-  }
-$extra}
+$http
+}
+EOF
+}
+
+# haproxy_loopback_head: `global` and `defaults` of the loopback tools' HAProxy
+# (tools/l7-loopback.sh, tools/tls-handshakes.sh): one thread, HTTP mode, keep-alive on
+# both sides, idle upstream connections reused; more `defaults` lines may follow.
+haproxy_loopback_head() {
+  cat <<'EOF'
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  timeout http-keep-alive 60s
+  http-reuse safe
 EOF
 }
 

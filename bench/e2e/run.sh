@@ -785,31 +785,13 @@ nginx_proxy() {
   # W3C traceparent (nginx has no span generator: the span id is the request id's head).
   local hdrs="proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Request-Id \$request_id; proxy_set_header traceparent 00-\$request_id-\$span_id-01;"
   local loc="location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; $hdrs }"
-  cat >"$dir/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-daemon off;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  tcp_nodelay on;
-  keepalive_timeout 120s;
+  nginx_conf "$dir" "  keepalive_timeout 120s;
   keepalive_requests 10000000;
-  client_body_temp_path $dir/tmp/body;
-  proxy_temp_path $dir/tmp/proxy;
-  fastcgi_temp_path $dir/tmp/fastcgi;
-  uwsgi_temp_path $dir/tmp/uwsgi;
-  scgi_temp_path $dir/tmp/scgi;
-  map \$request_id \$span_id { "~^(?<head>.{16})" \$head; }
+  map \$request_id \$span_id { \"~^(?<head>.{16})\" \$head; }
   $upstream
   server { listen $VIP:80 backlog=4096; $loc }
   server { listen $VIP:81 http2 backlog=4096; $loc }
-  server { listen $VIP:$TLS_PORT ssl http2 backlog=4096; ssl_certificate $TLS_CERT; ssl_certificate_key $TLS_KEY; ssl_protocols TLSv1.2 TLSv1.3; $loc }
-}
-EOF
+  server { listen $VIP:$TLS_PORT ssl http2 backlog=4096; ssl_certificate $TLS_CERT; ssl_certificate_key $TLS_KEY; ssl_protocols TLSv1.2 TLSv1.3; $loc }" >"$dir/nginx.conf"
   spawn "$dir/nginx.out.log" "${LB_IN_CGROUP[@]}" taskset -c "$LB_CORE" nice -n "$NICE" ip netns exec "$P-lb" \
     nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf"
   local pid="$LAST_PID"

@@ -96,19 +96,8 @@ services:
     routes: [{ cluster: backends }]
     clusters: [{ name: backends, protocol: http1, lb: round_robin, endpoints: [{ address: "127.0.0.1:18181" }] }]
 EOF
-{ cat <<'EOF'
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
+{ haproxy_loopback_head; cat <<'EOF'
   option forwardfor
-  timeout http-keep-alive 60s
-  http-reuse safe
 frontend web
   bind 127.0.0.1:18080
   bind 127.0.0.1:18082 proto h2

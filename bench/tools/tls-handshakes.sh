@@ -101,49 +101,22 @@ services:
     clusters: [{ name: backends, protocol: http1, lb: round_robin, endpoints: [{ address: "127.0.0.1:18181" }] }]
 EOF
 lb="$work/lb"
-cat >"$work/nginx-lb.conf" <<EOF
-user root;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid $lb/nginx.pid;
-error_log $lb/error.log warn;
-daemon off;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  tcp_nodelay on;
-  client_body_temp_path $lb/tmp/body;
-  proxy_temp_path $lb/tmp/proxy;
-  fastcgi_temp_path $lb/tmp/fastcgi;
-  uwsgi_temp_path $lb/tmp/uwsgi;
-  scgi_temp_path $lb/tmp/scgi;
-  upstream backends { server 127.0.0.1:18181; keepalive 128; }
+nginx_conf "$lb" "  upstream backends { server 127.0.0.1:18181; keepalive 128; }
   server {
     listen 127.0.0.1:18443 ssl backlog=4096;
     ssl_certificate $work/tls.crt;
     ssl_certificate_key $work/tls.key;
     ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-EOF
-cat >"$work/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  http-reuse safe
+    location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }" >"$work/nginx-lb.conf"
+{ haproxy_loopback_head; cat <<EOF
 frontend web
   bind 127.0.0.1:18443 ssl crt $work/tls.pem alpn http/1.1
   default_backend backends
 backend backends
   server b1 127.0.0.1:18181
 EOF
+} >"$work/haproxy.cfg"
 
 # cpu_ticks PID -> user + system clock ticks of PID and its children (nginx's worker)
 cpu_ticks() {

@@ -704,12 +704,27 @@ services:
 /// gets it, on the full handshake and on the resumed one. Two pools sharing
 /// `session_ticket_keys` files (two fulcrum instances behind one VIP) resume each other's
 /// sessions.
+/// `GET /` for `www.test` with `Connection: close` over `tls`; the response, lower case,
+/// once the server closed (asserted 200).
+async fn get_closing(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut resp))
+        .await
+        .unwrap();
+    let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(resp.starts_with("http/1.1 200"), "{resp}");
+    resp
+}
+
 #[test]
 fn tls_sessions_resume_across_a_reload() {
     use rustls::client::{Resumption, Tls12Resumption};
     use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
     use rustls::HandshakeKind;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let rt = rt();
     let (a, b) = rt.block_on(async {
@@ -777,15 +792,7 @@ services:
                 c.negotiated_key_exchange_group().map(|g| g.name()),
             )
         };
-        tls.write_all(b"GET / HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut resp = Vec::new();
-        let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut resp))
-            .await
-            .unwrap();
-        let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
-        assert!(resp.starts_with("http/1.1 200"), "{resp}");
+        let resp = get_closing(&mut tls).await;
         let backend = resp
             .lines()
             .find_map(|l| l.strip_prefix("x-backend: "))
@@ -1561,7 +1568,6 @@ services:
 
     // whether a client that trusts only `ck` completes a request
     let trusts = |ck: &rcgen::CertifiedKey<rcgen::KeyPair>| {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ck.cert.der().clone()).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -1580,15 +1586,7 @@ services:
             let Ok(mut tls) = tokio::time::timeout(STEP, connect).await.unwrap() else {
                 return false;
             };
-            tls.write_all(b"GET / HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
-                .await
-                .unwrap();
-            let mut resp = Vec::new();
-            let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut resp))
-                .await
-                .unwrap();
-            let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
-            assert!(resp.starts_with("http/1.1 200"), "{resp}");
+            get_closing(&mut tls).await;
             true
         })
     };

@@ -18,9 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Config;
 use crate::l7::config::{L7Config, TlsSpec};
 
-/// The default interval between polls (`--watch` without a value).
-pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
-
 /// What a file looks like on disk; `None` in a [`FileWatch`] is a file that is missing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
@@ -41,6 +38,12 @@ impl Stamp {
             device: m.dev(),
         })
     }
+}
+
+/// `paths` for a log line: `a, b`.
+pub fn list(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
 }
 
 /// The stamps of a set of files, taken at one moment.

@@ -22,7 +22,7 @@ use super::health::PoolHealth;
 use super::metrics::L7Metrics;
 use super::proxy::{handle, ConnInfo, Shared};
 use super::state::{pool_threads, Clock, Snapshot};
-use crate::config::watch::{watched_l7_files, FileWatch};
+use crate::config::watch::{list, watched_l7_files, FileWatch};
 
 /// How long shutdown waits for client connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -492,9 +492,7 @@ impl L7Pool {
                         let Some(w) = watch.as_mut() else { continue };
                         let changed = w.poll(std::time::Instant::now());
                         if !changed.is_empty() {
-                            let names: Vec<String> =
-                                changed.iter().map(|p| p.display().to_string()).collect();
-                            eprintln!("fulcrum l7: changed on disk: {}; reloading", names.join(", "));
+                            eprintln!("fulcrum l7: changed on disk: {}; reloading", list(&changed));
                             self.reload_file(path, &mut running, Some(w));
                         }
                     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use fulcrum_dpdk::Port;
 
 use crate::admin::AdminError;
-use crate::config::watch::{watched_files, FileWatch};
+use crate::config::watch::{list, watched_files, FileWatch};
 use crate::config::{self, Config, Mode, Protocol};
 use crate::control::{
     backend_key, build_snapshot, frames, route, IdRegistry, NeighborTable, Overrides,
@@ -227,9 +227,7 @@ impl Control {
             if let Some(w) = &mut self.watch {
                 let changed = w.poll(Instant::now());
                 if !changed.is_empty() {
-                    let names: Vec<String> =
-                        changed.iter().map(|p| p.display().to_string()).collect();
-                    println!("fulcrum: changed on disk: {}; reloading", names.join(", "));
+                    println!("fulcrum: changed on disk: {}; reloading", list(&changed));
                     let _ = self.reload();
                     busy = true;
                 }

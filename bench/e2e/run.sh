@@ -39,6 +39,9 @@
 #        E2E_L7_BASE (a fulcrum binary, e.g. one built from main: its L7 pool is measured
 #        too, in the same rounds, as "before"; `BINARY l7 -c l7.yaml`),
 #        E2E_EAL_MEM (default "--no-huge -m 512"), CARGO_TARGET_DIR,
+#        E2E_L7_H2_ROW (0 or 1, default 0; 1: with HTTP/1.1 upstreams, fulcrum's pool is also
+#        measured with HTTP/2 upstreams in the same rounds, its own row "(h2 upstreams)" in
+#        every L7 table),
 #        E2E_L7_UPSTREAM (h1 or h2, default h1: the L7 proxies' protocol to the backends; h2:
 #        fulcrum's pool and HAProxy multiplex requests over HTTP/2 (h2c) connections to each
 #        backend's second listener, nginx stays on HTTP/1.1, the only one its proxy speaks),
@@ -128,10 +131,15 @@ TLS_PORT=443
 # the L7 proxies' upstream port, fulcrum's cluster protocol, HAProxy's server option and
 # the suffix their labels carry
 if [ "$UPSTREAM" = h2 ]; then
-  UP_PORT=$UPSTREAM_H2_PORT; UP_PROTOCOL=http2; HAPROXY_PROTO=" proto h2"; UP_LABEL=" (h2 upstreams)"
+  UP_PORT=$UPSTREAM_H2_PORT; HAPROXY_PROTO=" proto h2"; UP_LABEL=" (h2 upstreams)"
 else
-  UP_PORT=80; UP_PROTOCOL=http1; HAPROXY_PROTO=""; UP_LABEL=""
+  UP_PORT=80; HAPROXY_PROTO=""; UP_LABEL=""
 fi
+# E2E_L7_H2_ROW=1: with HTTP/1.1 upstreams (the default), fulcrum's pool is measured a
+# second time in the same rounds with HTTP/2 upstreams.
+H2_ROW="${E2E_L7_H2_ROW:-0}"
+case "$H2_ROW" in 0|1) ;; *) echo "E2E_L7_H2_ROW: 0 or 1" >&2; exit 2 ;; esac
+[ "$UPSTREAM" = h1 ] || H2_ROW=0
 if [ -z "$OUT" ]; then
   if [ "$QUICK" = 1 ]; then OUT="${TMPDIR:-/tmp}/fulcrum-e2e-quick"; else OUT="$ROOT/bench/results"; fi
 fi
@@ -401,6 +409,42 @@ cpu_split() {
   echo "$1 ($2, $3 requests): $per" >>"$WORK/cpu-split.txt"
 }
 
+# switches_snapshot: context switches so far, voluntary and involuntary, of the load
+# balancer (all threads) and of the backends (every process of their namespaces):
+# "LB_VOL LB_INVOL BE_VOL BE_INVOL". On the L7 tables the backends share the load
+# balancer's core, so how often each proxy hands the core over (and is taken off it)
+# is part of what a request costs there.
+switches_snapshot() {
+  local lbv=0 lbi=0 bev=0 bei=0 t i pid
+  if [ -n "$LB_PID" ]; then
+    for t in /proc/"$LB_PID"/task/*/status; do
+      read -r v n < <(awk '/^voluntary_ctxt/ {v=$2} /^nonvoluntary_ctxt/ {n=$2} END {print v+0, n+0}' "$t" 2>/dev/null || echo "0 0")
+      lbv=$((lbv + v)); lbi=$((lbi + n))
+    done
+  fi
+  for i in 1 2 3; do
+    for pid in $(ip netns pids "$P-b$i" 2>/dev/null); do
+      for t in /proc/"$pid"/task/*/status; do
+        read -r v n < <(awk '/^voluntary_ctxt/ {v=$2} /^nonvoluntary_ctxt/ {n=$2} END {print v+0, n+0}' "$t" 2>/dev/null || echo "0 0")
+        bev=$((bev + v)); bei=$((bei + n))
+      done
+    done
+  done
+  echo "$lbv $lbi $bev $bei"
+}
+# switches_split KEY LABEL REQUESTS BEFORE AFTER: context switches a request, in the log
+# and OUT/e2e-switches.txt.
+switches_split() {
+  [ -n "$4" ] && [ -n "$5" ] && [ "${3:-0}" -gt 0 ] 2>/dev/null || return 0
+  local per
+  per="$(awk -v a="$4" -v b="$5" -v n="$3" 'BEGIN {
+      split(a, x, " "); split(b, y, " ")
+      printf "load balancer %.3f voluntary, %.3f involuntary; backends %.3f voluntary, %.3f involuntary",
+        (y[1] - x[1]) / n, (y[2] - x[2]) / n, (y[3] - x[3]) / n, (y[4] - x[4]) / n }')"
+  log "$2: context switches per request: $per"
+  echo "$1 ($2, $3 requests): $per" >>"$WORK/switches.txt"
+}
+
 # Percent of one core the load balancer used between two lb_ticks sums over $3 us.
 lb_percent() {
   [ -n "$1" ] && [ -n "$2" ] || { echo "-"; return; }
@@ -535,6 +579,8 @@ run_wrk() {
   nstat_start
   local lb0 lb1 t0 t1
   local split0 split1
+  local sw0 sw1
+  sw0="$(switches_snapshot)"
   split0="$(lb_split)"; t0="$(date +%s%N)"
   lb0="$(lb_ticks "$split0")"
   cpu0="$(cpu_snapshot)"
@@ -543,6 +589,7 @@ run_wrk() {
     || die "$label: wrk failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
   split1="$(lb_split)"; t1="$(date +%s%N)"
+  sw1="$(switches_snapshot)"
   lb1="$(lb_ticks "$split1")"
   profile_stop "$key"
   after="$(backend_counts)"
@@ -551,6 +598,7 @@ run_wrk() {
   req="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")"
   syscalls_stop "$key" "$label" "$req"
   cpu_split "$key" "$label" "$req" "$split0" "$split1"
+  switches_split "$key" "$label" "$req" "$sw0" "$sw1"
   nstat_stop "$key" "$label" "$req"
   dur="$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$line")"
   p50="$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")"
@@ -579,6 +627,8 @@ run_h2load() {
   nstat_start
   local lb0 lb1 t0 t1
   local split0 split1
+  local sw0 sw1
+  sw0="$(switches_snapshot)"
   split0="$(lb_split)"; t0="$(date +%s%N)"
   lb0="$(lb_ticks "$split0")"
   cpu0="$(cpu_snapshot)"
@@ -587,6 +637,7 @@ run_h2load() {
     || die "$label: h2load failed: $(cat "$out")"
   cpu1="$(cpu_snapshot)"
   split1="$(lb_split)"; t1="$(date +%s%N)"
+  sw1="$(switches_snapshot)"
   lb1="$(lb_ticks "$split1")"
   profile_stop "$key"
   after="$(backend_counts)"
@@ -597,6 +648,7 @@ run_h2load() {
   h2req="$(sed -nE 's/^requests: [0-9]+ total, [0-9]+ started, [0-9]+ done, ([0-9]+) succeeded.*/\1/p' "$out")"
   syscalls_stop "$key" "$label" "$h2req"
   cpu_split "$key" "$label" "$h2req" "$split0" "$split1"
+  switches_split "$key" "$label" "$h2req" "$sw0" "$sw1"
   nstat_stop "$key" "$label" "$h2req"
   read -r failed errored timeouts < <(sed -nE 's/^requests: .* ([0-9]+) failed, ([0-9]+) errored, ([0-9]+) timeout.*/\1 \2 \3/p' "$out")
   # per-request log: start (us since epoch) TAB status TAB response time (us)
@@ -803,10 +855,12 @@ nginx_proxy() {
   stop_pid "$pid" QUIT
 }
 
-# fulcrum_l7 KEY LABEL COMMAND...: the L7 pool, started as COMMAND l7.yaml.
+# fulcrum_l7 KEY LABEL UPSTREAM COMMAND...: the L7 pool, started as COMMAND l7.yaml, its
+# clusters speaking UPSTREAM (h1 or h2) to the backends.
 fulcrum_l7() {
-  local key="$1" label="$2"
-  shift 2
+  local key="$1" label="$2" up_protocol=http1 up_port=80
+  if [ "$3" = h2 ]; then up_protocol=http2 up_port=$UPSTREAM_H2_PORT; fi
+  shift 3
   wait_quiet
   local dir="$WORK/$key"
   mkdir -p "$dir"
@@ -826,12 +880,12 @@ EOF
       - cluster: backends
     clusters:
       - name: backends
-        protocol: $UP_PROTOCOL
+        protocol: $up_protocol
         lb: round_robin
         endpoints:
-          - address: "${BACKENDS[0]}:$UP_PORT"
-          - address: "${BACKENDS[1]}:$UP_PORT"
-          - address: "${BACKENDS[2]}:$UP_PORT"
+          - address: "${BACKENDS[0]}:$up_port"
+          - address: "${BACKENDS[1]}:$up_port"
+          - address: "${BACKENDS[2]}:$up_port"
 EOF
   }
   { cat <<EOF
@@ -882,9 +936,12 @@ one_round() {
     # L7 (the VIP on lb0, as the kernel-based L4 systems leave it).
     place_backends "$L7_BACKEND_CORE"
     lb_kernel_addresses
-    fulcrum_l7 fulcrum-l7 "fulcrum L7 pool$UP_LABEL" "$L7BIN"
+    fulcrum_l7 fulcrum-l7 "fulcrum L7 pool$UP_LABEL" "$UPSTREAM" "$L7BIN"
+    if [ "$H2_ROW" = 1 ]; then
+      fulcrum_l7 fulcrum-l7-h2up "fulcrum L7 pool (h2 upstreams)" h2 "$L7BIN"
+    fi
     if [ -n "${E2E_L7_BASE:-}" ]; then
-      fulcrum_l7 fulcrum-l7-base "fulcrum L7 pool, before ($(basename "$E2E_L7_BASE"))" "$E2E_L7_BASE" l7 -c
+      fulcrum_l7 fulcrum-l7-base "fulcrum L7 pool, before ($(basename "$E2E_L7_BASE"))" "$UPSTREAM" "$E2E_L7_BASE" l7 -c
     fi
     haproxy_http
     nginx_proxy
@@ -910,6 +967,7 @@ log "measured in ${ELAPSED}s; writing $OUT"
 cp "$RESULTS" "$OUT/e2e-results.tsv"
 cp "$WORK/counters.txt" "$OUT/e2e-counters.txt"
 [ ! -f "$WORK/cpu-split.txt" ] || cp "$WORK/cpu-split.txt" "$OUT/e2e-cpu-split.txt"
+[ ! -f "$WORK/switches.txt" ] || cp "$WORK/switches.txt" "$OUT/e2e-switches.txt"
 python3 "$HERE/report.py" --results "$RESULTS" --counters "$WORK/counters.txt" --out "$OUT" \
   --duration "$DURATION" --conns "$CONNS" --h2-conns "$H2_CONNS" --h2-streams "$H2_STREAMS" \
   --lb-core "$LB_CORE" --client-core "$CLIENT_CORE" --l7-backend-core "$L7_BACKEND_CORE" \

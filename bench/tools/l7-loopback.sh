@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The L7 proxies one request at a time, on loopback: CPU a request and where it goes.
 #
-#   bench/tools/l7-loopback.sh [-m h1|h2] [-n REQUESTS] [-r ROUNDS] [-p PERF_DIR | -i] SYSTEM...
+#   bench/tools/l7-loopback.sh [-m h1|h2] [-u h1|h2] [-n REQUESTS] [-r ROUNDS] [-p PERF_DIR | -i] SYSTEM...
 #
 # Installs nginx, nghttp2-client, haproxy (when asked for), linux-perf (with -p) and
 # valgrind (with -i) when missing. SYSTEM is `fulcrum` (the stand-alone L7 pool,
@@ -10,9 +10,10 @@
 # pool. Each round runs every system once, in the order given: one nginx backend (CPU 0),
 # the proxy (CPU 1) with the headers bench/e2e/run.sh gives each (X-Forwarded-For,
 # X-Forwarded-Proto, X-Request-Id, traceparent), and h2load (CPU 0): `-m h1` 50
-# connections of HTTP/1.1 keep-alive, `-m h2` 10 h2c connections of 5 streams. It prints
+# connections of HTTP/1.1 keep-alive, `-m h2` 10 h2c connections of 5 streams. The proxy
+# speaks HTTP/1.1 to the backend, or with `-u h2` h2c (HAProxy: `proto h2`). It prints
 # req/s and the proxy's user and system CPU a request (from /proc, over the measured
-# requests). Everything listens on 127.0.0.1 ports 18080-18082 and 18181; every run is
+# requests). Everything listens on 127.0.0.1 ports 18080-18082, 18181 and 18183; every run is
 # bounded (timeout) and stopped.
 #
 # The figure that compares proxies is the CPU a request, and only while the proxy is
@@ -37,10 +38,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-mode=h2 requests="" rounds=1 perfdir="" count=0
-while getopts "m:n:r:p:i" o; do
+mode=h2 upstream=h1 requests="" rounds=1 perfdir="" count=0
+while getopts "m:u:n:r:p:i" o; do
   case "$o" in
     m) mode="$OPTARG" ;;
+    u) upstream="$OPTARG" ;;
     n) requests="$OPTARG" ;;
     r) rounds="$OPTARG" ;;
     p) perfdir="$OPTARG" ;;
@@ -59,6 +61,11 @@ case "$mode" in
   h1) port=18080 opts=(-c 50 -m 1 --h1) ;;
   h2) port=18082 opts=(-c 10 -m 5) ;;
   *) echo "l7-loopback: -m h1 or h2" >&2; exit 2 ;;
+esac
+case "$upstream" in
+  h1) up_port=18181 up_protocol=http1 haproxy_proto="" ;;
+  h2) up_port=18183 up_protocol=http2 haproxy_proto=" proto h2" ;;
+  *) echo "l7-loopback: -u h1 or h2" >&2; exit 2 ;;
 esac
 # what it runs, installed when missing (Debian packages; needs root then)
 # shellcheck source=scripts/setup.sh
@@ -81,7 +88,11 @@ trap cleanup EXIT
 
 mkdir -p "$work/www" "$work/tmp"
 printf 'backend1: fulcrum L7 loopback benchmark static file, served by nginx on 127.0.0.1\n' >"$work/www/index.html"
-nginx_backend_conf "$work" 127.0.0.1:18181 >"$work/nginx.conf"
+nginx_backend_conf "$work" 127.0.0.1:18181 "  server {
+    listen 127.0.0.1:18183 http2 backlog=4096;
+    root $work/www;
+  }
+" >"$work/nginx.conf"
 cat >"$work/l7.yaml" <<EOF
 l7:
   cores: [1]
@@ -90,11 +101,11 @@ services:
   - name: web
     listen: 127.0.0.1:18080
     routes: [{ cluster: backends }]
-    clusters: [{ name: backends, protocol: http1, lb: round_robin, endpoints: [{ address: "127.0.0.1:18181" }] }]
+    clusters: [{ name: backends, protocol: $up_protocol, lb: round_robin, endpoints: [{ address: "127.0.0.1:$up_port" }] }]
   - name: web-h2c
     listen: 127.0.0.1:18082
     routes: [{ cluster: backends }]
-    clusters: [{ name: backends, protocol: http1, lb: round_robin, endpoints: [{ address: "127.0.0.1:18181" }] }]
+    clusters: [{ name: backends, protocol: $up_protocol, lb: round_robin, endpoints: [{ address: "127.0.0.1:$up_port" }] }]
 EOF
 { haproxy_loopback_head; cat <<'EOF'
   option forwardfor
@@ -106,8 +117,8 @@ EOF
   cat <<'EOF'
   default_backend backends
 backend backends
-  server b1 127.0.0.1:18181
 EOF
+  echo "  server b1 127.0.0.1:$up_port$haproxy_proto"
 } >"$work/haproxy.cfg"
 
 # succeeded NAME -> the requests h2load's last run completed (exits when none did)
@@ -181,7 +192,7 @@ for line in sys.stdin:
         copy += n
 if total == 0:
     sys.exit('l7-loopback: $name: no totals in the callgrind dump')
-print('round $round $mode %-24s %9.0f instructions a request in user space (memcpy/memmove %4.1f%%) (%d ok)'
+print('round $round $mode up $upstream %-24s %9.0f instructions a request in user space (memcpy/memmove %4.1f%%) (%d ok)'
       % ('$name', total / $ok, 100.0 * copy / total, $ok))"
   elif [ -n "$perfdir" ]; then
     mkdir -p "$perfdir"
@@ -202,7 +213,7 @@ print('round $round $mode %-24s %9.0f instructions a request in user space (memc
     rps="$(grep -o 'finished in [^,]*, [0-9.]* req/s' "$work/h2load.out" | awk '{print $4}')"
     python3 -c "
 u = ($u1 - $u0) * 1e6 / $hz / $ok; s = ($s1 - $s0) * 1e6 / $hz / $ok
-print('round $round $mode %-24s %9.0f req/s  user %5.2f us  system %5.2f us  total %5.2f us a request (%d ok)' % ('$name', $rps, u, s, u + s, $ok))"
+print('round $round $mode up $upstream %-24s %9.0f req/s  user %5.2f us  system %5.2f us  total %5.2f us a request (%d ok)' % ('$name', $rps, u, s, u + s, $ok))"
   fi
   kill -TERM "$pid" 2>/dev/null || true
   kill -QUIT "$ng" 2>/dev/null || true

@@ -1623,6 +1623,28 @@ services:
     );
     assert!(trusts(&new), "the running configuration serves on");
 
+    // a configuration naming a certificate not written yet: refused, and applied when
+    // the certificate and key appear, with no further edit of the configuration
+    let (cert3, key3) = (dir.join("cert3.pem"), dir.join("key3.pem"));
+    let yaml3 = yaml
+        .replace(&cert.display().to_string(), &cert3.display().to_string())
+        .replace(&key.display().to_string(), &key3.display().to_string());
+    std::fs::write(&config, &yaml3).unwrap();
+    wait_for("reload failed", 2);
+    assert!(trusts(&new), "the running configuration serves on");
+    let third = rcgen::generate_simple_self_signed(vec!["www.test".to_string()]).unwrap();
+    let (cert_tmp, key_tmp) = (dir.join("cert3.pem.tmp"), dir.join("key3.pem.tmp"));
+    write_pair(&third, &cert_tmp, &key_tmp);
+    std::fs::rename(&key_tmp, &key3).unwrap();
+    std::fs::rename(&cert_tmp, &cert3).unwrap();
+    wait_for("reloaded", 2);
+    assert!(
+        trusts(&third),
+        "the certificate the configuration waited for is served:\n{}",
+        log_text()
+    );
+    assert!(!trusts(&new));
+
     Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()

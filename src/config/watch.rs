@@ -8,7 +8,9 @@
 //! once it has held still for one more poll, so a reload does not read a file half
 //! written nor a certificate renewed before its key. After every reload, applied or
 //! refused, the files it read become the new base: a refused file is not retried until
-//! it changes again.
+//! it changes again. A configuration refused for a file it names (a certificate not yet
+//! written, a key that does not match) has that file watched too, beside the running
+//! configuration's.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -167,6 +169,15 @@ pub fn watched_files(path: &Path, cfg: &Config) -> Vec<PathBuf> {
         }
     }
     dedup(out)
+}
+
+/// What the watch follows after a reload: the files the `running` configuration names,
+/// and those a `refused` one named too (a certificate it names that is not there yet, say:
+/// when it appears, the reload is tried again without an edit of the configuration).
+pub fn after_reload(running: Vec<PathBuf>, refused: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut all = running;
+    all.extend(refused);
+    dedup(all)
 }
 
 /// The stand-alone L7 pool's file `path` and every file `cfg` names.

@@ -22,7 +22,7 @@ use super::health::PoolHealth;
 use super::metrics::L7Metrics;
 use super::proxy::{handle, ConnInfo, Shared};
 use super::state::{pool_threads, Clock, Snapshot};
-use crate::config::watch::{list, watched_l7_files, FileWatch};
+use crate::config::watch::{after_reload, list, watched_l7_files, FileWatch};
 
 /// How long shutdown waits for client connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -506,18 +506,26 @@ impl L7Pool {
     /// base either way.
     fn reload_file(&self, path: &Path, running: &mut Arc<L7Config>, watch: Option<&mut FileWatch>) {
         let before = watch.as_ref().map(|w| w.stamps());
-        match load(path).map(Arc::new).and_then(|cfg| {
-            self.reload(Arc::clone(&cfg))?;
-            Ok(cfg)
-        }) {
-            Ok(cfg) => {
-                eprintln!("fulcrum l7: reloaded {}", path.display());
-                *running = cfg;
-            }
+        // the files a configuration that parsed but was refused names
+        let mut refused = Vec::new();
+        match load(path).map(Arc::new) {
+            Ok(cfg) => match self.reload(Arc::clone(&cfg)) {
+                Ok(()) => {
+                    eprintln!("fulcrum l7: reloaded {}", path.display());
+                    *running = cfg;
+                }
+                Err(e) => {
+                    eprintln!("fulcrum l7: reload failed, keeping the old config: {e}");
+                    refused = watched_l7_files(path, &cfg);
+                }
+            },
             Err(e) => eprintln!("fulcrum l7: reload failed, keeping the old config: {e}"),
         }
         if let (Some(w), Some(before)) = (watch, before) {
-            w.rebase(watched_l7_files(path, running), before);
+            w.rebase(
+                after_reload(watched_l7_files(path, running), refused),
+                before,
+            );
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use fulcrum_dpdk::Port;
 
 use crate::admin::AdminError;
-use crate::config::watch::{list, watched_files, FileWatch};
+use crate::config::watch::{after_reload, list, watched_files, FileWatch};
 use crate::config::{self, Config, Mode, Protocol};
 use crate::control::{
     backend_key, build_snapshot, frames, route, IdRegistry, NeighborTable, Overrides,
@@ -482,15 +482,20 @@ impl Control {
     /// read them, become the watch's base either way.
     pub fn reload(&mut self) -> Result<String, Vec<String>> {
         let before = self.watch.as_ref().map(FileWatch::stamps);
-        let result = self.apply_file();
+        let mut refused = Vec::new();
+        let result = self.apply_file(&mut refused);
         if let (Some(w), Some(before)) = (&mut self.watch, before) {
-            w.rebase(watched_files(&self.path, &self.cfg), before);
+            w.rebase(
+                after_reload(watched_files(&self.path, &self.cfg), refused),
+                before,
+            );
         }
         result
     }
 
-    /// [`reload`](Self::reload)'s work.
-    fn apply_file(&mut self) -> Result<String, Vec<String>> {
+    /// [`reload`](Self::reload)'s work. A configuration that parses but is refused
+    /// leaves the files it names in `refused`.
+    fn apply_file(&mut self, refused: &mut Vec<PathBuf>) -> Result<String, Vec<String>> {
         match config::load(&self.path) {
             Err(diags) => {
                 for d in &diags {
@@ -506,7 +511,9 @@ impl Control {
                 Err(diags.iter().map(|d| d.to_string()).collect())
             }
             Ok(new) => {
+                let named = watched_files(&self.path, &new);
                 if let Some(why) = restart_needed(&self.cfg, &new) {
+                    *refused = named;
                     self.reloads.1 += 1;
                     println!("fulcrum: reload refused: {why} needs a restart; the running configuration stays");
                     self.refresh_view();
@@ -514,6 +521,7 @@ impl Control {
                 }
                 if let Some(pool) = &self.l7 {
                     if let Err(why) = super::l7::reload(pool, &new) {
+                        *refused = named;
                         self.reloads.1 += 1;
                         println!("fulcrum: reload refused: {why}; the running configuration stays");
                         self.refresh_view();
@@ -548,6 +556,7 @@ impl Control {
                     self.refresh_view();
                     Ok(msg)
                 } else {
+                    *refused = named;
                     self.cfg = old;
                     if let Some(pool) = &self.l7 {
                         // back to the routes and clusters that match the running L4 side

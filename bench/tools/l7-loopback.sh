@@ -192,7 +192,7 @@ for line in sys.stdin:
         copy += n
 if total == 0:
     sys.exit('l7-loopback: $name: no totals in the callgrind dump')
-print('round $round $mode up $upstream %-24s %9.0f instructions a request in user space (memcpy/memmove %4.1f%%) (%d ok)'
+print('round $round $mode, upstream $upstream: %-24s %9.0f instructions a request in user space (memcpy/memmove %4.1f%%) (%d ok)'
       % ('$name', total / $ok, 100.0 * copy / total, $ok))"
   elif [ -n "$perfdir" ]; then
     mkdir -p "$perfdir"
@@ -213,7 +213,7 @@ print('round $round $mode up $upstream %-24s %9.0f instructions a request in use
     rps="$(grep -o 'finished in [^,]*, [0-9.]* req/s' "$work/h2load.out" | awk '{print $4}')"
     python3 -c "
 u = ($u1 - $u0) * 1e6 / $hz / $ok; s = ($s1 - $s0) * 1e6 / $hz / $ok
-print('round $round $mode up $upstream %-24s %9.0f req/s  user %5.2f us  system %5.2f us  total %5.2f us a request (%d ok)' % ('$name', $rps, u, s, u + s, $ok))"
+print('round $round $mode, upstream $upstream: %-24s %9.0f req/s  user %5.2f us  system %5.2f us  total %5.2f us a request (%d ok)' % ('$name', $rps, u, s, u + s, $ok))"
   fi
   kill -TERM "$pid" 2>/dev/null || true
   kill -QUIT "$ng" 2>/dev/null || true

@@ -8,9 +8,9 @@
 //! once it has held still for one more poll, so a reload does not read a file half
 //! written nor a certificate renewed before its key. After every reload, applied or
 //! refused, the files it read become the new base: a refused file is not retried until
-//! it changes again. A configuration refused for a file it names (a certificate not yet
-//! written, a key that does not match) has that file watched too, beside the running
-//! configuration's.
+//! it changes again. The files the configuration last read names are watched too,
+//! applied or refused: one refused for a certificate not yet written is tried again when
+//! the certificate appears.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -145,13 +145,18 @@ fn stamp(paths: Vec<PathBuf>) -> Stamps {
         .collect()
 }
 
-/// The files a TLS section reads: certificates, keys, ticket keys.
-fn tls_files(tls: &TlsSpec, out: &mut Vec<PathBuf>) {
-    for c in &tls.certificates {
-        out.push(c.cert.clone());
-        out.push(c.key.clone());
+/// The configuration file `path` and the files its TLS sections read: certificates,
+/// keys, ticket keys.
+fn named_by<'a>(path: &Path, tls: impl Iterator<Item = &'a TlsSpec>) -> Vec<PathBuf> {
+    let mut out = vec![path.to_path_buf()];
+    for t in tls {
+        for c in &t.certificates {
+            out.push(c.cert.clone());
+            out.push(c.key.clone());
+        }
+        out.extend(t.session_ticket_keys.iter().cloned());
     }
-    out.extend(tls.session_ticket_keys.iter().cloned());
+    dedup(out)
 }
 
 fn dedup(mut files: Vec<PathBuf>) -> Vec<PathBuf> {
@@ -162,33 +167,27 @@ fn dedup(mut files: Vec<PathBuf>) -> Vec<PathBuf> {
 
 /// The configuration file `path` and every file `cfg` names.
 pub fn watched_files(path: &Path, cfg: &Config) -> Vec<PathBuf> {
-    let mut out = vec![path.to_path_buf()];
-    for s in &cfg.services {
-        if let Some(tls) = s.l7.as_ref().and_then(|l| l.tls.as_ref()) {
-            tls_files(tls, &mut out);
-        }
-    }
-    dedup(out)
+    named_by(
+        path,
+        cfg.services
+            .iter()
+            .filter_map(|s| s.l7.as_ref().and_then(|l| l.tls.as_ref())),
+    )
 }
 
 /// What the watch follows after a reload: the files the `running` configuration names,
-/// and those a `refused` one named too (a certificate it names that is not there yet, say:
-/// when it appears, the reload is tried again without an edit of the configuration).
-pub fn after_reload(running: Vec<PathBuf>, refused: Vec<PathBuf>) -> Vec<PathBuf> {
+/// and those the configuration just `read` names (the same when it was applied; when it
+/// was refused for a certificate not there yet, its appearing retries the reload without
+/// an edit of the configuration).
+pub fn after_reload(running: Vec<PathBuf>, read: Vec<PathBuf>) -> Vec<PathBuf> {
     let mut all = running;
-    all.extend(refused);
+    all.extend(read);
     dedup(all)
 }
 
 /// The stand-alone L7 pool's file `path` and every file `cfg` names.
 pub fn watched_l7_files(path: &Path, cfg: &L7Config) -> Vec<PathBuf> {
-    let mut out = vec![path.to_path_buf()];
-    for s in &cfg.services {
-        if let Some(tls) = &s.tls {
-            tls_files(tls, &mut out);
-        }
-    }
-    dedup(out)
+    named_by(path, cfg.services.iter().filter_map(|s| s.tls.as_ref()))
 }
 
 #[cfg(test)]

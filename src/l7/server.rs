@@ -506,26 +506,23 @@ impl L7Pool {
     /// base either way.
     fn reload_file(&self, path: &Path, running: &mut Arc<L7Config>, watch: Option<&mut FileWatch>) {
         let before = watch.as_ref().map(|w| w.stamps());
-        // the files a configuration that parsed but was refused names
-        let mut refused = Vec::new();
+        // the files the configuration read names, applied or refused
+        let mut named = Vec::new();
         match load(path).map(Arc::new) {
-            Ok(cfg) => match self.reload(Arc::clone(&cfg)) {
-                Ok(()) => {
-                    eprintln!("fulcrum l7: reloaded {}", path.display());
-                    *running = cfg;
+            Ok(cfg) => {
+                named = watched_l7_files(path, &cfg);
+                match self.reload(Arc::clone(&cfg)) {
+                    Ok(()) => {
+                        eprintln!("fulcrum l7: reloaded {}", path.display());
+                        *running = cfg;
+                    }
+                    Err(e) => eprintln!("fulcrum l7: reload failed, keeping the old config: {e}"),
                 }
-                Err(e) => {
-                    eprintln!("fulcrum l7: reload failed, keeping the old config: {e}");
-                    refused = watched_l7_files(path, &cfg);
-                }
-            },
+            }
             Err(e) => eprintln!("fulcrum l7: reload failed, keeping the old config: {e}"),
         }
         if let (Some(w), Some(before)) = (watch, before) {
-            w.rebase(
-                after_reload(watched_l7_files(path, running), refused),
-                before,
-            );
+            w.rebase(after_reload(watched_l7_files(path, running), named), before);
         }
     }
 }

@@ -482,20 +482,20 @@ impl Control {
     /// read them, become the watch's base either way.
     pub fn reload(&mut self) -> Result<String, Vec<String>> {
         let before = self.watch.as_ref().map(FileWatch::stamps);
-        let mut refused = Vec::new();
-        let result = self.apply_file(&mut refused);
+        let mut named = Vec::new();
+        let result = self.apply_file(&mut named);
         if let (Some(w), Some(before)) = (&mut self.watch, before) {
             w.rebase(
-                after_reload(watched_files(&self.path, &self.cfg), refused),
+                after_reload(watched_files(&self.path, &self.cfg), named),
                 before,
             );
         }
         result
     }
 
-    /// [`reload`](Self::reload)'s work. A configuration that parses but is refused
-    /// leaves the files it names in `refused`.
-    fn apply_file(&mut self, refused: &mut Vec<PathBuf>) -> Result<String, Vec<String>> {
+    /// [`reload`](Self::reload)'s work. A configuration that parses leaves the files it
+    /// names in `named`, applied or refused.
+    fn apply_file(&mut self, named: &mut Vec<PathBuf>) -> Result<String, Vec<String>> {
         match config::load(&self.path) {
             Err(diags) => {
                 for d in &diags {
@@ -511,9 +511,8 @@ impl Control {
                 Err(diags.iter().map(|d| d.to_string()).collect())
             }
             Ok(new) => {
-                let named = watched_files(&self.path, &new);
+                *named = watched_files(&self.path, &new);
                 if let Some(why) = restart_needed(&self.cfg, &new) {
-                    *refused = named;
                     self.reloads.1 += 1;
                     println!("fulcrum: reload refused: {why} needs a restart; the running configuration stays");
                     self.refresh_view();
@@ -521,7 +520,6 @@ impl Control {
                 }
                 if let Some(pool) = &self.l7 {
                     if let Err(why) = super::l7::reload(pool, &new) {
-                        *refused = named;
                         self.reloads.1 += 1;
                         println!("fulcrum: reload refused: {why}; the running configuration stays");
                         self.refresh_view();
@@ -556,7 +554,6 @@ impl Control {
                     self.refresh_view();
                     Ok(msg)
                 } else {
-                    *refused = named;
                     self.cfg = old;
                     if let Some(pool) = &self.l7 {
                         // back to the routes and clusters that match the running L4 side

@@ -415,22 +415,17 @@ cpu_split() {
 # balancer's core, so how often each proxy hands the core over (and is taken off it)
 # is part of what a request costs there.
 switches_snapshot() {
-  local lbv=0 lbi=0 bev=0 bei=0 t i pid
-  if [ -n "$LB_PID" ]; then
-    for t in /proc/"$LB_PID"/task/*/status; do
-      read -r v n < <(awk '/^voluntary_ctxt/ {v=$2} /^nonvoluntary_ctxt/ {n=$2} END {print v+0, n+0}' "$t" 2>/dev/null || echo "0 0")
-      lbv=$((lbv + v)); lbi=$((lbi + n))
-    done
-  fi
-  for i in 1 2 3; do
-    for pid in $(ip netns pids "$P-b$i" 2>/dev/null); do
-      for t in /proc/"$pid"/task/*/status; do
-        read -r v n < <(awk '/^voluntary_ctxt/ {v=$2} /^nonvoluntary_ctxt/ {n=$2} END {print v+0, n+0}' "$t" 2>/dev/null || echo "0 0")
-        bev=$((bev + v)); bei=$((bei + n))
-      done
-    done
-  done
-  echo "$lbv $lbi $bev $bei"
+  local backends=() i
+  for i in 1 2 3; do backends+=($(ip netns pids "$P-b$i" 2>/dev/null || true)); done
+  echo "$(task_switches $LB_PID) $(task_switches "${backends[@]}")"
+}
+# task_switches PID...: "VOLUNTARY INVOLUNTARY" context switches of every thread of PIDs.
+task_switches() {
+  local pid files=()
+  for pid in "$@"; do files+=(/proc/"$pid"/task/*/status); done
+  [ "${#files[@]}" -gt 0 ] || { echo "0 0"; return; }
+  awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v + 0, n + 0}' \
+    "${files[@]}" 2>/dev/null || true
 }
 # switches_split KEY LABEL REQUESTS BEFORE AFTER: context switches a request, in the log
 # and OUT/e2e-switches.txt.
